@@ -1,0 +1,328 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrUnavailable is returned (wrapped) when an issuer's key set has never
+// been fetched successfully, so no token of that issuer can be checked.
+var ErrUnavailable = errors.New("JWK set unavailable")
+
+// maxJWKSBytes bounds the size of a fetched JWK set document.
+const maxJWKSBytes = 1 << 20
+
+// Source gives the current key set of one issuer. Implementations are safe
+// for concurrent use.
+type Source interface {
+	// KeySet returns the current key set, or an error wrapping
+	// ErrUnavailable when there has never been one.
+	KeySet(ctx context.Context) (*KeySet, error)
+	// Refetch asks for a fresher key set because a token named a key id the
+	// current set lacks; it may return the current set unchanged (rate
+	// limits, static sources).
+	Refetch(ctx context.Context) (*KeySet, error)
+}
+
+// Static is a Source whose key set never changes (inline keys or a file,
+// which is re-read with the policy).
+type Static struct{ set *KeySet }
+
+// NewStatic returns a Static source serving set.
+func NewStatic(set *KeySet) *Static { return &Static{set: set} }
+
+// KeySet returns the set; it never fails.
+func (s *Static) KeySet(context.Context) (*KeySet, error) { return s.set, nil }
+
+// Refetch returns the set unchanged.
+func (s *Static) Refetch(context.Context) (*KeySet, error) { return s.set, nil }
+
+// RemoteOptions tune a Remote. Zero values take the defaults noted.
+type RemoteOptions struct {
+	Refresh    time.Duration // background refresh period; default 15m
+	Retry      time.Duration // retry period after a failed fetch; default 30s (capped at Refresh)
+	MinRefetch time.Duration // least time between fetches triggered by unknown kids; default 10s
+	Timeout    time.Duration // one fetch; default 10s
+	Client     *http.Client  // default: a client with Timeout
+	// OnFetch, when set, is called after every fetch attempt, outside any
+	// lock, with the error (nil on success).
+	OnFetch func(uri string, err error)
+}
+
+func (o RemoteOptions) withDefaults() RemoteOptions {
+	if o.Refresh <= 0 {
+		o.Refresh = 15 * time.Minute
+	}
+	if o.Retry <= 0 {
+		o.Retry = 30 * time.Second
+	}
+	o.Retry = min(o.Retry, o.Refresh)
+	if o.MinRefetch <= 0 {
+		o.MinRefetch = 10 * time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: o.Timeout}
+	}
+	return o
+}
+
+// Remote is a Source fetched over HTTP. It keeps serving the last good set
+// while the IdP is down, refreshes in the background once started, and
+// refetches on demand (unknown kid) at most once per MinRefetch. Concurrent
+// fetches are collapsed into one, and no lock is held during I/O.
+type Remote struct {
+	uri  string
+	opts RemoteOptions
+
+	set   atomic.Pointer[KeySet]
+	tried atomic.Bool
+
+	mu       sync.Mutex
+	inflight chan struct{}
+	last     time.Time // start of the last fetch
+	lastErr  error
+
+	startOnce sync.Once
+	stopOnce  sync.Once
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+// NewRemote returns a Remote for uri. Nothing is fetched until KeySet,
+// Refetch or Start is called.
+func NewRemote(uri string, opts RemoteOptions) *Remote {
+	return &Remote{uri: uri, opts: opts.withDefaults(), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// URI returns the address the set is fetched from.
+func (r *Remote) URI() string { return r.uri }
+
+// Tried reports whether at least one fetch has finished, successfully or not.
+func (r *Remote) Tried() bool { return r.tried.Load() }
+
+// KeySet returns the current set. When there has never been one it fetches
+// (joining a fetch in flight) and waits for the result or ctx.
+func (r *Remote) KeySet(ctx context.Context) (*KeySet, error) {
+	if s := r.set.Load(); s != nil {
+		return s, nil
+	}
+	r.fetch(ctx, false)
+	if s := r.set.Load(); s != nil {
+		return s, nil
+	}
+	return nil, r.unavailable()
+}
+
+// Refetch fetches a new set unless one was fetched less than MinRefetch ago,
+// and returns the current set afterwards.
+func (r *Remote) Refetch(ctx context.Context) (*KeySet, error) {
+	r.fetch(ctx, false)
+	if s := r.set.Load(); s != nil {
+		return s, nil
+	}
+	return nil, r.unavailable()
+}
+
+func (r *Remote) unavailable() error {
+	r.mu.Lock()
+	err := r.lastErr
+	r.mu.Unlock()
+	if err == nil {
+		return fmt.Errorf("%w: %s: not fetched yet", ErrUnavailable, r.uri)
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// fetch starts a fetch, or joins the one in flight, and waits for it or for
+// ctx. Without force it does nothing when the last fetch started less than
+// MinRefetch ago.
+func (r *Remote) fetch(ctx context.Context, force bool) {
+	r.mu.Lock()
+	if ch := r.inflight; ch != nil {
+		r.mu.Unlock()
+		wait(ctx, ch)
+		return
+	}
+	if !force && !r.last.IsZero() && time.Since(r.last) < r.opts.MinRefetch {
+		r.mu.Unlock()
+		return
+	}
+	ch := make(chan struct{})
+	r.inflight = ch
+	r.last = time.Now()
+	r.mu.Unlock()
+
+	go func() {
+		// The fetch runs on its own context so one caller giving up does
+		// not fail it for the others waiting.
+		fctx, cancel := context.WithTimeout(context.Background(), r.opts.Timeout)
+		set, err := r.get(fctx)
+		cancel()
+		if err == nil {
+			r.set.Store(set)
+		}
+		r.tried.Store(true)
+		r.mu.Lock()
+		r.inflight = nil
+		r.lastErr = err
+		r.mu.Unlock()
+		close(ch)
+		if r.opts.OnFetch != nil {
+			r.opts.OnFetch(r.uri, err)
+		}
+	}()
+	wait(ctx, ch)
+}
+
+func wait(ctx context.Context, ch <-chan struct{}) {
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
+}
+
+func (r *Remote) get(ctx context.Context) (*KeySet, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.uri, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetching JWK set %s: %w", r.uri, err)
+	}
+	req.Header.Set("Accept", "application/json, application/jwk-set+json")
+	resp, err := r.opts.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching JWK set: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching JWK set %s: HTTP status %d", r.uri, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetching JWK set %s: %w", r.uri, err)
+	}
+	if len(body) > maxJWKSBytes {
+		return nil, fmt.Errorf("fetching JWK set %s: document larger than %d bytes", r.uri, maxJWKSBytes)
+	}
+	set, err := ParseKeySet(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.uri, err)
+	}
+	return set, nil
+}
+
+// Start fetches now and then refreshes in the background every Refresh
+// (every Retry while fetches fail) until Close. Calling it again does nothing.
+func (r *Remote) Start() {
+	r.startOnce.Do(func() { go r.loop() })
+}
+
+func (r *Remote) loop() {
+	defer close(r.done)
+	for {
+		r.fetch(context.Background(), true)
+		next := r.opts.Refresh
+		r.mu.Lock()
+		if r.lastErr != nil {
+			next = r.opts.Retry
+		}
+		r.mu.Unlock()
+		t := time.NewTimer(next)
+		select {
+		case <-r.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the background refresh, if started, and waits for it to end.
+func (r *Remote) Close() {
+	r.stopOnce.Do(func() { close(r.stop) })
+	started := true
+	r.startOnce.Do(func() { started = false; close(r.done) })
+	if started {
+		<-r.done
+	}
+}
+
+// Registry shares Remote sources between successive policies so that a
+// reload does not refetch every JWK set. It is safe for concurrent use.
+type Registry struct {
+	opts       RemoteOptions
+	background bool
+
+	mu      sync.Mutex
+	remotes map[string]*Remote
+}
+
+// NewRegistry returns an empty Registry. With background set, each Remote
+// is started (refreshed in the background) when first handed out.
+func NewRegistry(opts RemoteOptions, background bool) *Registry {
+	return &Registry{opts: opts, background: background, remotes: map[string]*Remote{}}
+}
+
+// Remote returns the shared Remote for uri with the given refresh period,
+// creating it on first use.
+func (g *Registry) Remote(uri string, refresh time.Duration) *Remote {
+	id := fmt.Sprintf("%s|%s", uri, refresh)
+	g.mu.Lock()
+	r, ok := g.remotes[id]
+	if !ok {
+		opts := g.opts
+		if refresh > 0 {
+			opts.Refresh = refresh
+		}
+		r = NewRemote(uri, opts)
+		g.remotes[id] = r
+	}
+	g.mu.Unlock()
+	if g.background {
+		r.Start()
+	}
+	return r
+}
+
+// Retain closes every Remote not in keep; call it after a new policy that
+// uses only keep has been published.
+func (g *Registry) Retain(keep []*Remote) {
+	g.mu.Lock()
+	var drop []*Remote
+	for id, r := range g.remotes {
+		used := false
+		for _, k := range keep {
+			used = used || k == r
+		}
+		if !used {
+			drop = append(drop, r)
+			delete(g.remotes, id)
+		}
+	}
+	g.mu.Unlock()
+	for _, r := range drop {
+		r.Close()
+	}
+}
+
+// Tried reports whether every Remote has finished at least one fetch.
+func (g *Registry) Tried() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, r := range g.remotes {
+		if !r.Tried() {
+			return false
+		}
+	}
+	return true
+}
+
+// Close stops every Remote.
+func (g *Registry) Close() { g.Retain(nil) }

@@ -1,0 +1,73 @@
+package cache
+
+import (
+	"crypto/sha256"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+)
+
+// Digest identifies a token in the caches: its SHA-256, so a cache never
+// holds a token and a forged token cannot collide with a verified one.
+type Digest [sha256.Size]byte
+
+// DigestOf returns the Digest of token.
+func DigestOf(token string) Digest { return sha256.Sum256([]byte(token)) }
+
+type verified[V any] struct {
+	value   V
+	expires time.Time
+}
+
+// Tokens caches the outcome of token verification: successes (type V) until
+// the token's expiry, at most Size of them, least recently used evicted
+// first; failures (type F) for a short FailureTTL, so a flood of garbage
+// tokens costs one verification each per TTL. It is safe for concurrent use.
+type Tokens[V, F any] struct {
+	ok  *lru.Cache[Digest, verified[V]]
+	bad *expirable.LRU[Digest, F]
+}
+
+// NewTokens returns a cache of at most size verified tokens and failSize
+// failures, each failure kept for failTTL.
+func NewTokens[V, F any](size, failSize int, failTTL time.Duration) *Tokens[V, F] {
+	ok, err := lru.New[Digest, verified[V]](size)
+	if err != nil {
+		panic("cache: token cache size must be positive") // programming error
+	}
+	return &Tokens[V, F]{ok: ok, bad: expirable.NewLRU[Digest, F](failSize, nil, failTTL)}
+}
+
+// Verified returns the value cached for d if it has not expired at now; an
+// expired entry is removed.
+func (t *Tokens[V, F]) Verified(d Digest, now time.Time) (V, bool) {
+	e, ok := t.ok.Get(d)
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	if !now.Before(e.expires) {
+		t.ok.Remove(d)
+		var zero V
+		return zero, false
+	}
+	return e.value, true
+}
+
+// AddVerified caches v for d until expires.
+func (t *Tokens[V, F]) AddVerified(d Digest, v V, expires time.Time) {
+	t.ok.Add(d, verified[V]{value: v, expires: expires})
+}
+
+// Forget drops any success cached for d.
+func (t *Tokens[V, F]) Forget(d Digest) { t.ok.Remove(d) }
+
+// Failed returns the failure cached for d, if any and still fresh.
+func (t *Tokens[V, F]) Failed(d Digest) (F, bool) { return t.bad.Get(d) }
+
+// AddFailed caches the failure f for d for the failure TTL.
+func (t *Tokens[V, F]) AddFailed(d Digest, f F) { t.bad.Add(d, f) }
+
+// Len returns the number of cached successes.
+func (t *Tokens[V, F]) Len() int { return t.ok.Len() }

@@ -1,0 +1,172 @@
+// Package testkit loads an example's demo credentials and mints real keys and
+// tokens from them, for tests only. It is the one place tests get secrets
+// from; nothing outside _test files may import it.
+package testkit
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+// Demo is one example's demo-credentials.json.
+type Demo struct {
+	Dir     string
+	Keys    map[string]string `json:"keys"`
+	Issuers map[string]struct {
+		Kid           string `json:"kid"`
+		Alg           string `json:"alg"`
+		PrivateKeyPEM string `json:"private_key_pem"`
+	} `json:"issuers"`
+	Tokens map[string]struct {
+		Issuer string         `json:"issuer"`
+		Claims map[string]any `json:"claims"`
+	} `json:"tokens"`
+}
+
+// Root returns the repository root.
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// Example returns the folder of examples/<name>.
+func Example(name string) string { return filepath.Join(Root(), "examples", name) }
+
+// Load reads examples/<name>/demo-credentials.json.
+func Load(t testing.TB, name string) *Demo {
+	t.Helper()
+	d := &Demo{Dir: Example(name)}
+	b, err := os.ReadFile(filepath.Join(d.Dir, "demo-credentials.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, d); err != nil {
+		t.Fatalf("demo credentials of %s: %v", name, err)
+	}
+	return d
+}
+
+// Policy returns the path of the example's policy.yaml.
+func (d *Demo) Policy() string { return filepath.Join(d.Dir, "policy.yaml") }
+
+// Key returns the plaintext of demo key id.
+func (d *Demo) Key(t testing.TB, id string) string {
+	t.Helper()
+	k, ok := d.Keys[id]
+	if !ok {
+		t.Fatalf("no demo key %q", id)
+	}
+	return k
+}
+
+// Signer returns the private key and kid of demo issuer id.
+func (d *Demo) Signer(t testing.TB, id string) (crypto.Signer, string) {
+	t.Helper()
+	is, ok := d.Issuers[id]
+	if !ok {
+		t.Fatalf("no demo issuer %q", id)
+	}
+	blk, _ := pem.Decode([]byte(is.PrivateKeyPEM))
+	if blk == nil {
+		t.Fatalf("issuer %s: no PEM block", id)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.(crypto.Signer), is.Kid
+}
+
+// Token mints the named demo token, valid from now-1m for lifetime, with
+// claims overridden by extra (a nil value deletes a claim).
+func (d *Demo) Token(t testing.TB, name string, now time.Time, lifetime time.Duration, extra map[string]any) string {
+	t.Helper()
+	tk, ok := d.Tokens[name]
+	if !ok {
+		t.Fatalf("no demo token %q", name)
+	}
+	claims := maps.Clone(tk.Claims)
+	claims["iat"] = now.Add(-time.Minute).Unix()
+	claims["nbf"] = now.Add(-time.Minute).Unix()
+	claims["exp"] = now.Add(lifetime).Unix()
+	for k, v := range extra {
+		if v == nil {
+			delete(claims, k)
+		} else {
+			claims[k] = v
+		}
+	}
+	key, kid := d.Signer(t, tk.Issuer)
+	return Sign(t, key, "RS256", map[string]any{"kid": kid}, claims)
+}
+
+// Sign makes a compact JWS of claims with key and alg, with the given extra
+// protected header fields (a "kid" of nil is omitted).
+func Sign(t testing.TB, key any, alg string, header map[string]any, claims map[string]any) string {
+	t.Helper()
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := jws.NewHeaders()
+	for k, v := range header {
+		if v == nil {
+			continue
+		}
+		if err := h.Set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := jws.Sign(payload, jws.WithKey(jwa.SignatureAlgorithm(alg), key, jws.WithProtectedHeaders(h)))
+	if err != nil {
+		t.Fatalf("signing: %v", err)
+	}
+	return string(out)
+}
+
+// JWKS returns a JWK set document holding the public keys with their kids.
+func JWKS(t testing.TB, keys map[string]crypto.PublicKey) []byte {
+	t.Helper()
+	set := jwk.NewSet()
+	for kid, pub := range keys {
+		k, err := jwk.FromRaw(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = k.Set(jwk.KeyIDKey, kid)
+		_ = set.AddKey(k)
+	}
+	b, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// RSAKey generates an RSA key of bits.
+func RSAKey(t testing.TB, bits int) *rsa.PrivateKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// Header formats a -H style header line.
+func Header(name, value string) string { return fmt.Sprintf("%s: %s", name, value) }

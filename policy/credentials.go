@@ -1,0 +1,144 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"strings"
+	"time"
+
+	"github.com/portcullis/portcullis/cache"
+)
+
+// maxKeyBytes bounds an API key; longer values are rejected unhashed.
+const maxKeyBytes = 512
+
+// credentials are what a request presents, before verification.
+type credentials struct {
+	key   string
+	token string
+}
+
+// extract reads the API key and the JWT from the configured headers. Two
+// different values for one credential are ambiguous and denied.
+func (s *Snapshot) extract(h map[string]string) (credentials, Reason) {
+	var c credentials
+	set := func(dst *string, v string) Reason {
+		if *dst != "" && *dst != v {
+			return ReasonAmbiguousCredential
+		}
+		*dst = v
+		return ""
+	}
+	for _, name := range s.apiKeyHeaders {
+		if v := strings.TrimSpace(h[name]); v != "" {
+			if r := set(&c.key, v); r != "" {
+				return c, r
+			}
+		}
+	}
+	if s.bearerKeys && !containsStr(s.jwtHeaders, "authorization") {
+		if v := strings.TrimSpace(h["authorization"]); v != "" {
+			rest, ok := bearer(v)
+			if !ok || rest == "" {
+				return c, ReasonInvalidAPIKey
+			}
+			if r := set(&c.key, rest); r != "" {
+				return c, r
+			}
+		}
+	}
+	for _, name := range s.jwtHeaders {
+		v := strings.TrimSpace(h[name])
+		if v == "" || s.isNone(v) {
+			continue
+		}
+		rest, isBearer := bearer(v)
+		switch {
+		case isBearer && rest == "":
+			return c, ReasonInvalidToken
+		case isBearer && looksLikeJWT(rest):
+			v = rest
+		case isBearer && s.bearerKeys && name == "authorization":
+			if r := set(&c.key, rest); r != "" {
+				return c, r
+			}
+			continue
+		case isBearer, !looksLikeJWT(v):
+			return c, ReasonInvalidToken
+		}
+		// v is a JWT: "Bearer <jwt>" or a raw one (Cognito id tokens).
+		if r := set(&c.token, v); r != "" {
+			return c, r
+		}
+	}
+	return c, ""
+}
+
+func (s *Snapshot) isNone(v string) bool {
+	for _, n := range s.noneValues {
+		if strings.EqualFold(v, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// bearer splits "Bearer <value>" (scheme case-insensitive); ok is false
+// when v has another or no scheme.
+func bearer(v string) (rest string, ok bool) {
+	const scheme = "bearer"
+	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+		return "", false
+	}
+	if len(v) == len(scheme) {
+		return "", true
+	}
+	if v[len(scheme)] != ' ' && v[len(scheme)] != '\t' {
+		return "", false
+	}
+	return strings.TrimSpace(v[len(scheme)+1:]), true
+}
+
+// looksLikeJWT reports whether v has the shape of a compact JWS: three
+// base64url segments.
+func looksLikeJWT(v string) bool {
+	dots := 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '.':
+			dots++
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return dots == 2 && strings.HasPrefix(v, "eyJ")
+}
+
+func containsStr(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// lookupKey finds the entry for a presented key by its SHA-256 digest.
+func (s *Snapshot) lookupKey(plain string, now time.Time) (*Key, Reason) {
+	if len(plain) > maxKeyBytes {
+		return nil, ReasonInvalidAPIKey
+	}
+	d := cache.Digest(sha256.Sum256([]byte(plain)))
+	k := s.keys[d]
+	if k == nil || subtle.ConstantTimeCompare(k.Digest[:], d[:]) != 1 {
+		return nil, ReasonInvalidAPIKey
+	}
+	if k.Disabled {
+		return k, ReasonKeyDisabled
+	}
+	if !k.Expires.IsZero() && !now.Before(k.Expires) {
+		return k, ReasonKeyExpired
+	}
+	return k, ""
+}

@@ -1,0 +1,227 @@
+package policy
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The types in this file mirror the policy and keys files as written. They
+// are decoded strictly (unknown fields are errors) and then compiled into a
+// Snapshot by compile.go; nothing else reads them.
+
+type policyFile struct {
+	Version         int                   `yaml:"version"`
+	Credentials     credentialsFile       `yaml:"credentials"`
+	Issuers         map[string]issuerFile `yaml:"issuers"`
+	Tenants         map[string]tenantFile `yaml:"tenants"`
+	PersonalTenants bool                  `yaml:"personal_tenants"`
+	KeysFile        string                `yaml:"keys_file"`
+	Keys            []keyFile             `yaml:"keys"`
+	KeyLimit        int                   `yaml:"key_limit"`
+	KeyLifetime     Duration              `yaml:"key_lifetime"`
+	Tiers           map[string]tierFile   `yaml:"tiers"`
+	Context         []contextFile         `yaml:"context"`
+	Routes          []routeFile           `yaml:"routes"`
+	UpstreamHeaders upstreamFile          `yaml:"upstream_headers"`
+	Limits          limitsFile            `yaml:"limits"`
+}
+
+type credentialsFile struct {
+	APIKey *apiKeyFile `yaml:"api_key"`
+	JWT    *jwtFile    `yaml:"jwt"`
+}
+
+type apiKeyFile struct {
+	Headers []string `yaml:"headers"`
+	Bearer  bool     `yaml:"bearer"`
+}
+
+type jwtFile struct {
+	Headers []string `yaml:"headers"`
+	None    []string `yaml:"none"`
+}
+
+type issuerFile struct {
+	Issuer     string     `yaml:"issuer"`
+	JWKS       jwksFile   `yaml:"jwks"`
+	Audiences  []string   `yaml:"audiences"`
+	Algorithms []string   `yaml:"algorithms"`
+	Claims     claimsFile `yaml:"claims"`
+	RequireKID *bool      `yaml:"require_kid"`
+}
+
+type jwksFile struct {
+	URI     string           `yaml:"uri"`
+	Refresh Duration         `yaml:"refresh"`
+	File    string           `yaml:"file"`
+	Keys    []map[string]any `yaml:"keys"`
+}
+
+type claimsFile struct {
+	User   StringList `yaml:"user"`
+	Tenant StringList `yaml:"tenant"`
+	Groups StringList `yaml:"groups"`
+}
+
+type tenantFile struct {
+	Aliases []string `yaml:"aliases"`
+	Members []string `yaml:"members"`
+}
+
+type tierFile struct {
+	RequiresAny []requirementFile `yaml:"requires_any"`
+	AnyTenant   bool              `yaml:"any_tenant"`
+}
+
+type requirementFile struct {
+	Key      string   `yaml:"key"`
+	JWT      string   `yaml:"jwt"`
+	Scopes   []string `yaml:"scopes"`
+	Groups   []string `yaml:"groups"`
+	TokenUse string   `yaml:"token_use"`
+}
+
+type contextFile struct {
+	Header string   `yaml:"header"`
+	Tiers  []string `yaml:"tiers"`
+}
+
+type routeFile struct {
+	Prefix  string   `yaml:"prefix"`
+	Path    string   `yaml:"path"`
+	Methods []string `yaml:"methods"`
+	Tier    string   `yaml:"tier"`
+	Tenant  string   `yaml:"tenant"`
+	Public  bool     `yaml:"public"`
+}
+
+type upstreamFile struct {
+	Tenant           *string `yaml:"tenant"`
+	TenantKind       *string `yaml:"tenant_kind"`
+	User             *string `yaml:"user"`
+	Tier             *string `yaml:"tier"`
+	Credential       *string `yaml:"credential"`
+	StripCredentials *bool   `yaml:"strip_credentials"`
+}
+
+type limitsFile struct {
+	MaxTokenBytes int      `yaml:"max_token_bytes"`
+	ClockSkew     Duration `yaml:"clock_skew"`
+}
+
+// keysFile is a separate keys file (often a Kubernetes Secret).
+type keysFile struct {
+	Version int       `yaml:"version"`
+	Keys    []keyFile `yaml:"keys"`
+}
+
+type keyFile struct {
+	ID          string    `yaml:"id"`
+	SHA256      string    `yaml:"sha256"`
+	Tenant      string    `yaml:"tenant"`
+	User        string    `yaml:"user"`
+	Tier        string    `yaml:"tier"`
+	Superuser   bool      `yaml:"superuser"`
+	Created     Timestamp `yaml:"created"`
+	Expires     Timestamp `yaml:"expires"`
+	Disabled    bool      `yaml:"disabled"`
+	Label       string    `yaml:"label"`
+	Description string    `yaml:"description"`
+}
+
+// Duration is a policy duration: Go syntax ("90s", "15m", "1h30m") plus a
+// day unit ("270d"). The zero value means "not set".
+type Duration time.Duration
+
+// ParseDuration parses s as a Duration.
+func ParseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("invalid duration %q: want a whole number of days like \"270d\"", s)
+		}
+		return Duration(time.Duration(n) * 24 * time.Hour), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("invalid duration %q: want e.g. \"90s\", \"15m\", \"12h\" or \"270d\"", s)
+	}
+	return Duration(d), nil
+}
+
+// UnmarshalYAML decodes a scalar duration.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration like \"15m\" or \"270d\"", n.Line)
+	}
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = v
+	return nil
+}
+
+// Timestamp is a point in time written as RFC 3339 ("2026-01-02T15:04:05Z")
+// or as a date ("2026-01-02", midnight UTC). The zero value means "not set".
+type Timestamp struct{ time.Time }
+
+// ParseTimestamp parses s as a Timestamp.
+func ParseTimestamp(s string) (Timestamp, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return Timestamp{t}, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return Timestamp{t}, nil
+	}
+	return Timestamp{}, fmt.Errorf("invalid time %q: want RFC 3339 (2026-01-02T15:04:05Z) or a date (2026-01-02)", s)
+}
+
+// UnmarshalYAML decodes a scalar timestamp.
+func (t *Timestamp) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a time like 2026-01-02 or 2026-01-02T15:04:05Z", n.Line)
+	}
+	v, err := ParseTimestamp(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*t = v
+	return nil
+}
+
+// MarshalYAML writes the timestamp as RFC 3339 in UTC.
+func (t Timestamp) MarshalYAML() (any, error) {
+	if t.IsZero() {
+		return nil, nil
+	}
+	return t.UTC().Format(time.RFC3339), nil
+}
+
+// StringList is one string or a list of strings.
+type StringList []string
+
+// UnmarshalYAML accepts a scalar or a sequence of scalars.
+func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*l = StringList{n.Value}
+		return nil
+	case yaml.SequenceNode:
+		out := make(StringList, 0, len(n.Content))
+		for _, c := range n.Content {
+			if c.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: want a string", c.Line)
+			}
+			out = append(out, c.Value)
+		}
+		*l = out
+		return nil
+	}
+	return fmt.Errorf("line %d: want a string or a list of strings", n.Line)
+}

@@ -1,0 +1,151 @@
+package policy
+
+import (
+	"time"
+
+	"github.com/portcullis/portcullis/cache"
+)
+
+// Snapshot is one compiled, validated policy. It is immutable once Load
+// returns it and safe for concurrent use; a request pins one Snapshot for its
+// whole life, and a reload publishes a new one.
+type Snapshot struct {
+	path  string
+	files []string // every file read: policy, keys, JWKS files
+
+	apiKeyHeaders []string
+	bearerKeys    bool
+	jwtHeaders    []string
+	noneValues    []string
+
+	issuers map[string]*issuer // by id
+	byIss   map[string]*issuer // by "iss" claim
+
+	tenants  map[string]*tenant // by canonical name
+	aliases  map[string]string  // alias or name → canonical name
+	personal bool
+
+	keys        map[cache.Digest]*Key
+	keyList     []*Key          // file order
+	keyTenants  map[string]bool // tenants keys are bound to
+	keyLimit    int
+	keyLifetime time.Duration
+
+	tiers    []*tier // lowest first
+	tierName map[string]*tier
+
+	contexts []contextRule
+	routes   []route
+
+	up            upstream
+	alwaysRemove  []string // context headers, and credential headers when stripped
+	maxTokenBytes int
+	skew          time.Duration
+
+	remotes []*cache.Remote
+}
+
+type tenant struct {
+	name    string
+	members map[string]bool
+}
+
+type tier struct {
+	name      string
+	rank      int // 1 = lowest
+	anyTenant bool
+	reqs      []requirement
+}
+
+type keyNeed int
+
+const (
+	keyNone keyNeed = iota
+	keyCustomer
+	keySuperuser
+	keyAny
+)
+
+type requirement struct {
+	key      keyNeed
+	issuer   *issuer
+	scopes   []string
+	groups   []string
+	tokenUse string
+}
+
+type contextRule struct {
+	header string
+	tiers  map[string]bool // nil = any tier
+}
+
+type upstream struct {
+	tenant, tenantKind, user, tier, credential string // "" = not sent
+	strip                                      bool
+}
+
+// Key is one API key entry. Only the SHA-256 digest of the key is held.
+type Key struct {
+	ID          string
+	Digest      cache.Digest
+	Tenant      string
+	User        string
+	Tier        string
+	Superuser   bool
+	Created     time.Time
+	Expires     time.Time // effective expiry (explicit, or created + the policy's key lifetime); zero = never
+	Disabled    bool
+	Label       string
+	Description string
+
+	tier *tier
+}
+
+// Path returns the policy file the snapshot was loaded from.
+func (s *Snapshot) Path() string { return s.path }
+
+// Files returns every file the snapshot was built from (policy, keys file,
+// JWKS files), for a watcher to reload on change.
+func (s *Snapshot) Files() []string { return s.files }
+
+// Keys returns the API key entries in file order.
+func (s *Snapshot) Keys() []*Key { return s.keyList }
+
+// KeyLimit returns the policy's maximum number of keys (0 = unlimited).
+func (s *Snapshot) KeyLimit() int { return s.keyLimit }
+
+// KeyLifetime returns the policy's default key lifetime (0 = none).
+func (s *Snapshot) KeyLifetime() time.Duration { return s.keyLifetime }
+
+// Remotes returns the remote JWK sets the snapshot's issuers use.
+func (s *Snapshot) Remotes() []*cache.Remote { return s.remotes }
+
+// ContextHeaders returns the configured context header names.
+func (s *Snapshot) ContextHeaders() []string {
+	out := make([]string, len(s.contexts))
+	for i, c := range s.contexts {
+		out[i] = c.header
+	}
+	return out
+}
+
+// CredentialHeaders returns the header names credentials are read from.
+func (s *Snapshot) CredentialHeaders() []string {
+	out := append([]string(nil), s.apiKeyHeaders...)
+	if s.bearerKeys {
+		out = appendNew(out, "authorization")
+	}
+	for _, h := range s.jwtHeaders {
+		out = appendNew(out, h)
+	}
+	return out
+}
+
+func appendNew(list []string, v string) []string {
+	for _, x := range list {
+		if x == v {
+			return list
+		}
+	}
+	return append(list, v)
+}
