@@ -54,11 +54,14 @@ func Load(path string, opts LoadOptions) (*Snapshot, error) {
 	}
 	var f policyFile
 	src, err := decodeStrict(path, data, &f)
-	if err != nil {
+	if src == nil {
 		return nil, err
 	}
 	c := compiler{src: src, dir: filepath.Dir(path), opts: opts,
 		s: &Snapshot{path: path, files: []string{path}}}
+	if err != nil {
+		c.p.errs = append(c.p.errs, err)
+	}
 	if f.KeysFile != "" {
 		c.loadKeysFile(f.KeysFile)
 	}
@@ -99,6 +102,8 @@ func (c *compiler) loadKeysFile(name string) {
 	src, err := decodeStrict(path, data, &kf)
 	if err != nil {
 		c.p.errs = append(c.p.errs, err)
+	}
+	if src == nil {
 		return
 	}
 	if kf.Version != 0 && kf.Version != 1 {
@@ -350,7 +355,7 @@ func (c *compiler) requirement(p string, rf requirementFile) requirement {
 	if rf.JWT != "" {
 		r.issuer = c.s.issuers[rf.JWT]
 		if r.issuer == nil {
-			c.errf(p+".jwt", "unknown issuer %q (issuers are: %s)", rf.JWT, strings.Join(sortedKeys(c.s.issuers), ", "))
+			c.errf(p+".jwt", "unknown issuer %q (%s)", rf.JWT, listing("issuers", sortedKeys(c.s.issuers)))
 		}
 	} else if len(rf.Scopes) > 0 || len(rf.Groups) > 0 || rf.TokenUse != "" {
 		c.errf(p, "scopes, groups and token_use need jwt: <issuer>")
@@ -418,7 +423,7 @@ func (c *compiler) apiKeys(f *policyFile) {
 			}
 		}
 		if key.tier = c.s.tierName[k.Tier]; key.tier == nil {
-			bad(".tier", "unknown tier %q (tiers are: %s)", k.Tier, c.tierNames())
+			bad(".tier", "unknown tier %q (%s)", k.Tier, c.tierNames())
 		}
 		if key.Created.IsZero() {
 			bad(".created", "required (e.g. 2026-01-31)")
@@ -445,7 +450,15 @@ func (c *compiler) tierNames() string {
 	for i, t := range c.s.tiers {
 		names[i] = t.name
 	}
-	return strings.Join(names, ", ")
+	return listing("tiers", names)
+}
+
+// listing names the defined things of a kind for an error message.
+func listing(kind string, names []string) string {
+	if len(names) == 0 {
+		return "no " + kind + " are defined"
+	}
+	return kind + " are: " + strings.Join(names, ", ")
 }
 
 func (c *compiler) contexts(f *policyFile) {
@@ -466,7 +479,7 @@ func (c *compiler) contexts(f *policyFile) {
 		r := contextRule{header: h}
 		for j, t := range cf.Tiers {
 			if c.s.tierName[t] == nil {
-				c.errf(fmt.Sprintf("%s.tiers[%d]", p, j), "unknown tier %q (tiers are: %s)", t, c.tierNames())
+				c.errf(fmt.Sprintf("%s.tiers[%d]", p, j), "unknown tier %q (%s)", t, c.tierNames())
 			}
 			if r.tiers == nil {
 				r.tiers = map[string]bool{}
@@ -514,7 +527,7 @@ func (c *compiler) routes(f *policyFile) {
 			c.errf(p+".tier", "required (or public: true)")
 		default:
 			if r.tier = c.s.tierName[rf.Tier]; r.tier == nil {
-				c.errf(p+".tier", "unknown tier %q (tiers are: %s)", rf.Tier, c.tierNames())
+				c.errf(p+".tier", "unknown tier %q (%s)", rf.Tier, c.tierNames())
 			}
 		}
 		c.s.routes = append(c.s.routes, r)

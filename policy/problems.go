@@ -97,6 +97,8 @@ var lineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // decodeStrict parses data (YAML or JSON) into v, rejecting unknown fields,
 // and returns the tree for line lookups. Its errors read "file:line: …".
+// When only some fields failed to decode it returns both the tree (the rest
+// of v is decoded, so validation can go on) and the error.
 func decodeStrict(name string, data []byte, v any) (*source, error) {
 	src := &source{name: name, root: &yaml.Node{}}
 	if err := yaml.Unmarshal(data, src.root); err != nil {
@@ -123,7 +125,7 @@ func decodeStrict(name string, data []byte, v any) (*source, error) {
 		}
 		p.errs = append(p.errs, yamlErr(name, e))
 	}
-	return nil, p.err()
+	return src, p.err()
 }
 
 // yamlErr turns the YAML library's "yaml: line 3: x" into "file:3: x".

@@ -170,3 +170,18 @@ func RSAKey(t testing.TB, bits int) *rsa.PrivateKey {
 
 // Header formats a -H style header line.
 func Header(name, value string) string { return fmt.Sprintf("%s: %s", name, value) }
+
+// Realworld returns shared/realworld/<sub>, the third-party test data kept
+// beside the checkout. It is missing only outside the project's workspace:
+// then the test is skipped, except under CI, where it fails.
+func Realworld(t testing.TB, sub string) string {
+	t.Helper()
+	dir := filepath.Join(Root(), "..", "shared", "realworld", sub)
+	if _, err := os.Stat(dir); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("realworld data missing under CI: %v", err)
+		}
+		t.Skipf("realworld data not present: %v", err)
+	}
+	return dir
+}

@@ -1,0 +1,233 @@
+package cache_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/internal/testkit"
+)
+
+// TestRealWorldJWKS loads every key set published by a real IdP: all must
+// load; the x509 certificate map, which is not a JWK set, must be refused
+// with an error that says so.
+func TestRealWorldJWKS(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(testkit.Realworld(t, "jwks"), "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no JWK sets found: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			set, err := cache.ParseKeySet(data)
+			if strings.Contains(f, "NOT-JWKS") {
+				if err == nil || !strings.Contains(err.Error(), `no "keys" array`) {
+					t.Fatalf("want a clear refusal, got set=%v err=%v", set, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("real JWK set refused: %v", err)
+			}
+			if set.Len() == 0 {
+				t.Fatal("no usable key")
+			}
+			for _, k := range set.All() {
+				if k.Public == nil {
+					t.Errorf("key %q has no public key", k.ID)
+				}
+			}
+		})
+	}
+}
+
+func TestParseKeySetFilters(t *testing.T) {
+	small := testkit.RSAKey(t, 1024)
+	good := testkit.RSAKey(t, 2048)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	doc := testkit.JWKS(t, map[string]crypto.PublicKey{"small": small.Public(), "good": good.Public(), "ec": ec.Public()})
+	set, err := cache.ParseKeySet(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Keys("small")) != 0 {
+		t.Error("a 1024-bit RSA key was kept")
+	}
+	if !strings.Contains(strings.Join(set.Skipped(), ";"), "shorter than 2048") {
+		t.Errorf("skipped = %v, want the short key named", set.Skipped())
+	}
+	if ks := set.Keys("good"); len(ks) != 1 || !ks[0].Allows("RS256") || ks[0].Allows("ES256") {
+		t.Errorf("good RSA key: %v", ks)
+	}
+	if ks := set.Keys("ec"); len(ks) != 1 || !ks[0].Allows("ES256") || ks[0].Allows("RS256") || ks[0].Allows("ES384") {
+		t.Errorf("P-256 key: %v", ks)
+	}
+
+	for name, doc := range map[string]string{
+		"symmetric only":  `{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"h"}]}`,
+		"enc only":        `{"keys":[{"kty":"EC","crv":"P-256","use":"enc","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`,
+		"empty":           `{"keys":[]}`,
+		"not json":        `<html>`,
+		"alg mismatch":    `{"keys":[{"kty":"EC","crv":"P-256","alg":"RS256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}`,
+		"single key only": `{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}`,
+	} {
+		if _, err := cache.ParseKeySet([]byte(doc)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// jwksServer serves a JWK set that the test can replace or take down.
+type jwksServer struct {
+	*httptest.Server
+	mu   sync.Mutex
+	doc  []byte
+	down bool
+	hits atomic.Int32
+}
+
+func newJWKSServer(t *testing.T, doc []byte) *jwksServer {
+	s := &jwksServer{doc: doc}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.hits.Add(1)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.down {
+			http.Error(w, "IdP down", http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(s.doc)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *jwksServer) set(doc []byte, down bool) {
+	s.mu.Lock()
+	s.doc, s.down = doc, down
+	s.mu.Unlock()
+}
+
+func TestRemoteRotationAndOutage(t *testing.T) {
+	k1, k2 := testkit.RSAKey(t, 2048), testkit.RSAKey(t, 2048)
+	srv := newJWKSServer(t, testkit.JWKS(t, map[string]crypto.PublicKey{"k1": k1.Public()}))
+	r := cache.NewRemote(srv.URL, cache.RemoteOptions{MinRefetch: time.Nanosecond})
+	defer r.Close()
+	ctx := context.Background()
+
+	set, err := r.KeySet(ctx)
+	if err != nil || len(set.Keys("k1")) != 1 {
+		t.Fatalf("first fetch: %v %v", set, err)
+	}
+	if !r.Tried() {
+		t.Error("Tried is false after a fetch")
+	}
+
+	// The IdP rotates: k2 added, k1 removed. An unknown kid refetches.
+	srv.set(testkit.JWKS(t, map[string]crypto.PublicKey{"k2": k2.Public()}), false)
+	set, err = r.Refetch(ctx)
+	if err != nil || len(set.Keys("k2")) != 1 || len(set.Keys("k1")) != 0 {
+		t.Fatalf("after rotation: k1=%d k2=%d err=%v", len(set.Keys("k1")), len(set.Keys("k2")), err)
+	}
+
+	// The IdP goes down: the last good set keeps serving.
+	srv.set(nil, true)
+	set, err = r.Refetch(ctx)
+	if err != nil || len(set.Keys("k2")) != 1 {
+		t.Fatalf("stale set not served while the IdP is down: %v", err)
+	}
+}
+
+func TestRemoteNeverFetched(t *testing.T) {
+	srv := newJWKSServer(t, nil)
+	srv.set(nil, true)
+	r := cache.NewRemote(srv.URL, cache.RemoteOptions{})
+	_, err := r.KeySet(context.Background())
+	if !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	if !strings.Contains(err.Error(), "502") {
+		t.Errorf("error does not say why: %v", err)
+	}
+	if !r.Tried() {
+		t.Error("a failed first fetch must count as tried")
+	}
+}
+
+// TestRemoteRefetchRateLimited: a flood of unknown kids costs one fetch per
+// MinRefetch, and concurrent callers share one fetch.
+func TestRemoteRefetchRateLimited(t *testing.T) {
+	k := testkit.RSAKey(t, 2048)
+	srv := newJWKSServer(t, testkit.JWKS(t, map[string]crypto.PublicKey{"k": k.Public()}))
+	r := cache.NewRemote(srv.URL, cache.RemoteOptions{MinRefetch: time.Hour})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.Refetch(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for range 10 {
+		_, _ = r.Refetch(ctx)
+	}
+	if n := srv.hits.Load(); n != 1 {
+		t.Fatalf("%d fetches, want 1", n)
+	}
+}
+
+func TestRemoteBackground(t *testing.T) {
+	k := testkit.RSAKey(t, 2048)
+	srv := newJWKSServer(t, testkit.JWKS(t, map[string]crypto.PublicKey{"k": k.Public()}))
+	done := make(chan error, 1)
+	reg := cache.NewRegistry(cache.RemoteOptions{OnFetch: func(_ string, err error) {
+		select {
+		case done <- err:
+		default:
+		}
+	}}, true)
+	defer reg.Close()
+	r := reg.Remote(srv.URL, time.Hour)
+	if err := <-done; err != nil {
+		t.Fatalf("background fetch: %v", err)
+	}
+	if !reg.Tried() {
+		t.Error("registry not tried after the first fetch")
+	}
+	if reg.Remote(srv.URL, time.Hour) != r {
+		t.Error("the registry did not share the remote")
+	}
+	reg.Retain(nil)
+	if reg.Remote(srv.URL, time.Hour) == r {
+		t.Error("Retain(nil) kept the remote")
+	}
+}
+
+func TestRemoteRejectsHugeDocument(t *testing.T) {
+	srv := newJWKSServer(t, []byte(`{"keys":[`+strings.Repeat(" ", 2<<20)+`]}`))
+	_, err := cache.NewRemote(srv.URL, cache.RemoteOptions{}).KeySet(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/portcullis/portcullis/policy"
+)
+
+// headerFlags collects repeated -H 'name: value' flags; a repeated name is
+// joined with "," exactly as Envoy joins repeated headers.
+type headerFlags struct {
+	m     map[string]string
+	order []string
+}
+
+func (h *headerFlags) String() string { return "" }
+
+func (h *headerFlags) Set(v string) error {
+	name, value, ok := strings.Cut(v, ":")
+	name = strings.ToLower(strings.TrimSpace(name))
+	if !ok || name == "" {
+		return fmt.Errorf("want 'name: value', got %q", v)
+	}
+	value = strings.TrimLeft(value, " \t")
+	if h.m == nil {
+		h.m = map[string]string{}
+	}
+	if prev, dup := h.m[name]; dup {
+		value = prev + "," + value
+	} else {
+		h.order = append(h.order, name)
+	}
+	h.m[name] = value
+	return nil
+}
+
+// checkResult is the JSON printed by check (CONTRACT.md §1).
+type checkResult struct {
+	Allow         bool              `json:"allow"`
+	Status        int               `json:"status"`
+	Reason        policy.Reason     `json:"reason"`
+	Tier          string            `json:"tier"`
+	Tenant        string            `json:"tenant"`
+	TenantKind    string            `json:"tenant_kind"`
+	User          string            `json:"user"`
+	Credential    string            `json:"credential"`
+	SetHeaders    map[string]string `json:"set_headers"`
+	RemoveHeaders []string          `json:"remove_headers"`
+}
+
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	policyPath := fs.String("policy", "", "policy file (YAML or JSON)")
+	method := fs.String("method", "GET", "request method")
+	path := fs.String("path", "", "request path, query string allowed")
+	host := fs.String("host", "", "request host (:authority)")
+	var headers headerFlags
+	fs.Var(&headers, "H", "request header 'name: value' (repeatable)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: portcullis check --policy FILE --method M --path P [--host H] [-H 'name: value']...")
+		fs.PrintDefaults()
+	}
+	if ok, help := parseFlags(fs, args, stderr); !ok {
+		if help {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *policyPath == "" || *path == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	snap, err := policy.Load(*policyPath, policy.LoadOptions{})
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis check: invalid policy:\n%v\n", err)
+		return exitUsage
+	}
+	eng := policy.NewEngine(snap, policy.EngineOptions{})
+	if headers.m == nil {
+		headers.m = map[string]string{}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	d := eng.Decide(ctx, policy.Request{Method: *method, Path: *path, Host: *host, Headers: headers.m})
+
+	res := checkResult{
+		Allow: d.Allow, Status: d.Status, Reason: d.Reason, Tier: d.Tier, Tenant: d.Tenant,
+		TenantKind: d.TenantKind, User: d.User, Credential: d.Credential,
+		SetHeaders: map[string]string{}, RemoveHeaders: []string{},
+	}
+	for _, h := range d.SetHeaders {
+		res.SetHeaders[h.Name] = h.Value
+	}
+	res.RemoveHeaders = append(res.RemoveHeaders, d.RemoveHeaders...)
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(res); err != nil {
+		fmt.Fprintf(stderr, "portcullis check: %v\n", err)
+		return exitUsage
+	}
+	if !d.Allow {
+		return exitDenied
+	}
+	return exitOK
+}
+
+func runValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintln(stderr, "usage: portcullis validate FILE") }
+	if ok, help := parseFlags(fs, args, stderr); !ok {
+		if help {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	file := fs.Arg(0)
+	if _, err := os.Stat(file); err != nil {
+		fmt.Fprintf(stderr, "portcullis validate: %v\n", err)
+		return exitUsage
+	}
+	snap, err := policy.Load(file, policy.LoadOptions{})
+	if err != nil {
+		fmt.Fprintf(stderr, "%v\n", err)
+		fmt.Fprintf(stderr, "portcullis validate: %s is invalid\n", file)
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d keys, %d files)\n", file, len(snap.Keys()), len(snap.Files()))
+	return exitOK
+}
+
+func runKeys(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "hash" {
+		fmt.Fprintln(stderr, "usage: portcullis keys hash   (reads a key on stdin, prints its SHA-256 for a keys file)")
+		return exitUsage
+	}
+	b, err := io.ReadAll(io.LimitReader(stdin, 4096))
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis keys hash: reading stdin: %v\n", err)
+		return exitUsage
+	}
+	key := strings.TrimRight(string(b), "\r\n")
+	if key == "" {
+		fmt.Fprintln(stderr, "portcullis keys hash: no key on stdin")
+		return exitUsage
+	}
+	sum := sha256.Sum256([]byte(key))
+	fmt.Fprintln(stdout, hex.EncodeToString(sum[:]))
+	return exitOK
+}
