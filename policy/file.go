@@ -22,7 +22,7 @@ type policyFile struct {
 	KeysFile        string                `yaml:"keys_file"`
 	Keys            []keyFile             `yaml:"keys"`
 	KeyLimit        int                   `yaml:"key_limit"`
-	KeyLifetime     Duration              `yaml:"key_lifetime"`
+	KeyLifetime     string                `yaml:"key_lifetime"`
 	Tiers           map[string]tierFile   `yaml:"tiers"`
 	Context         []contextFile         `yaml:"context"`
 	Routes          []routeFile           `yaml:"routes"`
@@ -56,7 +56,7 @@ type issuerFile struct {
 
 type jwksFile struct {
 	URI     string           `yaml:"uri"`
-	Refresh Duration         `yaml:"refresh"`
+	Refresh string           `yaml:"refresh"`
 	File    string           `yaml:"file"`
 	Keys    []map[string]any `yaml:"keys"`
 }
@@ -109,8 +109,8 @@ type upstreamFile struct {
 }
 
 type limitsFile struct {
-	MaxTokenBytes int      `yaml:"max_token_bytes"`
-	ClockSkew     Duration `yaml:"clock_skew"`
+	MaxTokenBytes int    `yaml:"max_token_bytes"`
+	ClockSkew     string `yaml:"clock_skew"`
 }
 
 // keysFile is a separate keys file (often a Kubernetes Secret).
@@ -120,87 +120,47 @@ type keysFile struct {
 }
 
 type keyFile struct {
-	ID          string    `yaml:"id"`
-	SHA256      string    `yaml:"sha256"`
-	Tenant      string    `yaml:"tenant"`
-	User        string    `yaml:"user"`
-	Tier        string    `yaml:"tier"`
-	Superuser   bool      `yaml:"superuser"`
-	Created     Timestamp `yaml:"created"`
-	Expires     Timestamp `yaml:"expires"`
-	Disabled    bool      `yaml:"disabled"`
-	Label       string    `yaml:"label"`
-	Description string    `yaml:"description"`
+	ID          string `yaml:"id"`
+	SHA256      string `yaml:"sha256"`
+	Tenant      string `yaml:"tenant"`
+	User        string `yaml:"user"`
+	Tier        string `yaml:"tier"`
+	Superuser   bool   `yaml:"superuser"`
+	Created     string `yaml:"created"`
+	Expires     string `yaml:"expires"`
+	Disabled    bool   `yaml:"disabled"`
+	Label       string `yaml:"label"`
+	Description string `yaml:"description"`
 }
 
-// Duration is a policy duration: Go syntax ("90s", "15m", "1h30m") plus a
-// day unit ("270d"). The zero value means "not set".
-type Duration time.Duration
-
-// ParseDuration parses s as a Duration.
-func ParseDuration(s string) (Duration, error) {
+// ParseDuration parses a policy duration: Go syntax ("90s", "15m",
+// "1h30m") plus a day unit ("270d").
+func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
 		if err != nil || n < 0 {
 			return 0, fmt.Errorf("invalid duration %q: want a whole number of days like \"270d\"", s)
 		}
-		return Duration(time.Duration(n) * 24 * time.Hour), nil
+		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
 		return 0, fmt.Errorf("invalid duration %q: want e.g. \"90s\", \"15m\", \"12h\" or \"270d\"", s)
 	}
-	return Duration(d), nil
+	return d, nil
 }
 
-// UnmarshalYAML decodes a scalar duration.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a duration like \"15m\" or \"270d\"", n.Line)
-	}
-	v, err := ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	*d = v
-	return nil
-}
-
-// Timestamp is a point in time written as RFC 3339 ("2026-01-02T15:04:05Z")
-// or as a date ("2026-01-02", midnight UTC). The zero value means "not set".
-type Timestamp struct{ time.Time }
-
-// ParseTimestamp parses s as a Timestamp.
-func ParseTimestamp(s string) (Timestamp, error) {
+// ParseTimestamp parses a point in time written as RFC 3339
+// ("2026-01-02T15:04:05Z") or as a date ("2026-01-02", midnight UTC).
+func ParseTimestamp(s string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return Timestamp{t}, nil
+		return t, nil
 	}
 	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return Timestamp{t}, nil
+		return t, nil
 	}
-	return Timestamp{}, fmt.Errorf("invalid time %q: want RFC 3339 (2026-01-02T15:04:05Z) or a date (2026-01-02)", s)
-}
-
-// UnmarshalYAML decodes a scalar timestamp.
-func (t *Timestamp) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a time like 2026-01-02 or 2026-01-02T15:04:05Z", n.Line)
-	}
-	v, err := ParseTimestamp(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	*t = v
-	return nil
-}
-
-// MarshalYAML writes the timestamp as RFC 3339 in UTC.
-func (t Timestamp) MarshalYAML() (any, error) {
-	if t.IsZero() {
-		return nil, nil
-	}
-	return t.UTC().Format(time.RFC3339), nil
+	return time.Time{}, fmt.Errorf("invalid time %q: want RFC 3339 (2026-01-02T15:04:05Z) or a date (2026-01-02)", s)
 }
 
 // StringList is one string or a list of strings.

@@ -242,7 +242,8 @@ func (c *compiler) jwks(p string, j jwksFile) cache.Source {
 		c.errf(p, "set exactly one of uri, file and keys")
 		return nil
 	}
-	if j.Refresh != 0 && j.URI == "" {
+	refresh := c.duration(p+".refresh", j.Refresh)
+	if j.Refresh != "" && j.URI == "" {
 		c.errf(p+".refresh", "refresh applies only to a jwks uri")
 	}
 	switch {
@@ -252,14 +253,14 @@ func (c *compiler) jwks(p string, j jwksFile) cache.Source {
 			c.errf(p+".uri", "want an absolute http(s) URL, got %q", j.URI)
 			return nil
 		}
-		if j.Refresh != 0 && time.Duration(j.Refresh) < time.Minute {
-			c.errf(p+".refresh", "refresh %s is below the 1m minimum", time.Duration(j.Refresh))
+		if refresh != 0 && refresh < time.Minute {
+			c.errf(p+".refresh", "refresh %s is below the 1m minimum", refresh)
 		}
 		reg := c.opts.JWKS
 		if reg == nil {
 			reg = cache.NewRegistry(cache.RemoteOptions{}, false)
 		}
-		r := reg.Remote(j.URI, time.Duration(j.Refresh))
+		r := reg.Remote(j.URI, refresh)
 		c.s.remotes = append(c.s.remotes, r)
 		return r
 	case j.File != "":
@@ -372,7 +373,7 @@ func (c *compiler) requirement(p string, rf requirementFile) requirement {
 
 func (c *compiler) apiKeys(f *policyFile) {
 	c.s.keyLimit = f.KeyLimit
-	c.s.keyLifetime = time.Duration(f.KeyLifetime)
+	c.s.keyLifetime = c.duration("key_lifetime", f.KeyLifetime)
 	if f.KeyLimit < 0 {
 		c.errf("key_limit", "must not be negative")
 	}
@@ -405,7 +406,20 @@ func (c *compiler) apiKeys(f *policyFile) {
 		k, p, src := e.k, e.at, e.src
 		bad := func(field, format string, args ...any) { c.p.addf(src, p+field, format, args...) }
 		key := &Key{ID: k.ID, Tenant: k.Tenant, User: k.User, Tier: k.Tier, Superuser: k.Superuser,
-			Created: k.Created.Time, Expires: k.Expires.Time, Disabled: k.Disabled, Label: k.Label, Description: k.Description}
+			Disabled: k.Disabled, Label: k.Label, Description: k.Description}
+		for _, ts := range []struct {
+			field, v string
+			dst      *time.Time
+		}{{".created", k.Created, &key.Created}, {".expires", k.Expires, &key.Expires}} {
+			if ts.v == "" {
+				continue
+			}
+			t, err := ParseTimestamp(ts.v)
+			if err != nil {
+				bad(ts.field, "%v", err)
+			}
+			*ts.dst = t
+		}
 		switch {
 		case k.ID == "":
 			bad(".id", "required")
@@ -425,7 +439,7 @@ func (c *compiler) apiKeys(f *policyFile) {
 		if key.tier = c.s.tierName[k.Tier]; key.tier == nil {
 			bad(".tier", "unknown tier %q (%s)", k.Tier, c.tierNames())
 		}
-		if key.Created.IsZero() {
+		if k.Created == "" {
 			bad(".created", "required (e.g. 2026-01-31)")
 		}
 		if !key.Expires.IsZero() && key.Expires.Before(key.Created) {
@@ -591,12 +605,24 @@ func (c *compiler) limits(f *policyFile) {
 		c.s.maxTokenBytes = n
 	}
 	c.s.skew = DefaultClockSkew
-	if d := time.Duration(f.Limits.ClockSkew); d != 0 {
+	if d := c.duration("limits.clock_skew", f.Limits.ClockSkew); d != 0 {
 		if d > MaxClockSkew {
 			c.errf("limits.clock_skew", "%s exceeds the %s maximum", d, MaxClockSkew)
 		}
 		c.s.skew = d
 	}
+}
+
+// duration parses an optional duration field; "" is 0.
+func (c *compiler) duration(path, v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	d, err := ParseDuration(v)
+	if err != nil {
+		c.errf(path, "%v", err)
+	}
+	return d
 }
 
 func sortedKeys[V any](m map[string]V) []string {
