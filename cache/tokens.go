@@ -2,6 +2,7 @@ package cache
 
 import (
 	"crypto/sha256"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -12,8 +13,21 @@ import (
 // holds a token and a forged token cannot collide with a verified one.
 type Digest [sha256.Size]byte
 
+// digestBufs recycles the buffers DigestOf copies tokens into, so that the
+// cached path allocates no token-sized garbage.
+var digestBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
 // DigestOf returns the Digest of token.
-func DigestOf(token string) Digest { return sha256.Sum256([]byte(token)) }
+func DigestOf(token string) Digest {
+	bp := digestBufs.Get().(*[]byte)
+	b := append((*bp)[:0], token...)
+	d := Digest(sha256.Sum256(b))
+	if cap(b) <= 64<<10 {
+		*bp = b
+		digestBufs.Put(bp)
+	}
+	return d
+}
 
 type verified[V any] struct {
 	value   V

@@ -81,6 +81,7 @@ func runExample(t *testing.T, example string, cases []exampleCase) {
 				t.Fatalf("got allow=%v status=%d reason=%s, want allow=%v status=%d reason=%s",
 					d.Allow, d.Status, d.Reason, tc.allow, tc.status, tc.reason)
 			}
+			assertNoSecret(t, d, h)
 			if tc.tier != "" && d.Tier != tc.tier {
 				t.Errorf("tier = %q, want %q", d.Tier, tc.tier)
 			}
