@@ -105,5 +105,3 @@ func assertNoSecret(t *testing.T, d policy.Decision, sent map[string]string) {
 		}
 	}
 }
-
-
