@@ -3,6 +3,7 @@ package cache
 import (
 	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -39,8 +40,9 @@ type verified[V any] struct {
 // first; failures (type F) for a short FailureTTL, so a flood of garbage
 // tokens costs one verification each per TTL. It is safe for concurrent use.
 type Tokens[V, F any] struct {
-	ok  *lru.Cache[Digest, verified[V]]
-	bad *expirable.LRU[Digest, F]
+	ok           *lru.Cache[Digest, verified[V]]
+	bad          *expirable.LRU[Digest, F]
+	hits, misses atomic.Uint64
 }
 
 // NewTokens returns a cache of at most size verified tokens and failSize
@@ -57,15 +59,16 @@ func NewTokens[V, F any](size, failSize int, failTTL time.Duration) *Tokens[V, F
 // expired entry is removed.
 func (t *Tokens[V, F]) Verified(d Digest, now time.Time) (V, bool) {
 	e, ok := t.ok.Get(d)
-	if !ok {
-		var zero V
-		return zero, false
-	}
-	if !now.Before(e.expires) {
+	if ok && !now.Before(e.expires) {
 		t.ok.Remove(d)
+		ok = false
+	}
+	if !ok {
+		t.misses.Add(1)
 		var zero V
 		return zero, false
 	}
+	t.hits.Add(1)
 	return e.value, true
 }
 
@@ -82,6 +85,9 @@ func (t *Tokens[V, F]) Failed(d Digest) (F, bool) { return t.bad.Get(d) }
 
 // AddFailed caches the failure f for d for the failure TTL.
 func (t *Tokens[V, F]) AddFailed(d Digest, f F) { t.bad.Add(d, f) }
+
+// Stats returns how many Verified lookups hit and missed so far.
+func (t *Tokens[V, F]) Stats() (hits, misses uint64) { return t.hits.Load(), t.misses.Load() }
 
 // Len returns the number of cached successes.
 func (t *Tokens[V, F]) Len() int { return t.ok.Len() }

@@ -82,6 +82,10 @@ func (d *Decision) Metadata() map[string]string {
 	return m
 }
 
+// Deny returns the deny Decision for r, for adapters that refuse a request
+// before it reaches an Engine (e.g. a CheckRequest without HTTP attributes).
+func Deny(r Reason) Decision { return deny(r) }
+
 func deny(r Reason) Decision {
 	return Decision{Status: r.Status(), Reason: r}
 }

@@ -55,6 +55,9 @@ func (e *Engine) Swap(s *Snapshot) *Snapshot { return e.snap.Swap(s) }
 // CachedTokens returns the number of verified tokens in the cache.
 func (e *Engine) CachedTokens() int { return e.tokens.Len() }
 
+// TokenCacheStats returns the verified-token cache's hits and misses so far.
+func (e *Engine) TokenCacheStats() (hits, misses uint64) { return e.tokens.Stats() }
+
 // Decide answers req. It never fails: a broken dependency or a panic is a
 // deny (503), never an allow.
 func (e *Engine) Decide(ctx context.Context, req Request) (d Decision) {

@@ -1,0 +1,210 @@
+package extauthz
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/portcullis/portcullis/policy"
+)
+
+// Observer is told of every decision, after it is made. Implementations must
+// be safe for concurrent use and must not block.
+type Observer interface {
+	Observe(ctx context.Context, c Check, d *policy.Decision, elapsed time.Duration)
+}
+
+// Check describes one check for an Observer: never a credential.
+type Check struct {
+	Transport string // "grpc" or "http"
+	RequestID string
+	Method    string
+	Path      string // without query string, which may hold secrets
+}
+
+// Server is the ext_authz v3 gRPC service. It is safe for concurrent use.
+type Server struct {
+	engine   *policy.Engine
+	observer Observer
+}
+
+var _ authv3.AuthorizationServer = (*Server)(nil)
+
+// NewServer returns a Server deciding with engine and reporting to observer
+// (which may be nil).
+func NewServer(engine *policy.Engine, observer Observer) *Server {
+	return &Server{engine: engine, observer: observer}
+}
+
+// Check answers one CheckRequest. It always returns a response and a nil
+// error: decode failures and panics are denies.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
+	start := time.Now()
+	var d policy.Decision
+	var c Check
+	defer func() {
+		if p := recover(); p != nil {
+			d = policy.Deny(policy.ReasonInternal)
+			resp = Encode(&d)
+			slog.ErrorContext(ctx, "check panicked", "panic", p)
+		}
+		if s.observer != nil {
+			s.observer.Observe(ctx, c, &d, time.Since(start))
+		}
+	}()
+	preq, ok := Decode(req)
+	c = Check{Transport: "grpc", RequestID: requestID(req, preq.Headers), Method: preq.Method, Path: withoutQuery(preq.Path)}
+	if !ok {
+		d = policy.Deny(policy.ReasonBadRequest)
+	} else {
+		d = s.engine.Decide(ctx, preq)
+	}
+	return Encode(&d), nil
+}
+
+// Decode lifts a CheckRequest's HTTP attributes into a policy.Request. It
+// reports false when the request carries no HTTP attributes. Headers come
+// from attributes.request.http.headers, or from header_map when Envoy sends
+// that instead (repeated names joined with ",", as Envoy does).
+func Decode(req *authv3.CheckRequest) (policy.Request, bool) {
+	h := req.GetAttributes().GetRequest().GetHttp()
+	if h == nil {
+		return policy.Request{}, false
+	}
+	headers := lowerKeys(h.GetHeaders())
+	if len(headers) == 0 {
+		if hm := h.GetHeaderMap(); hm != nil {
+			headers = make(map[string]string, len(hm.GetHeaders()))
+			for _, hv := range hm.GetHeaders() {
+				k, v := strings.ToLower(hv.GetKey()), hv.GetValue()
+				if v == "" {
+					v = string(hv.GetRawValue())
+				}
+				if prev, dup := headers[k]; dup {
+					v = prev + "," + v
+				}
+				headers[k] = v
+			}
+		}
+	}
+	r := policy.Request{Method: h.GetMethod(), Path: h.GetPath(), Host: h.GetHost(), Headers: headers}
+	if r.Method == "" {
+		r.Method = headers[":method"]
+	}
+	if r.Path == "" {
+		r.Path = headers[":path"]
+	}
+	if r.Host == "" {
+		r.Host = headers[":authority"]
+	}
+	return r, true
+}
+
+// lowerKeys returns m itself when its keys are lower-case already (Envoy
+// sends them so), else a lower-cased copy. The engine only reads it.
+func lowerKeys(m map[string]string) map[string]string {
+	for k := range m {
+		if strings.ToLower(k) != k {
+			out := make(map[string]string, len(m))
+			for k, v := range m {
+				lk := strings.ToLower(k)
+				if prev, dup := out[lk]; dup {
+					v = prev + "," + v
+				}
+				out[lk] = v
+			}
+			return out
+		}
+	}
+	return m
+}
+
+func requestID(req *authv3.CheckRequest, h map[string]string) string {
+	if id := h["x-request-id"]; id != "" {
+		return id
+	}
+	return req.GetAttributes().GetRequest().GetHttp().GetId()
+}
+
+func withoutQuery(p string) string {
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
+// Encode turns a Decision into Envoy's CheckResponse: on allow, the headers
+// to set (overwrite, never append) and to remove, and the identity as
+// dynamic metadata; on deny, the HTTP status, the JSON body and
+// WWW-Authenticate on a 401, with the matching gRPC code.
+func Encode(d *policy.Decision) *authv3.CheckResponse {
+	if d.Allow {
+		ok := &authv3.OkHttpResponse{HeadersToRemove: d.RemoveHeaders}
+		ok.Headers = make([]*corev3.HeaderValueOption, len(d.SetHeaders))
+		for i, h := range d.SetHeaders {
+			ok.Headers[i] = overwrite(h.Name, h.Value)
+		}
+		return &authv3.CheckResponse{
+			Status:          &status.Status{Code: int32(codes.OK)},
+			HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
+			DynamicMetadata: metadata(d),
+		}
+	}
+	headers := []*corev3.HeaderValueOption{overwrite("content-type", "application/json")}
+	if c := d.Challenge(); c != "" {
+		headers = append(headers, overwrite("www-authenticate", c))
+	}
+	return &authv3.CheckResponse{
+		Status: &status.Status{Code: int32(GRPCCode(d.Status)), Message: string(d.Reason)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+			Headers: headers,
+			Body:    string(d.Body()),
+		}},
+		DynamicMetadata: metadata(d),
+	}
+}
+
+// GRPCCode maps a deny's HTTP status to the CheckResponse status code.
+func GRPCCode(httpStatus int) codes.Code {
+	switch httpStatus {
+	case 200:
+		return codes.OK
+	case 400:
+		return codes.InvalidArgument
+	case 401:
+		return codes.Unauthenticated
+	case 403:
+		return codes.PermissionDenied
+	default:
+		return codes.Unavailable
+	}
+}
+
+func overwrite(name, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		Append:       wrapperspb.Bool(false), // for Envoy releases before append_action
+	}
+}
+
+// metadata is the identity as dynamic metadata. Envoy files it under the
+// filter's namespace, so access logs read it as
+// %DYNAMIC_METADATA(envoy.filters.http.ext_authz:tenant)%.
+func metadata(d *policy.Decision) *structpb.Struct {
+	fields := map[string]*structpb.Value{}
+	for k, v := range d.Metadata() {
+		fields[k] = structpb.NewStringValue(v)
+	}
+	return &structpb.Struct{Fields: fields}
+}
