@@ -1,6 +1,7 @@
 // Command portcullis is the Portcullis binary: an Envoy ext_authz server and
 // the offline tools around its policy.
 //
+//	portcullis serve --policy FILE [--grpc-addr ADDR] [--admin-addr ADDR] [--reflection] [--tls-cert F --tls-key F [--client-ca F]]
 //	portcullis check --policy FILE --method M --path P [--host H] [-H 'name: value']...
 //	portcullis validate FILE
 //	portcullis keys hash
@@ -26,6 +27,7 @@ const (
 	usageString = `usage: portcullis <command> [flags]
 
 commands:
+  serve     run the ext_authz gRPC server
   check     decide one request offline against a policy
   validate  check a policy file (and its keys and JWKS files)
   keys      work with API keys (hash)
@@ -44,6 +46,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	}
 	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], stderr)
 	case "check":
 		return runCheck(ctx, args[1:], stdout, stderr)
 	case "validate":

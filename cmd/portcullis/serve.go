@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/extauthz"
+	"github.com/portcullis/portcullis/policy"
+)
+
+type serveConfig struct {
+	policy          string
+	grpcAddr        string
+	adminAddr       string
+	reflection      bool
+	tlsCert         string
+	tlsKey          string
+	clientCA        string
+	logLevel        string
+	shutdownTimeout time.Duration
+}
+
+func runServe(ctx context.Context, args []string, stderr io.Writer) int {
+	var cfg serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&cfg.policy, "policy", "", "policy file (YAML or JSON)")
+	fs.StringVar(&cfg.grpcAddr, "grpc-addr", "127.0.0.1:9001", "ext_authz gRPC listener: host:port or unix:///path")
+	fs.StringVar(&cfg.adminAddr, "admin-addr", "127.0.0.1:9090", "admin listener: /healthz, /readyz, /metrics")
+	fs.BoolVar(&cfg.reflection, "reflection", false, "serve gRPC reflection (for grpcurl and ghz)")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "TLS certificate for the gRPC listener (PEM; reloaded when it changes)")
+	fs.StringVar(&cfg.tlsKey, "tls-key", "", "TLS private key for the gRPC listener (PEM)")
+	fs.StringVar(&cfg.clientCA, "client-ca", "", "CA bundle clients must present a certificate from (mTLS)")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug (one line per decision), info, warn or error")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long SIGTERM waits for in-flight checks")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: portcullis serve --policy FILE [--grpc-addr 127.0.0.1:9001 | unix:///path] [--admin-addr 127.0.0.1:9090]\n"+
+			"                        [--reflection] [--tls-cert F --tls-key F [--client-ca F]] [--log-level info]")
+		fs.PrintDefaults()
+	}
+	if ok, help := parseFlags(fs, args, stderr); !ok {
+		if help {
+			return exitOK
+		}
+		return exitUsage
+	}
+	var level slog.Level
+	if cfg.policy == "" || fs.NArg() > 0 || level.UnmarshalText([]byte(cfg.logLevel)) != nil ||
+		(cfg.tlsCert == "") != (cfg.tlsKey == "") || (cfg.clientCA != "" && cfg.tlsCert == "") {
+		fs.Usage()
+		return exitUsage
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("portcullis stopped", "error", err.Error())
+		return exitFailed
+	}
+	return exitOK
+}
+
+// serve runs the server until SIGTERM or SIGINT (or ctx ends), then drains.
+func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	var eng atomic.Pointer[policy.Engine]
+	m := newMetrics(eng.Load)
+	jwks := cache.NewRegistry(cache.RemoteOptions{OnFetch: func(uri string, err error) {
+		m.jwksFetched(uri, err)
+		if err != nil {
+			log.Warn("JWK set fetch failed; serving the last good set, if any", "uri", uri, "error", err.Error())
+		}
+	}}, true)
+	defer jwks.Close()
+
+	snap, err := policy.Load(cfg.policy, policy.LoadOptions{JWKS: jwks})
+	if err != nil {
+		return fmt.Errorf("loading policy: %w", err)
+	}
+	eng.Store(policy.NewEngine(snap, policy.EngineOptions{}))
+	rl := &reloader{path: cfg.policy, eng: eng.Load(), jwks: jwks, m: m, log: log}
+	if err := rl.start(snap); err != nil {
+		log.Warn("file watching unavailable; reload with SIGHUP", "error", err.Error())
+	}
+	defer rl.close()
+
+	opts := []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(4 << 20),
+	}
+	if cfg.tlsCert != "" {
+		tf := &tlsFiles{cert: cfg.tlsCert, key: cfg.tlsKey, clientCA: cfg.clientCA}
+		tc, err := tf.serverConfig()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	gs := grpc.NewServer(opts...)
+	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(eng.Load(), &observer{m: m, log: log}))
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if cfg.reflection {
+		reflection.Register(gs)
+	}
+
+	grpcLis, err := listen(cfg.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("gRPC listener: %w", err)
+	}
+	adminLis, err := net.Listen("tcp", cfg.adminAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	var draining atomic.Bool
+	admin := &http.Server{Handler: adminMux(m, func() error {
+		switch {
+		case draining.Load():
+			return errors.New("shutting down")
+		case !jwks.Tried():
+			return errors.New("waiting for the first fetch of every JWK set")
+		}
+		return nil
+	}), ReadHeaderTimeout: 5 * time.Second}
+
+	errc := make(chan error, 2)
+	go func() { errc <- gs.Serve(grpcLis) }()
+	go func() { errc <- admin.Serve(adminLis) }()
+	log.Info("portcullis serving", "version", version(), "go", runtime.Version(),
+		"grpc_addr", addrString(grpcLis), "admin_addr", adminLis.Addr().String(), "tls", cfg.tlsCert != "",
+		"mtls", cfg.clientCA != "", "reflection", cfg.reflection, "policy", cfg.policy, "generation", 1,
+		"keys", len(snap.Keys()))
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	var serveErr error
+wait:
+	for {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				rl.reload("sighup")
+				continue
+			}
+			log.Info("signal received: draining", "signal", s.String())
+			break wait
+		case <-ctx.Done():
+			break wait
+		case serveErr = <-errc:
+			break wait
+		}
+	}
+
+	// Drain: report NOT_SERVING, let in-flight checks finish, then stop.
+	draining.Store(true)
+	hs.Shutdown()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(cfg.shutdownTimeout):
+		log.Warn("shutdown timeout: closing remaining connections", "timeout", cfg.shutdownTimeout.String())
+		gs.Stop()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = admin.Shutdown(sctx)
+	log.Info("portcullis stopped")
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, grpc.ErrServerStopped) {
+		return serveErr
+	}
+	return nil
+}
+
+// listen opens a TCP listener, or a unix socket for "unix:///path" (a
+// stale socket file from a previous run is removed first).
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(path)
+		}
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", addr)
+}
+
+func addrString(l net.Listener) string {
+	if l.Addr().Network() == "unix" {
+		return "unix://" + l.Addr().String()
+	}
+	return l.Addr().String()
+}
+
+// adminMux serves /healthz (alive), /readyz (ready to decide) and /metrics.
+func adminMux(m *metrics, ready func() error) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	return mux
+}
