@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -141,22 +139,3 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func runKeys(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "hash" {
-		fmt.Fprintln(stderr, "usage: portcullis keys hash   (reads a key on stdin, prints its SHA-256 for a keys file)")
-		return exitUsage
-	}
-	b, err := io.ReadAll(io.LimitReader(stdin, 4096))
-	if err != nil {
-		fmt.Fprintf(stderr, "portcullis keys hash: reading stdin: %v\n", err)
-		return exitUsage
-	}
-	key := strings.TrimRight(string(b), "\r\n")
-	if key == "" {
-		fmt.Fprintln(stderr, "portcullis keys hash: no key on stdin")
-		return exitUsage
-	}
-	sum := sha256.Sum256([]byte(key))
-	fmt.Fprintln(stdout, hex.EncodeToString(sum[:]))
-	return exitOK
-}

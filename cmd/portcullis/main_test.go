@@ -255,3 +255,42 @@ func TestBinaryExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestKeysNew: a new key is printed once, and its entry, added to a keys
+// file, makes the key work.
+func TestKeysNew(t *testing.T) {
+	code, out, errOut := runCLI(t, "", "keys", "new", "--tenant", "app", "--id", "ci-bot", "--label", "ci bot", "--expires", "30d")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	key, entry := lines[0], lines[len(lines)-1]
+	if !strings.HasPrefix(key, "pk_live_") || len(key) != len("pk_live_")+43 {
+		t.Fatalf("key %q", key)
+	}
+	if strings.Count(out, key) != 1 || strings.Contains(entry, key) {
+		t.Fatal("the key must appear exactly once, and never in the entry")
+	}
+	dir := t.TempDir()
+	copyExample(t, "bearer-key", dir)
+	f, err := os.OpenFile(filepath.Join(dir, "keys.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString(entry + "\n")
+	_ = f.Close()
+	code, out, errOut = runCLI(t, "", "check", "--policy", filepath.Join(dir, "policy.yaml"), "--path", "/api/x", "-H", "authorization: Bearer "+key)
+	if code != 0 || !strings.Contains(out, `"credential": "ci-bot"`) {
+		t.Fatalf("new key: exit %d\n%s%s", code, out, errOut)
+	}
+
+	code, out, _ = runCLI(t, "", "keys", "new", "--user", "u-1", "--quiet")
+	if code != 0 || strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.HasPrefix(out, "pk_live_") {
+		t.Fatalf("--quiet printed %q", out)
+	}
+	for _, args := range [][]string{{"keys", "new"}, {"keys", "new", "--tenant", "a", "--expires", "soon"}, {"keys"}, {"keys", "burn"}} {
+		if code, _, _ := runCLI(t, "", args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
