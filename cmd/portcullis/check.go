@@ -138,4 +138,3 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "%s: valid (%d keys, %d files)\n", file, len(snap.Keys()), len(snap.Files()))
 	return exitOK
 }
-

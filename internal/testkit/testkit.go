@@ -1,6 +1,6 @@
 // Package testkit loads an example's demo credentials and mints real keys and
-// tokens from them, for tests only. It is the one place tests get secrets
-// from; nothing outside _test files may import it.
+// tokens from them. It is the one place tests get secrets from; besides
+// tests, only examples/demo-token (the README walk-through) imports it.
 package testkit
 
 import (
@@ -50,15 +50,24 @@ func Example(name string) string { return filepath.Join(Root(), "examples", name
 // Load reads examples/<name>/demo-credentials.json.
 func Load(t testing.TB, name string) *Demo {
 	t.Helper()
-	d := &Demo{Dir: Example(name)}
-	b, err := os.ReadFile(filepath.Join(d.Dir, "demo-credentials.json"))
+	d, err := LoadDir(Example(name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, d); err != nil {
-		t.Fatalf("demo credentials of %s: %v", name, err)
-	}
 	return d
+}
+
+// LoadDir reads dir/demo-credentials.json.
+func LoadDir(dir string) (*Demo, error) {
+	d := &Demo{Dir: dir}
+	b, err := os.ReadFile(filepath.Join(dir, "demo-credentials.json"))
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, d); err != nil {
+		return nil, fmt.Errorf("demo credentials in %s: %w", dir, err)
+	}
+	return d, nil
 }
 
 // Policy returns the path of the example's policy.yaml.
@@ -77,28 +86,49 @@ func (d *Demo) Key(t testing.TB, id string) string {
 // Signer returns the private key and kid of demo issuer id.
 func (d *Demo) Signer(t testing.TB, id string) (crypto.Signer, string) {
 	t.Helper()
-	is, ok := d.Issuers[id]
-	if !ok {
-		t.Fatalf("no demo issuer %q", id)
-	}
-	blk, _ := pem.Decode([]byte(is.PrivateKeyPEM))
-	if blk == nil {
-		t.Fatalf("issuer %s: no PEM block", id)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	k, kid, err := d.signer(id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return k.(crypto.Signer), is.Kid
+	return k, kid
+}
+
+func (d *Demo) signer(id string) (crypto.Signer, string, error) {
+	is, ok := d.Issuers[id]
+	if !ok {
+		return nil, "", fmt.Errorf("no demo issuer %q", id)
+	}
+	blk, _ := pem.Decode([]byte(is.PrivateKeyPEM))
+	if blk == nil {
+		return nil, "", fmt.Errorf("issuer %s: no PEM block", id)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, "", err
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, "", fmt.Errorf("issuer %s: key cannot sign", id)
+	}
+	return s, is.Kid, nil
 }
 
 // Token mints the named demo token, valid from now-1m for lifetime, with
 // claims overridden by extra (a nil value deletes a claim).
 func (d *Demo) Token(t testing.TB, name string, now time.Time, lifetime time.Duration, extra map[string]any) string {
 	t.Helper()
+	tok, err := d.Mint(name, now, lifetime, extra)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// Mint is Token for callers without a testing.TB.
+func (d *Demo) Mint(name string, now time.Time, lifetime time.Duration, extra map[string]any) (string, error) {
 	tk, ok := d.Tokens[name]
 	if !ok {
-		t.Fatalf("no demo token %q", name)
+		return "", fmt.Errorf("no demo token %q", name)
 	}
 	claims := maps.Clone(tk.Claims)
 	claims["iat"] = now.Add(-time.Minute).Unix()
@@ -111,17 +141,28 @@ func (d *Demo) Token(t testing.TB, name string, now time.Time, lifetime time.Dur
 			claims[k] = v
 		}
 	}
-	key, kid := d.Signer(t, tk.Issuer)
-	return Sign(t, key, "RS256", map[string]any{"kid": kid}, claims)
+	key, kid, err := d.signer(tk.Issuer)
+	if err != nil {
+		return "", err
+	}
+	return sign(key, "RS256", map[string]any{"kid": kid}, claims)
 }
 
 // Sign makes a compact JWS of claims with key and alg, with the given extra
-// protected header fields (a "kid" of nil is omitted).
+// protected header fields (a field whose value is nil is omitted).
 func Sign(t testing.TB, key any, alg string, header map[string]any, claims map[string]any) string {
 	t.Helper()
-	payload, err := json.Marshal(claims)
+	tok, err := sign(key, alg, header, claims)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return tok
+}
+
+func sign(key any, alg string, header map[string]any, claims map[string]any) (string, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
 	}
 	h := jws.NewHeaders()
 	for k, v := range header {
@@ -129,14 +170,14 @@ func Sign(t testing.TB, key any, alg string, header map[string]any, claims map[s
 			continue
 		}
 		if err := h.Set(k, v); err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 	}
 	out, err := jws.Sign(payload, jws.WithKey(jwa.SignatureAlgorithm(alg), key, jws.WithProtectedHeaders(h)))
 	if err != nil {
-		t.Fatalf("signing: %v", err)
+		return "", fmt.Errorf("signing: %w", err)
 	}
-	return string(out)
+	return string(out), nil
 }
 
 // JWKS returns a JWK set document holding the public keys with their kids.
