@@ -39,6 +39,7 @@ type Decision struct {
 	User       string
 	Credential string // the API key's id, never the key
 	Issuer     string // the id of the issuer whose token was verified
+	Policy     string // Version of the snapshot that decided
 
 	SetHeaders    []Header // on allow: normalized headers to set (overwrite)
 	RemoveHeaders []string // on allow: headers the proxy must delete; never also in SetHeaders

@@ -70,7 +70,9 @@ func (e *Engine) Decide(ctx context.Context, req Request) (d Decision) {
 	if s == nil {
 		return deny(ReasonInternal)
 	}
-	return s.decide(ctx, e.tokens, req, e.now())
+	d = s.decide(ctx, e.tokens, req, e.now())
+	d.Policy = s.version
+	return d
 }
 
 // caller is who the verified credentials say is calling.

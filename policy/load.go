@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -52,12 +54,14 @@ func Load(path string, opts LoadOptions) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading policy: %w", err)
 	}
+	digest := sha256.New()
+	digest.Write(data)
 	var f policyFile
 	src, err := decodeStrict(path, data, &f)
 	if src == nil {
 		return nil, err
 	}
-	c := compiler{src: src, dir: filepath.Dir(path), opts: opts,
+	c := compiler{src: src, dir: filepath.Dir(path), opts: opts, digest: digest,
 		s: &Snapshot{path: path, files: []string{path}}}
 	if err != nil {
 		c.p.errs = append(c.p.errs, err)
@@ -69,6 +73,7 @@ func Load(path string, opts LoadOptions) (*Snapshot, error) {
 	if err := c.p.err(); err != nil {
 		return nil, err
 	}
+	c.s.version = hex.EncodeToString(digest.Sum(nil))[:12]
 	return c.s, nil
 }
 
@@ -80,6 +85,17 @@ type compiler struct {
 	opts    LoadOptions
 	p       problems
 	s       *Snapshot
+	digest  hash.Hash // of every file read, for Snapshot.Version
+}
+
+// readFile reads a file the policy depends on, adding it to the digest.
+func (c *compiler) readFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err == nil {
+		fmt.Fprintf(c.digest, "\x00%s\x00%d\x00", path, len(data))
+		c.digest.Write(data)
+	}
+	return data, err
 }
 
 func (c *compiler) errf(path, format string, args ...any) { c.p.addf(c.src, path, format, args...) }
@@ -93,7 +109,7 @@ func (c *compiler) rel(p string) string {
 
 func (c *compiler) loadKeysFile(name string) {
 	path := c.rel(name)
-	data, err := os.ReadFile(path)
+	data, err := c.readFile(path)
 	if err != nil {
 		c.errf("keys_file", "cannot read keys file: %v", err)
 		return
@@ -265,7 +281,7 @@ func (c *compiler) jwks(p string, j jwksFile) cache.Source {
 		return r
 	case j.File != "":
 		path := c.rel(j.File)
-		data, err := os.ReadFile(path)
+		data, err := c.readFile(path)
 		if err != nil {
 			c.errf(p+".file", "cannot read JWK set: %v", err)
 			return nil

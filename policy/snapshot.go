@@ -10,8 +10,9 @@ import (
 // returns it and safe for concurrent use; a request pins one Snapshot for its
 // whole life, and a reload publishes a new one.
 type Snapshot struct {
-	path  string
-	files []string // every file read: policy, keys, JWKS files
+	path    string
+	files   []string // every file read: policy, keys, JWKS files
+	version string   // digest of those files' contents
 
 	apiKeyHeaders []string
 	bearerKeys    bool
@@ -103,6 +104,10 @@ type Key struct {
 
 // Path returns the policy file the snapshot was loaded from.
 func (s *Snapshot) Path() string { return s.path }
+
+// Version identifies the snapshot's content: the first 12 hex digits of a
+// SHA-256 over every file it was built from. Equal files, equal version.
+func (s *Snapshot) Version() string { return s.version }
 
 // Files returns every file the snapshot was built from (policy, keys file,
 // JWKS files), for a watcher to reload on change.

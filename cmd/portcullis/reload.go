@@ -58,7 +58,7 @@ func (r *reloader) reload(trigger string) bool {
 	r.m.keys.Set(float64(len(snap.Keys())))
 	r.watchFiles(snap.Files())
 	r.log.Info("policy reloaded", "trigger", trigger, "policy", r.path, "generation", r.generation,
-		"keys", len(snap.Keys()), "took_ms", time.Since(start).Milliseconds())
+		"version", snap.Version(), "keys", len(snap.Keys()), "took_ms", time.Since(start).Milliseconds())
 	return true
 }
 

@@ -149,7 +149,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	go func() { errc <- admin.Serve(adminLis) }()
 	log.Info("portcullis serving", "version", version(), "go", runtime.Version(),
 		"grpc_addr", addrString(grpcLis), "admin_addr", adminLis.Addr().String(), "tls", cfg.tlsCert != "",
-		"mtls", cfg.clientCA != "", "reflection", cfg.reflection, "policy", cfg.policy, "generation", 1,
+		"mtls", cfg.clientCA != "", "reflection", cfg.reflection, "policy", cfg.policy, "generation", 1, "version", snap.Version(),
 		"keys", len(snap.Keys()))
 
 	sigs := make(chan os.Signal, 1)
