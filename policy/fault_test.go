@@ -38,7 +38,7 @@ func (f *flakyIdP) start() error {
 		return err
 	}
 	f.addr = lis.Addr().String()
-	f.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		f.mu.Lock()
 		doc, down := f.doc, f.down
 		f.mu.Unlock()
@@ -48,7 +48,8 @@ func (f *flakyIdP) start() error {
 		}
 		_, _ = w.Write(doc)
 	})}
-	go func() { _ = f.srv.Serve(lis) }()
+	f.srv = srv
+	go func() { _ = srv.Serve(lis) }()
 	return nil
 }
 
