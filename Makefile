@@ -1,10 +1,16 @@
 # The commands the README names. `make test` is what CI runs.
 GO ?= go
+FUZZTIME ?= 10s
 
-.PHONY: test build bench
-test:
+.PHONY: test unit fuzz build bench
+test: unit fuzz
+
+unit:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/portcullis ./cmd/portcullis

@@ -174,6 +174,31 @@ func TestCheckThreeTiers(t *testing.T) {
 			t.Fatalf("repeated key: %v", resp)
 		}
 	})
+	t.Run("every normalized header spoofed", func(t *testing.T) {
+		spoof := map[string]string{"x-api-key": key, "x-tenant-id": "evil-tenant", "x-tenant-kind": "evil-kind",
+			"x-user-id": "evil-user", "x-auth-tier": "evil-tier", "x-credential-id": "evil-cred"}
+		for _, tok := range []string{"None", "Bearer " + demo.Token(t, "alice-access", time.Now(), time.Hour, nil)} {
+			spoof["authorization"] = tok
+			ok := check(t, c, httpReq("GET", "/images", spoof)).GetOkResponse()
+			if ok == nil {
+				t.Fatal("denied")
+			}
+			set := map[string]string{}
+			for _, h := range ok.GetHeaders() {
+				set[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+			}
+			for name := range spoof {
+				if !strings.HasPrefix(name, "x-") || name == "x-api-key" {
+					continue
+				}
+				v, isSet := set[name]
+				removed := strings.Contains(" "+strings.Join(ok.GetHeadersToRemove(), " ")+" ", " "+name+" ")
+				if isSet == removed || strings.HasPrefix(v, "evil-") {
+					t.Errorf("%s: set=%q removed=%v — the client value could reach the upstream", name, v, removed)
+				}
+			}
+		}
+	})
 	t.Run("mixed-case header names", func(t *testing.T) {
 		resp := check(t, c, httpReq("GET", "/images", map[string]string{"X-API-Key": key}))
 		if resp.GetOkResponse() == nil {

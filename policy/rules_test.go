@@ -4,6 +4,9 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,4 +107,57 @@ func assertNoSecret(t *testing.T, d policy.Decision, sent map[string]string) {
 			}
 		}
 	}
+}
+
+// TestTwoContextHeaders: two context headers naming the same tenant are
+// fine; naming two different tenants is a 403, never a silent pick.
+func TestTwoContextHeaders(t *testing.T) {
+	demo := testkit.Load(t, "requester-uid")
+	b, err := os.ReadFile(demo.Policy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(string(b), "  - { header: instill-requester-uid }", "  - { header: instill-requester-uid }\n  - { header: ib-context }", 1)
+	keys, _ := os.ReadFile(filepath.Join(demo.Dir, "keys.yaml"))
+	s, err := loadString(t, y, map[string]string{"keys.yaml": string(keys)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := policy.NewEngine(s, policy.EngineOptions{})
+	auth := "Bearer " + demo.Key(t, "alice")
+	for _, tc := range []struct {
+		a, b   string
+		status int
+		reason policy.Reason
+		tenant string
+	}{
+		{"org-acme", "org-acme", 200, policy.ReasonAllowed, "org-acme"},
+		{"org-acme", "", 200, policy.ReasonAllowed, "org-acme"},
+		{"", "org-globex", 200, policy.ReasonAllowed, "org-globex"},
+		{"org-acme", "org-globex", 403, policy.ReasonContextConflict, ""},
+		{"u-alice", "org-acme", 403, policy.ReasonContextConflict, ""},
+	} {
+		d := eng.Decide(context.Background(), policy.Request{Method: "GET", Path: "/v1/x", Headers: map[string]string{
+			"authorization": auth, "instill-requester-uid": tc.a, "ib-context": tc.b}})
+		if d.Status != tc.status || d.Reason != tc.reason || d.Tenant != tc.tenant {
+			t.Errorf("%q + %q: %d %s %q, want %d %s %q", tc.a, tc.b, d.Status, d.Reason, d.Tenant, tc.status, tc.reason, tc.tenant)
+		}
+		if d.Allow && (!slices.Contains(d.RemoveHeaders, "ib-context") || !slices.Contains(d.RemoveHeaders, "instill-requester-uid")) {
+			t.Errorf("context headers not both removed: %v", d.RemoveHeaders)
+		}
+	}
+}
+
+// TestOversizedTokenBeforeCrypto: a token over the size limit is refused
+// before its issuer's keys are even looked up (the IdP here never answers,
+// so any look-up would show as a 503).
+func TestOversizedTokenBeforeCrypto(t *testing.T) {
+	idp := newJWKSHTTP(t, nil)
+	idp.set(nil, true)
+	env := newTokenEnv(t, idp.yaml(), true)
+	k := testkit.RSAKey(t, 2048)
+	big := testkit.Sign(t, k, "RS256", map[string]any{"kid": "k"}, claims("https://idp.example", map[string]any{"pad": strings.Repeat("x", 8192)}))
+	wantDeny(t, env.decide(big), 401, policy.ReasonTokenTooLarge)
+	small := testkit.Sign(t, k, "RS256", map[string]any{"kid": "k"}, claims("https://idp.example", nil))
+	wantDeny(t, env.decide(small), 503, policy.ReasonJWKSUnavailable)
 }

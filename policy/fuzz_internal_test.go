@@ -1,0 +1,72 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+)
+
+// Run one target longer with: go test -run '^$' -fuzz '^FuzzRoutePath$' -fuzztime 10m ./policy/
+
+// FuzzRoutePath: routePath never panics, and a path it accepts holds no
+// dot-segment, empty segment, encoded dot, slash, backslash or percent,
+// backslash, ";", "#" or control byte — checked here independently.
+func FuzzRoutePath(f *testing.F) {
+	for _, p := range []string{"/images", "/images/1?x=/../y", "/images/../predictors", "/%2e%2E/x", "/a%2fb", "//x",
+		"/a\\b", "/a;b", "/a#b", "/a\x00", "/.", "/..", "/a/.", "/a/..", "/.well-known/x", "/a..b", "/...", "", "images",
+		"/%", "/%2", "/%252e", "/é", "/a/./b", "/a?"} {
+		f.Add(p)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		p, ok := routePath(raw)
+		if !ok {
+			return
+		}
+		if strings.Contains(p, "?") || !strings.HasPrefix(p, "/") || !strings.HasPrefix(raw, p) {
+			t.Fatalf("routePath(%q) = %q", raw, p)
+		}
+		lower := strings.ToLower(p)
+		for _, bad := range []string{"%2e", "%2f", "%5c", "%00", "%25", "\\", ";", "#", "//"} {
+			if strings.Contains(lower, bad) {
+				t.Fatalf("accepted %q holding %q", raw, bad)
+			}
+		}
+		for _, seg := range strings.Split(p, "/")[1:] {
+			if seg == "." || seg == ".." {
+				t.Fatalf("accepted dot-segment in %q", raw)
+			}
+		}
+		for i := 0; i < len(p); i++ {
+			if p[i] < 0x20 || p[i] >= 0x7f {
+				t.Fatalf("accepted byte %#x in %q", p[i], raw)
+			}
+		}
+	})
+}
+
+// FuzzExtract: credential extraction never panics; a token it returns has
+// the shape of a JWT; a value it returns was sent (it never invents one).
+func FuzzExtract(f *testing.F) {
+	s := &Snapshot{apiKeyHeaders: []string{"x-api-key"}, bearerKeys: false, jwtHeaders: []string{"authorization"}, noneValues: []string{"None"}}
+	sb := &Snapshot{bearerKeys: true, apiKeyHeaders: []string{"x-api-key"}}
+	for _, c := range [][2]string{
+		{"abc", "None"}, {"", "Bearer eyJa.eyJb.c"}, {"k", "bearer   eyJa.eyJb.c"}, {"", "Bearer"}, {"", "Bearer "},
+		{"a,b", "eyJa.eyJb.c"}, {"", "Basic Zm9v"}, {"", "Bearer k1"}, {"k1", "Bearer k2"}, {" ", "\tBearer\tx"},
+	} {
+		f.Add(c[0], c[1])
+	}
+	f.Fuzz(func(t *testing.T, key, authz string) {
+		h := map[string]string{"x-api-key": key, "authorization": authz}
+		for _, snap := range []*Snapshot{s, sb} {
+			c, r := snap.extract(h)
+			if r != "" {
+				continue
+			}
+			if c.token != "" && (!looksLikeJWT(c.token) || !strings.Contains(authz, c.token)) {
+				t.Fatalf("token %q from %q", c.token, authz)
+			}
+			if c.key != "" && !strings.Contains(key, c.key) && !strings.Contains(authz, c.key) {
+				t.Fatalf("key %q invented", c.key)
+			}
+		}
+	})
+}
