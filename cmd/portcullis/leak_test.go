@@ -18,8 +18,10 @@ var leakExamples = map[string]struct {
 	path string
 	send func(key string) map[string]string
 }{
-	"three-tiers":     {"/images", func(k string) map[string]string { return map[string]string{"x-api-key": k, "authorization": "None"} }},
-	"ib-context":      {"/v1/models", func(k string) map[string]string { return map[string]string{"authorization": "Bearer " + k, "ib-context": "org-acme"} }},
+	"three-tiers": {"/images", func(k string) map[string]string { return map[string]string{"x-api-key": k, "authorization": "None"} }},
+	"ib-context": {"/v1/models", func(k string) map[string]string {
+		return map[string]string{"authorization": "Bearer " + k, "ib-context": "org-acme"}
+	}},
 	"requester-uid":   {"/v1/models", func(k string) map[string]string { return map[string]string{"authorization": "Bearer " + k} }},
 	"bearer-key":      {"/api/chat", func(k string) map[string]string { return map[string]string{"authorization": "bearer " + k} }},
 	"workspace-token": {"/v1/x", func(k string) map[string]string { return map[string]string{"rime-api-key": k} }},
