@@ -2,8 +2,11 @@
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: test unit fuzz build bench
-test: unit fuzz
+.PHONY: test deps unit fuzz build bench
+test: deps unit fuzz
+
+deps:
+	scripts/install-deps.sh
 
 unit:
 	$(GO) vet ./...

@@ -35,6 +35,7 @@ const (
 	ReasonContextNotAllowed Reason = "context_not_allowed"
 	ReasonContextConflict   Reason = "context_conflict"
 	ReasonTenantRequired    Reason = "tenant_required"
+	ReasonUntrustedProxy    Reason = "untrusted_proxy" // forward-auth from a peer not in the trusted proxies
 
 	ReasonJWKSUnavailable Reason = "jwks_unavailable"
 	ReasonInternal        Reason = "internal_error"
@@ -75,6 +76,7 @@ var reasons = map[Reason]reasonInfo{
 	ReasonContextNotAllowed: {403, "caller may not select a tenant with this header"},
 	ReasonContextConflict:   {403, "context headers name different tenants"},
 	ReasonTenantRequired:    {403, "this route needs a tenant"},
+	ReasonUntrustedProxy:    {403, "request did not come through a trusted proxy"},
 
 	ReasonJWKSUnavailable: {503, "token issuer keys unavailable"},
 	ReasonInternal:        {503, "authorization check failed"},

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -41,6 +42,10 @@ type serveConfig struct {
 	clientCA        string
 	logLevel        string
 	shutdownTimeout time.Duration
+	httpAddr        string
+	httpPrefix      string
+	httpMode        string
+	trustedProxies  string
 }
 
 func runServe(ctx context.Context, args []string, stderr io.Writer) int {
@@ -55,8 +60,13 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.clientCA, "client-ca", "", "CA bundle clients must present a certificate from (mTLS)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "debug (one line per decision), info, warn or error")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long SIGTERM waits for in-flight checks")
+	fs.StringVar(&cfg.httpAddr, "http-addr", "", "forward-auth HTTP listener (Traefik, nginx auth_request, Envoy http_service); off when empty")
+	fs.StringVar(&cfg.httpPrefix, "http-path-prefix", "", "path prefix Envoy's http_service puts before the original path")
+	fs.StringVar(&cfg.httpMode, "http-mode", "auto", "forward-auth mode: auto (by the headers present), traefik, nginx or envoy")
+	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "peers allowed to ask over HTTP (comma-separated CIDRs)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: portcullis serve --policy FILE [--grpc-addr 127.0.0.1:9001 | unix:///path] [--admin-addr 127.0.0.1:9090]\n"+
+			"                        [--http-addr 127.0.0.1:9002 [--http-path-prefix P] [--http-mode auto] [--trusted-proxies CIDRs]]\n"+
 			"                        [--reflection] [--tls-cert F --tls-key F [--client-ca F]] [--log-level info]")
 		fs.PrintDefaults()
 	}
@@ -67,13 +77,18 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	var level slog.Level
+	trusted, terr := extauthz.ParseTrustedProxies(cfg.trustedProxies)
+	if terr != nil || len(trusted) == 0 {
+		fmt.Fprintf(stderr, "portcullis serve: --trusted-proxies %q: want comma-separated CIDRs\n", cfg.trustedProxies)
+		return exitUsage
+	}
 	if cfg.policy == "" || fs.NArg() > 0 || level.UnmarshalText([]byte(cfg.logLevel)) != nil ||
 		(cfg.tlsCert == "") != (cfg.tlsKey == "") || (cfg.clientCA != "" && cfg.tlsCert == "") {
 		fs.Usage()
 		return exitUsage
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, trusted, log); err != nil {
 		log.Error("portcullis stopped", "error", err.Error())
 		return exitFailed
 	}
@@ -81,7 +96,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 }
 
 // serve runs the server until SIGTERM or SIGINT (or ctx ends), then drains.
-func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+func serve(ctx context.Context, cfg serveConfig, trusted []netip.Prefix, log *slog.Logger) error {
 	var eng atomic.Pointer[policy.Engine]
 	m := newMetrics(eng.Load)
 	jwks := cache.NewRegistry(cache.RemoteOptions{OnFetch: func(uri string, err error) {
@@ -116,7 +131,17 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	gs := grpc.NewServer(opts...)
-	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(eng.Load(), &observer{m: m, log: log}))
+	obs := &observer{m: m, log: log}
+	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(eng.Load(), obs))
+	var fwd *http.Server
+	if cfg.httpAddr != "" {
+		h, err := extauthz.NewHTTPHandler(eng.Load(), obs, extauthz.HTTPOptions{
+			Mode: cfg.httpMode, PathPrefix: cfg.httpPrefix, TrustedProxies: trusted})
+		if err != nil {
+			return err
+		}
+		fwd = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 1 << 20}
+	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -144,11 +169,22 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return nil
 	}), ReadHeaderTimeout: 5 * time.Second}
 
-	errc := make(chan error, 2)
+	httpAddr := ""
+	errc := make(chan error, 3)
+	if fwd != nil {
+		lis, err := net.Listen("tcp", cfg.httpAddr)
+		if err != nil {
+			grpcLis.Close()
+			adminLis.Close()
+			return fmt.Errorf("forward-auth listener: %w", err)
+		}
+		httpAddr = lis.Addr().String()
+		go func() { errc <- fwd.Serve(lis) }()
+	}
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- admin.Serve(adminLis) }()
 	log.Info("portcullis serving", "version", version(), "go", runtime.Version(),
-		"grpc_addr", addrString(grpcLis), "admin_addr", adminLis.Addr().String(), "tls", cfg.tlsCert != "",
+		"grpc_addr", addrString(grpcLis), "admin_addr", adminLis.Addr().String(), "http_addr", httpAddr, "tls", cfg.tlsCert != "",
 		"mtls", cfg.clientCA != "", "reflection", cfg.reflection, "policy", cfg.policy, "generation", 1, "version", snap.Version(),
 		"keys", len(snap.Keys()))
 
@@ -177,7 +213,15 @@ wait:
 	draining.Store(true)
 	hs.Shutdown()
 	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); close(stopped) }()
+	go func() {
+		if fwd != nil {
+			fctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+			_ = fwd.Shutdown(fctx) // waits for in-flight forward-auth checks
+			cancel()
+		}
+		gs.GracefulStop()
+		close(stopped)
+	}()
 	select {
 	case <-stopped:
 	case <-time.After(cfg.shutdownTimeout):

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the real tools the tests drive: nginx (Debian's nginx-light, with
+# the auth_request module) for the forward-auth end-to-end test. Safe to run
+# again: it installs only what is missing. Without root or apt-get it says
+# what to install and the tests that need it are skipped (they fail under CI).
+set -euo pipefail
+
+need=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-deps: please install: ${need[*]} (Debian/Ubuntu: apt-get install ${need[*]})" >&2
+  exit 0
+fi
+echo "install-deps: installing ${need[*]}"
+# Do not let the package start a system nginx on port 80.
+cleanup=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  cleanup=/usr/sbin/policy-rc.d
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+[ -n "$cleanup" ] && rm -f "$cleanup"
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]
