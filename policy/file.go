@@ -131,6 +131,16 @@ type keyFile struct {
 	Disabled    bool   `yaml:"disabled"`
 	Label       string `yaml:"label"`
 	Description string `yaml:"description"`
+	Rotated     string `yaml:"rotated"` // when the value last changed (informational)
+	// Previous holds old values of a rotated key, each valid until its
+	// expiry (portcullis keys rotate --overlap).
+	Previous []previousFile `yaml:"previous"`
+}
+
+// previousFile is an old value of a rotated key.
+type previousFile struct {
+	SHA256  string `yaml:"sha256"`
+	Expires string `yaml:"expires"`
 }
 
 // ParseDuration parses a policy duration: Go syntax ("90s", "15m",

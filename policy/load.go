@@ -43,6 +43,9 @@ type LoadOptions struct {
 	// sets are fetched on first use and never refreshed in the background
 	// (right for one-off commands such as check and validate).
 	JWKS *cache.Registry
+	// KeysFile, when set, is read instead of the policy's keys_file (to
+	// validate a keys file about to replace it).
+	KeysFile string
 }
 
 // Load reads, validates and compiles the policy at path (YAML or JSON) and
@@ -66,7 +69,10 @@ func Load(path string, opts LoadOptions) (*Snapshot, error) {
 	if err != nil {
 		c.p.errs = append(c.p.errs, err)
 	}
-	if f.KeysFile != "" {
+	switch {
+	case opts.KeysFile != "":
+		c.loadKeysFile(opts.KeysFile)
+	case f.KeysFile != "":
 		c.loadKeysFile(f.KeysFile)
 	}
 	c.compile(&f)
@@ -128,6 +134,7 @@ func (c *compiler) loadKeysFile(name string) {
 	c.keysSrc = src
 	c.keys = kf.Keys
 	c.s.files = append(c.s.files, path)
+	c.s.keysFile = path
 }
 
 func (c *compiler) compile(f *policyFile) {
@@ -387,23 +394,25 @@ func (c *compiler) requirement(p string, rf requirementFile) requirement {
 	return r
 }
 
+// keyEntry is one key as written, with where it was written.
+type keyEntry struct {
+	k   keyFile
+	src *source
+	at  string
+}
+
 func (c *compiler) apiKeys(f *policyFile) {
 	c.s.keyLimit = f.KeyLimit
 	c.s.keyLifetime = c.duration("key_lifetime", f.KeyLifetime)
 	if f.KeyLimit < 0 {
 		c.errf("key_limit", "must not be negative")
 	}
-	type entry struct {
-		k   keyFile
-		src *source
-		at  string
-	}
-	var all []entry
+	var all []keyEntry
 	for i, k := range f.Keys {
-		all = append(all, entry{k, c.src, fmt.Sprintf("keys[%d]", i)})
+		all = append(all, keyEntry{k, c.src, fmt.Sprintf("keys[%d]", i)})
 	}
 	for i, k := range c.keys {
-		all = append(all, entry{k, c.keysSrc, fmt.Sprintf("keys[%d]", i)})
+		all = append(all, keyEntry{k, c.keysSrc, fmt.Sprintf("keys[%d]", i)})
 	}
 	if len(all) > 0 && f.Credentials.APIKey == nil {
 		c.errf("keys", "keys are configured but credentials.api_key is not, so no key is ever read")
@@ -415,27 +424,45 @@ func (c *compiler) apiKeys(f *policyFile) {
 		}
 		c.p.addf(src, at, "%d keys exceed the policy's key_limit of %d; revoke keys or raise key_limit", len(all), f.KeyLimit)
 	}
+	c.compileKeys(all, true)
+}
+
+// compileKeys checks and indexes key entries. Without checkTiers (a keys
+// file on its own) tier names are not checked.
+func (c *compiler) compileKeys(all []keyEntry, checkTiers bool) {
 	c.s.keys = make(map[cache.Digest]*Key, len(all))
 	c.s.keyTenants = map[string]bool{}
 	ids := make(map[string]bool, len(all))
+	digest := func(bad func(field, format string, args ...any), field, hexSum string) (cache.Digest, bool) {
+		var d cache.Digest
+		raw, err := hex.DecodeString(hexSum)
+		if err != nil || len(raw) != len(d) {
+			bad(field, "want the key's SHA-256 as 64 hex digits (portcullis keys hash)")
+			return d, false
+		}
+		copy(d[:], raw)
+		if other, dup := c.s.keys[d]; dup {
+			bad(field, "same key as %q", other.ID)
+			return d, false
+		}
+		return d, true
+	}
+	timestamp := func(bad func(field, format string, args ...any), field, v string) time.Time {
+		if v == "" {
+			return time.Time{}
+		}
+		t, err := ParseTimestamp(v)
+		if err != nil {
+			bad(field, "%v", err)
+		}
+		return t
+	}
 	for _, e := range all {
 		k, p, src := e.k, e.at, e.src
 		bad := func(field, format string, args ...any) { c.p.addf(src, p+field, format, args...) }
 		key := &Key{ID: k.ID, Tenant: k.Tenant, User: k.User, Tier: k.Tier, Superuser: k.Superuser,
-			Disabled: k.Disabled, Label: k.Label, Description: k.Description}
-		for _, ts := range []struct {
-			field, v string
-			dst      *time.Time
-		}{{".created", k.Created, &key.Created}, {".expires", k.Expires, &key.Expires}} {
-			if ts.v == "" {
-				continue
-			}
-			t, err := ParseTimestamp(ts.v)
-			if err != nil {
-				bad(ts.field, "%v", err)
-			}
-			*ts.dst = t
-		}
+			Disabled: k.Disabled, Label: k.Label, Description: k.Description,
+			Created: timestamp(bad, ".created", k.Created), Expires: timestamp(bad, ".expires", k.Expires)}
 		switch {
 		case k.ID == "":
 			bad(".id", "required")
@@ -443,17 +470,14 @@ func (c *compiler) apiKeys(f *policyFile) {
 			bad(".id", "duplicate key id %q", k.ID)
 		}
 		ids[k.ID] = true
-		raw, err := hex.DecodeString(k.SHA256)
-		if err != nil || len(raw) != len(key.Digest) {
-			bad(".sha256", "want the key's SHA-256 as 64 hex digits (portcullis keys hash)")
-		} else {
-			copy(key.Digest[:], raw)
-			if other, dup := c.s.keys[key.Digest]; dup {
-				bad(".sha256", "same key as %q", other.ID)
+		d, ok := digest(bad, ".sha256", k.SHA256)
+		key.Digest = d
+		if checkTiers {
+			if key.tier = c.s.tierName[k.Tier]; key.tier == nil {
+				bad(".tier", "unknown tier %q (%s)", k.Tier, c.tierNames())
 			}
-		}
-		if key.tier = c.s.tierName[k.Tier]; key.tier == nil {
-			bad(".tier", "unknown tier %q (%s)", k.Tier, c.tierNames())
+		} else if k.Tier == "" {
+			bad(".tier", "required")
 		}
 		if k.Created == "" {
 			bad(".created", "required (e.g. 2026-01-31)")
@@ -467,12 +491,53 @@ func (c *compiler) apiKeys(f *policyFile) {
 		if c.s.personal && key.User == "" && key.Tenant == "" {
 			bad("", "a key needs a tenant or a user")
 		}
-		c.s.keys[key.Digest] = key
+		if ok {
+			c.s.keys[key.Digest] = key
+		}
+		// A rotated key's previous values stay valid until their own expiry.
+		for j, pv := range k.Previous {
+			pbad := func(field, format string, args ...any) {
+				c.p.addf(src, fmt.Sprintf("%s.previous[%d]%s", p, j, field), format, args...)
+			}
+			old := *key
+			old.Rotated = true
+			if old.Digest, ok = digest(pbad, ".sha256", pv.SHA256); !ok {
+				continue
+			}
+			if pv.Expires == "" {
+				pbad(".expires", "required: until when the old value keeps working")
+				continue
+			}
+			if until := timestamp(pbad, ".expires", pv.Expires); key.Expires.IsZero() || until.Before(key.Expires) {
+				old.Expires = until
+			}
+			c.s.keys[old.Digest] = &old
+			key.Previous = append(key.Previous, Previous{Digest: old.Digest, Expires: old.Expires})
+		}
 		if key.Tenant != "" {
 			c.s.keyTenants[key.Tenant] = true
 		}
 		c.s.keyList = append(c.s.keyList, key)
 	}
+}
+
+// CheckKeysFile validates a keys file on its own (no policy): strict
+// decoding, ids, digests, times. Tier names are checked only by Load, which
+// knows the policy's tiers.
+func CheckKeysFile(path string) ([]*Key, error) {
+	c := compiler{dir: filepath.Dir(path), digest: sha256.New(), s: &Snapshot{}}
+	c.loadKeysFile(filepath.Base(path))
+	if c.keysSrc != nil {
+		all := make([]keyEntry, len(c.keys))
+		for i, k := range c.keys {
+			all[i] = keyEntry{k, c.keysSrc, fmt.Sprintf("keys[%d]", i)}
+		}
+		c.compileKeys(all, false)
+	}
+	if err := c.p.err(); err != nil {
+		return nil, err
+	}
+	return c.s.keyList, nil
 }
 
 func (c *compiler) tierNames() string {

@@ -228,3 +228,46 @@ func TestExamplesValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestRotatedKeyOverlap: a rotated key's previous value works until its own
+// expiry, then only the current value does; both are the same key id.
+func TestRotatedKeyOverlap(t *testing.T) {
+	sum := func(s string) string { d := sha256.Sum256([]byte(s)); return hex.EncodeToString(d[:]) }
+	until := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	keys := `version: 1
+keys:
+  - id: app
+    sha256: ` + sum("new-value") + `
+    tenant: t
+    tier: service
+    created: 2026-01-01
+    previous:
+      - { sha256: ` + sum("old-value") + `, expires: "` + until.Format(time.RFC3339) + `" }
+`
+	s, err := loadString(t, basePolicy+"keys_file: keys.yaml\n", map[string]string{"keys.yaml": keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Keys()) != 1 || len(s.Keys()[0].Previous) != 1 {
+		t.Fatalf("keys %+v", s.Keys())
+	}
+	at := func(now time.Time, key string) policy.Decision {
+		e := policy.NewEngine(s, policy.EngineOptions{Now: func() time.Time { return now }})
+		return e.Decide(context.Background(), policy.Request{Method: "GET", Path: "/", Headers: map[string]string{"x-api-key": key}})
+	}
+	before, after := until.Add(-time.Minute), until.Add(time.Minute)
+	if d := at(before, "old-value"); !d.Allow || d.Credential != "app" {
+		t.Fatalf("old value during the overlap: %+v", d)
+	}
+	if d := at(after, "old-value"); d.Reason != policy.ReasonKeyExpired {
+		t.Fatalf("old value after the overlap: %s", d.Reason)
+	}
+	if d := at(after, "new-value"); !d.Allow {
+		t.Fatalf("new value: %s", d.Reason)
+	}
+	bad := strings.Replace(keys, `, expires: "`+until.Format(time.RFC3339)+`"`, "", 1)
+	if _, err := loadString(t, basePolicy+"keys_file: keys.yaml\n", map[string]string{"keys.yaml": bad}); err == nil ||
+		!strings.Contains(err.Error(), "keys[0].previous[0].expires: required") {
+		t.Fatalf("previous without expiry: %v", err)
+	}
+}

@@ -10,9 +10,10 @@ import (
 // returns it and safe for concurrent use; a request pins one Snapshot for its
 // whole life, and a reload publishes a new one.
 type Snapshot struct {
-	path    string
-	files   []string // every file read: policy, keys, JWKS files
-	version string   // digest of those files' contents
+	path     string
+	files    []string // every file read: policy, keys, JWKS files
+	version  string   // digest of those files' contents
+	keysFile string   // the keys file read, if any
 
 	apiKeyHeaders []string
 	bearerKeys    bool
@@ -98,8 +99,16 @@ type Key struct {
 	Disabled    bool
 	Label       string
 	Description string
+	Previous    []Previous // old values of a rotated key, each valid until its Expires
+	Rotated     bool       // this entry stands for an old value of key ID
 
 	tier *tier
+}
+
+// Previous is an old value of a rotated key.
+type Previous struct {
+	Digest  cache.Digest
+	Expires time.Time
 }
 
 // Path returns the policy file the snapshot was loaded from.
@@ -112,6 +121,10 @@ func (s *Snapshot) Version() string { return s.version }
 // Files returns every file the snapshot was built from (policy, keys file,
 // JWKS files), for a watcher to reload on change.
 func (s *Snapshot) Files() []string { return s.files }
+
+// KeysFile returns the keys file the snapshot read, or "" when its keys
+// are inline in the policy.
+func (s *Snapshot) KeysFile() string { return s.keysFile }
 
 // Keys returns the API key entries in file order.
 func (s *Snapshot) Keys() []*Key { return s.keyList }

@@ -72,8 +72,9 @@ func (m *metrics) jwksFetched(uri string, err error) {
 
 // observer counts every decision and logs it at debug level.
 type observer struct {
-	m   *metrics
-	log *slog.Logger
+	m     *metrics
+	log   *slog.Logger
+	usage *usage
 }
 
 var _ extauthz.Observer = (*observer)(nil)
@@ -85,6 +86,9 @@ func (o *observer) Observe(ctx context.Context, c extauthz.Check, d *policy.Deci
 	}
 	o.m.checks.WithLabelValues(c.Transport, result, d.Tier, string(d.Reason)).Inc()
 	o.m.latency.WithLabelValues(c.Transport).Observe(elapsed.Seconds())
+	if o.usage != nil {
+		o.usage.record(d.Credential, d.Allow, time.Now())
+	}
 	if o.log.Enabled(ctx, slog.LevelDebug) {
 		o.log.LogAttrs(ctx, slog.LevelDebug, "decision",
 			slog.String("request_id", c.RequestID), slog.String("method", c.Method), slog.String("path", c.Path),

@@ -21,11 +21,12 @@ const reloadDebounce = 150 * time.Millisecond
 // good one when the new files do not validate. Reloads are serialized; the
 // request path never waits for one.
 type reloader struct {
-	path string
-	eng  *policy.Engine
-	jwks *cache.Registry
-	m    *metrics
-	log  *slog.Logger
+	path  string
+	eng   *policy.Engine
+	jwks  *cache.Registry
+	m     *metrics
+	log   *slog.Logger
+	usage *usage
 
 	reloading  sync.Mutex // serializes reloads (file I/O happens under it)
 	generation int64      // guarded by reloading
@@ -52,6 +53,9 @@ func (r *reloader) reload(trigger string) bool {
 	}
 	r.eng.Swap(snap)
 	r.jwks.Retain(snap.Remotes())
+	if r.usage != nil {
+		r.usage.track(snap)
+	}
 	r.generation++
 	r.m.reloads.WithLabelValues(trigger, "success").Inc()
 	r.m.generation.Set(float64(r.generation))

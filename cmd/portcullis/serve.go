@@ -112,7 +112,9 @@ func serve(ctx context.Context, cfg serveConfig, trusted []netip.Prefix, log *sl
 		return fmt.Errorf("loading policy: %w", err)
 	}
 	eng.Store(policy.NewEngine(snap, policy.EngineOptions{}))
-	rl := &reloader{path: cfg.policy, eng: eng.Load(), jwks: jwks, m: m, log: log}
+	use := newUsage()
+	use.track(snap)
+	rl := &reloader{path: cfg.policy, eng: eng.Load(), jwks: jwks, m: m, log: log, usage: use}
 	if err := rl.start(snap); err != nil {
 		log.Warn("file watching unavailable; reload with SIGHUP", "error", err.Error())
 	}
@@ -131,7 +133,7 @@ func serve(ctx context.Context, cfg serveConfig, trusted []netip.Prefix, log *sl
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	gs := grpc.NewServer(opts...)
-	obs := &observer{m: m, log: log}
+	obs := &observer{m: m, log: log, usage: use}
 	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(eng.Load(), obs))
 	var fwd *http.Server
 	if cfg.httpAddr != "" {
@@ -159,7 +161,7 @@ func serve(ctx context.Context, cfg serveConfig, trusted []netip.Prefix, log *sl
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	var draining atomic.Bool
-	admin := &http.Server{Handler: adminMux(m, func() error {
+	admin := &http.Server{Handler: adminMux(m, use, func() error {
 		switch {
 		case draining.Load():
 			return errors.New("shutting down")
@@ -257,8 +259,9 @@ func addrString(l net.Listener) string {
 	return l.Addr().String()
 }
 
-// adminMux serves /healthz (alive), /readyz (ready to decide) and /metrics.
-func adminMux(m *metrics, ready func() error) *http.ServeMux {
+// adminMux serves /healthz (alive), /readyz (ready to decide), /metrics
+// and /keys/usage (per-key check counts; key ids only, never secrets).
+func adminMux(m *metrics, use *usage, ready func() error) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
@@ -271,5 +274,6 @@ func adminMux(m *metrics, ready func() error) *http.ServeMux {
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /keys/usage", use)
 	return mux
 }
