@@ -11,12 +11,13 @@ deps:
 unit:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	cd k8s && $(GO) vet ./... && HELM=$(CURDIR)/.tools/bin/helm $(GO) test -count=1 ./...
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/portcullis ./cmd/portcullis
+	scripts/build.sh bin/portcullis
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./policy/

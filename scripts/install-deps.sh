@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
-# Installs the real tools the tests drive: nginx (Debian's nginx-light, with
-# the auth_request module) for the forward-auth end-to-end test. Safe to run
-# again: it installs only what is missing. Without root or apt-get it says
-# what to install and the tests that need it are skipped (they fail under CI).
+# Installs the real tools the tests drive: helm (from the Go module proxy, at
+# a pinned version, into .tools/bin) for the chart checks, and nginx (Debian's
+# nginx-light, with the auth_request module) for the forward-auth end-to-end
+# test. Safe to run again: it installs only what is missing. Without root or
+# apt-get it says what to install and the nginx test is skipped (it fails
+# under CI).
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HELM_VERSION=v3.22.0
+helm=.tools/bin/helm
+# The module version recorded in the binary says which helm it is.
+if ! { [ -x "$helm" ] && go version -m "$helm" 2>/dev/null | grep -q "helm.sh/helm/v3[[:space:]]*$HELM_VERSION"; }; then
+  echo "install-deps: building helm $HELM_VERSION from the Go module proxy (a few minutes, once)"
+  GOBIN="$PWD/.tools/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
