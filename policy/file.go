@@ -120,27 +120,27 @@ type keysFile struct {
 }
 
 type keyFile struct {
-	ID          string `yaml:"id"`
-	SHA256      string `yaml:"sha256"`
-	Tenant      string `yaml:"tenant"`
-	User        string `yaml:"user"`
-	Tier        string `yaml:"tier"`
-	Superuser   bool   `yaml:"superuser"`
-	Created     string `yaml:"created"`
-	Expires     string `yaml:"expires"`
-	Disabled    bool   `yaml:"disabled"`
-	Label       string `yaml:"label"`
-	Description string `yaml:"description"`
-	Rotated     string `yaml:"rotated"` // when the value last changed (informational)
+	ID          string `yaml:"id" json:"id"`
+	SHA256      string `yaml:"sha256" json:"sha256"`
+	Tenant      string `yaml:"tenant" json:"tenant"`
+	User        string `yaml:"user" json:"user"`
+	Tier        string `yaml:"tier" json:"tier"`
+	Superuser   bool   `yaml:"superuser" json:"superuser"`
+	Created     string `yaml:"created" json:"created"`
+	Expires     string `yaml:"expires" json:"expires"`
+	Disabled    bool   `yaml:"disabled" json:"disabled"`
+	Label       string `yaml:"label" json:"label"`
+	Description string `yaml:"description" json:"description"`
+	Rotated     string `yaml:"rotated" json:"rotated"` // when the value last changed (informational)
 	// Previous holds old values of a rotated key, each valid until its
 	// expiry (portcullis keys rotate --overlap).
-	Previous []previousFile `yaml:"previous"`
+	Previous []previousFile `yaml:"previous" json:"previous"`
 }
 
 // previousFile is an old value of a rotated key.
 type previousFile struct {
-	SHA256  string `yaml:"sha256"`
-	Expires string `yaml:"expires"`
+	SHA256  string `yaml:"sha256" json:"sha256"`
+	Expires string `yaml:"expires" json:"expires"`
 }
 
 // ParseDuration parses a policy duration: Go syntax ("90s", "15m",

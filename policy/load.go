@@ -84,14 +84,15 @@ func Load(path string, opts LoadOptions) (*Snapshot, error) {
 }
 
 type compiler struct {
-	src     *source
-	keysSrc *source
-	keys    []keyFile
-	dir     string
-	opts    LoadOptions
-	p       problems
-	s       *Snapshot
-	digest  hash.Hash // of every file read, for Snapshot.Version
+	src      *source
+	keysSrc  *source
+	keys     []keyFile
+	keysJSON string // a JSON keys file, streamed
+	dir      string
+	opts     LoadOptions
+	p        problems
+	s        *Snapshot
+	digest   hash.Hash // of every file read, for Snapshot.Version
 }
 
 // readFile reads a file the policy depends on, adding it to the digest.
@@ -115,6 +116,16 @@ func (c *compiler) rel(p string) string {
 
 func (c *compiler) loadKeysFile(name string) {
 	path := c.rel(name)
+	if strings.HasSuffix(path, ".json") {
+		if _, err := os.Stat(path); err != nil {
+			c.errf("keys_file", "cannot read keys file: %v", err)
+			return
+		}
+		c.keysJSON = path // streamed when the keys are compiled
+		c.s.files = append(c.s.files, path)
+		c.s.keysFile = path
+		return
+	}
 	data, err := c.readFile(path)
 	if err != nil {
 		c.errf("keys_file", "cannot read keys file: %v", err)
@@ -396,10 +407,12 @@ func (c *compiler) requirement(p string, rf requirementFile) requirement {
 
 // keyEntry is one key as written, with where it was written.
 type keyEntry struct {
-	k   keyFile
+	k   *keyFile
 	src *source
-	at  string
+	idx int // index in the file's keys list
 }
+
+func (e keyEntry) path() string { return fmt.Sprintf("keys[%d]", e.idx) }
 
 func (c *compiler) apiKeys(f *policyFile) {
 	c.s.keyLimit = f.KeyLimit
@@ -407,118 +420,171 @@ func (c *compiler) apiKeys(f *policyFile) {
 	if f.KeyLimit < 0 {
 		c.errf("key_limit", "must not be negative")
 	}
-	var all []keyEntry
-	for i, k := range f.Keys {
-		all = append(all, keyEntry{k, c.src, fmt.Sprintf("keys[%d]", i)})
+	kc := c.newKeyCompiler(true)
+	for i := range f.Keys {
+		kc.add(keyEntry{&f.Keys[i], c.src, i})
 	}
-	for i, k := range c.keys {
-		all = append(all, keyEntry{k, c.keysSrc, fmt.Sprintf("keys[%d]", i)})
-	}
-	if len(all) > 0 && f.Credentials.APIKey == nil {
+	c.eachFileKey(kc.add)
+	n := len(c.s.keyList)
+	if n > 0 && f.Credentials.APIKey == nil {
 		c.errf("keys", "keys are configured but credentials.api_key is not, so no key is ever read")
 	}
-	if f.KeyLimit > 0 && len(all) > f.KeyLimit {
+	if f.KeyLimit > 0 && n > f.KeyLimit {
 		src, at := c.src, "key_limit"
 		if c.keysSrc != nil {
 			src, at = c.keysSrc, "keys"
 		}
-		c.p.addf(src, at, "%d keys exceed the policy's key_limit of %d; revoke keys or raise key_limit", len(all), f.KeyLimit)
+		c.p.addf(src, at, "%d keys exceed the policy's key_limit of %d; revoke keys or raise key_limit", n, f.KeyLimit)
 	}
-	c.compileKeys(all, true)
+	kc.finish()
 }
 
-// compileKeys checks and indexes key entries. Without checkTiers (a keys
-// file on its own) tier names are not checked.
-func (c *compiler) compileKeys(all []keyEntry, checkTiers bool) {
-	c.s.keys = make(map[cache.Digest]*Key, len(all))
+// eachFileKey passes every key of the keys file to add: from the decoded
+// YAML, or streamed from a JSON keys file (a million keys load without
+// holding the file or its decoded form in memory).
+func (c *compiler) eachFileKey(add func(keyEntry)) {
+	switch {
+	case c.keysJSON != "":
+		if err := c.streamJSONKeys(c.keysJSON, add); err != nil {
+			c.p.errs = append(c.p.errs, err)
+		}
+	case c.keysSrc != nil:
+		for i := range c.keys {
+			add(keyEntry{&c.keys[i], c.keysSrc, i})
+		}
+	}
+}
+
+// keyCompiler checks and indexes key entries one at a time.
+type keyCompiler struct {
+	c          *compiler
+	checkTiers bool // false for a keys file on its own: tier names unknown
+	where      []keyEntry
+	intern     map[string]string
+}
+
+func (c *compiler) newKeyCompiler(checkTiers bool) *keyCompiler {
+	c.s.keys = map[cache.Digest]*Key{}
 	c.s.keyTenants = map[string]bool{}
-	ids := make(map[string]bool, len(all))
-	digest := func(bad func(field, format string, args ...any), field, hexSum string) (cache.Digest, bool) {
-		var d cache.Digest
-		raw, err := hex.DecodeString(hexSum)
-		if err != nil || len(raw) != len(d) {
-			bad(field, "want the key's SHA-256 as 64 hex digits (portcullis keys hash)")
-			return d, false
-		}
-		copy(d[:], raw)
-		if other, dup := c.s.keys[d]; dup {
-			bad(field, "same key as %q", other.ID)
-			return d, false
-		}
-		return d, true
+	return &keyCompiler{c: c, checkTiers: checkTiers, intern: map[string]string{}}
+}
+
+// str shares one copy of the strings many keys repeat (tenants, tiers).
+func (kc *keyCompiler) str(s string) string {
+	if v, ok := kc.intern[s]; ok {
+		return v
 	}
-	timestamp := func(bad func(field, format string, args ...any), field, v string) time.Time {
-		if v == "" {
-			return time.Time{}
-		}
-		t, err := ParseTimestamp(v)
-		if err != nil {
-			bad(field, "%v", err)
-		}
-		return t
+	if len(kc.intern) < 1<<16 {
+		kc.intern[s] = s
 	}
-	for _, e := range all {
-		k, p, src := e.k, e.at, e.src
-		bad := func(field, format string, args ...any) { c.p.addf(src, p+field, format, args...) }
-		key := &Key{ID: k.ID, Tenant: k.Tenant, User: k.User, Tier: k.Tier, Superuser: k.Superuser,
-			Disabled: k.Disabled, Label: k.Label, Description: k.Description,
-			Created: timestamp(bad, ".created", k.Created), Expires: timestamp(bad, ".expires", k.Expires)}
-		switch {
-		case k.ID == "":
-			bad(".id", "required")
-		case ids[k.ID]:
-			bad(".id", "duplicate key id %q", k.ID)
-		}
-		ids[k.ID] = true
-		d, ok := digest(bad, ".sha256", k.SHA256)
-		key.Digest = d
-		if checkTiers {
-			if key.tier = c.s.tierName[k.Tier]; key.tier == nil {
-				bad(".tier", "unknown tier %q (%s)", k.Tier, c.tierNames())
-			}
-		} else if k.Tier == "" {
-			bad(".tier", "required")
-		}
-		if k.Created == "" {
-			bad(".created", "required (e.g. 2026-01-31)")
-		}
-		if !key.Expires.IsZero() && key.Expires.Before(key.Created) {
-			bad(".expires", "before created")
-		}
-		if key.Expires.IsZero() && c.s.keyLifetime > 0 && !key.Created.IsZero() {
-			key.Expires = key.Created.Add(c.s.keyLifetime)
-		}
-		if c.s.personal && key.User == "" && key.Tenant == "" {
-			bad("", "a key needs a tenant or a user")
-		}
-		if ok {
-			c.s.keys[key.Digest] = key
-		}
-		// A rotated key's previous values stay valid until their own expiry.
-		for j, pv := range k.Previous {
-			pbad := func(field, format string, args ...any) {
-				c.p.addf(src, fmt.Sprintf("%s.previous[%d]%s", p, j, field), format, args...)
-			}
-			old := *key
-			old.Rotated = true
-			if old.Digest, ok = digest(pbad, ".sha256", pv.SHA256); !ok {
-				continue
-			}
-			if pv.Expires == "" {
-				pbad(".expires", "required: until when the old value keeps working")
-				continue
-			}
-			if until := timestamp(pbad, ".expires", pv.Expires); key.Expires.IsZero() || until.Before(key.Expires) {
-				old.Expires = until
-			}
-			c.s.keys[old.Digest] = &old
-			key.Previous = append(key.Previous, Previous{Digest: old.Digest, Expires: old.Expires})
-		}
-		if key.Tenant != "" {
-			c.s.keyTenants[key.Tenant] = true
-		}
-		c.s.keyList = append(c.s.keyList, key)
+	return s
+}
+
+func (kc *keyCompiler) digest(bad func(field, format string, args ...any), field, hexSum string) (cache.Digest, bool) {
+	var d cache.Digest
+	if len(hexSum) != 2*len(d) {
+		bad(field, "want the key's SHA-256 as 64 hex digits (portcullis keys hash)")
+		return d, false
 	}
+	if _, err := hex.Decode(d[:], []byte(hexSum)); err != nil {
+		bad(field, "want the key's SHA-256 as 64 hex digits (portcullis keys hash)")
+		return d, false
+	}
+	if other, dup := kc.c.s.keys[d]; dup {
+		bad(field, "same key as %q", other.ID)
+		return d, false
+	}
+	return d, true
+}
+
+func timestamp(bad func(field, format string, args ...any), field, v string) time.Time {
+	if v == "" {
+		return time.Time{}
+	}
+	t, err := ParseTimestamp(v)
+	if err != nil {
+		bad(field, "%v", err)
+	}
+	return t
+}
+
+func (kc *keyCompiler) add(e keyEntry) {
+	c, k := kc.c, e.k
+	bad := func(field, format string, args ...any) { c.p.addf(e.src, e.path()+field, format, args...) }
+	key := &Key{ID: k.ID, Tenant: kc.str(k.Tenant), User: k.User, Tier: kc.str(k.Tier), Superuser: k.Superuser,
+		Disabled: k.Disabled, Label: k.Label, Description: k.Description,
+		Created: timestamp(bad, ".created", k.Created), Expires: timestamp(bad, ".expires", k.Expires)}
+	if k.ID == "" {
+		bad(".id", "required")
+	}
+	d, ok := kc.digest(bad, ".sha256", k.SHA256)
+	key.Digest = d
+	if kc.checkTiers {
+		if key.tier = c.s.tierName[k.Tier]; key.tier == nil {
+			bad(".tier", "unknown tier %q (%s)", k.Tier, c.tierNames())
+		}
+	} else if k.Tier == "" {
+		bad(".tier", "required")
+	}
+	if k.Created == "" {
+		bad(".created", "required (e.g. 2026-01-31)")
+	}
+	if !key.Expires.IsZero() && key.Expires.Before(key.Created) {
+		bad(".expires", "before created")
+	}
+	if key.Expires.IsZero() && c.s.keyLifetime > 0 && !key.Created.IsZero() {
+		key.Expires = key.Created.Add(c.s.keyLifetime)
+	}
+	if c.s.personal && key.User == "" && key.Tenant == "" {
+		bad("", "a key needs a tenant or a user")
+	}
+	if ok {
+		c.s.keys[key.Digest] = key
+	}
+	// A rotated key's previous values stay valid until their own expiry.
+	for j, pv := range k.Previous {
+		pbad := func(field, format string, args ...any) {
+			c.p.addf(e.src, fmt.Sprintf("%s.previous[%d]%s", e.path(), j, field), format, args...)
+		}
+		old := *key
+		old.Rotated = true
+		if old.Digest, ok = kc.digest(pbad, ".sha256", pv.SHA256); !ok {
+			continue
+		}
+		if pv.Expires == "" {
+			pbad(".expires", "required: until when the old value keeps working")
+			continue
+		}
+		if until := timestamp(pbad, ".expires", pv.Expires); key.Expires.IsZero() || until.Before(key.Expires) {
+			old.Expires = until
+		}
+		c.s.keys[old.Digest] = &old
+		key.Previous = append(key.Previous, Previous{Digest: old.Digest, Expires: old.Expires})
+	}
+	if key.Tenant != "" {
+		c.s.keyTenants[key.Tenant] = true
+	}
+	c.s.keyList = append(c.s.keyList, key)
+	kc.where = append(kc.where, keyEntry{src: e.src, idx: e.idx})
+}
+
+// finish reports duplicate ids (found by sorting, which needs no map of a
+// million ids).
+func (kc *keyCompiler) finish() {
+	list := kc.c.s.keyList
+	order := make([]int32, len(list))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortStableFunc(order, func(a, b int32) int { return strings.Compare(list[a].ID, list[b].ID) })
+	for i := 1; i < len(order); i++ {
+		a, b := order[i-1], order[i]
+		if list[b].ID != "" && list[a].ID == list[b].ID {
+			w := kc.where[b]
+			kc.c.p.addf(w.src, w.path()+".id", "duplicate key id %q", list[b].ID)
+		}
+	}
+	kc.where = nil
 }
 
 // CheckKeysFile validates a keys file on its own (no policy): strict
@@ -527,13 +593,9 @@ func (c *compiler) compileKeys(all []keyEntry, checkTiers bool) {
 func CheckKeysFile(path string) ([]*Key, error) {
 	c := compiler{dir: filepath.Dir(path), digest: sha256.New(), s: &Snapshot{}}
 	c.loadKeysFile(filepath.Base(path))
-	if c.keysSrc != nil {
-		all := make([]keyEntry, len(c.keys))
-		for i, k := range c.keys {
-			all[i] = keyEntry{k, c.keysSrc, fmt.Sprintf("keys[%d]", i)}
-		}
-		c.compileKeys(all, false)
-	}
+	kc := c.newKeyCompiler(false)
+	c.eachFileKey(kc.add)
+	kc.finish()
 	if err := c.p.err(); err != nil {
 		return nil, err
 	}

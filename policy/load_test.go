@@ -271,3 +271,35 @@ keys:
 		t.Fatalf("previous without expiry: %v", err)
 	}
 }
+
+// TestJSONKeysFile: a *.json keys file is streamed, decides like the YAML
+// one, and its problems name file, line and field.
+func TestJSONKeysFile(t *testing.T) {
+	sum := sha256.Sum256([]byte("json-key"))
+	good := `{"version": 1, "keys": [
+  {"id": "a", "sha256": "` + hex.EncodeToString(sum[:]) + `", "tenant": "t", "tier": "service", "created": "2026-01-01"}
+]}`
+	s, err := loadString(t, basePolicy+"keys_file: keys.json\n", map[string]string{"keys.json": good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := policy.NewEngine(s, policy.EngineOptions{}).Decide(context.Background(),
+		policy.Request{Method: "GET", Path: "/", Headers: map[string]string{"x-api-key": "json-key"}})
+	if !d.Allow || d.Tenant != "t" || d.Credential != "a" {
+		t.Fatalf("%+v", d)
+	}
+	for name, tc := range map[string]struct{ body, want string }{
+		"bad tier": {strings.Replace(good, `"tier": "service"`, `"tier": "gold"`, 1), `keys.json:2: keys[0].tier: unknown tier "gold"`},
+		"unknown field": {strings.Replace(good, `"id": "a"`, `"id": "a", "colour": "red"`, 1), `keys.json:2: keys[0]: unknown field "colour"`},
+		"duplicate id": {strings.Replace(good, "\n]}", ",\n  "+strings.Split(good, "\n")[1]+"\n]}", 1), `keys.json:3: keys[1].id: duplicate key id "a"`},
+		"syntax":       {strings.Replace(good, `"id": "a",`, `"id": "a"`, 1), `keys.json:2: keys[0]: invalid JSON`},
+		"top-level":    {`{"version": 1, "kees": []}`, `keys.json:1: unknown field "kees"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := loadString(t, basePolicy+"keys_file: keys.json\n", map[string]string{"keys.json": tc.body})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+}

@@ -13,8 +13,9 @@ import (
 // source is one file being loaded: its name as the user gave it and its
 // parsed YAML tree, used to turn a field path into a line number.
 type source struct {
-	name string
-	root *yaml.Node
+	name  string
+	root  *yaml.Node
+	lines func(path string) int // instead of root, for streamed files
 }
 
 // problems collects every validation problem of a load, so that the user
@@ -40,6 +41,9 @@ func (p *problems) err() error { return errors.Join(p.errs...) }
 // "issuers.customers.jwks"), or of its deepest existing ancestor; 0 when
 // there is no tree.
 func (s *source) line(path string) int {
+	if s != nil && s.lines != nil {
+		return s.lines(path)
+	}
 	if s == nil || s.root == nil {
 		return 0
 	}

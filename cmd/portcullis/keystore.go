@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"go.yaml.in/yaml/v3"
@@ -97,12 +99,25 @@ func (s *keyStore) update(fn func(keys *yaml.Node) error) error {
 	}
 
 	var out bytes.Buffer
-	enc := yaml.NewEncoder(&out)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return err
+	if strings.HasSuffix(s.path, ".json") {
+		// A JSON keys file stays JSON (the server streams those).
+		var v any
+		if err := doc.Decode(&v); err != nil {
+			return err
+		}
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return err
+		}
+		out.Write(append(b, '\n'))
+	} else {
+		enc := yaml.NewEncoder(&out)
+		enc.SetIndent(2)
+		if err := enc.Encode(&doc); err != nil {
+			return err
+		}
+		_ = enc.Close()
 	}
-	_ = enc.Close()
 	mode := os.FileMode(0o600)
 	if fi, err := os.Stat(s.path); err == nil {
 		mode = fi.Mode().Perm()
