@@ -289,11 +289,11 @@ func TestJSONKeysFile(t *testing.T) {
 		t.Fatalf("%+v", d)
 	}
 	for name, tc := range map[string]struct{ body, want string }{
-		"bad tier": {strings.Replace(good, `"tier": "service"`, `"tier": "gold"`, 1), `keys.json:2: keys[0].tier: unknown tier "gold"`},
+		"bad tier":      {strings.Replace(good, `"tier": "service"`, `"tier": "gold"`, 1), `keys.json:2: keys[0].tier: unknown tier "gold"`},
 		"unknown field": {strings.Replace(good, `"id": "a"`, `"id": "a", "colour": "red"`, 1), `keys.json:2: keys[0]: unknown field "colour"`},
-		"duplicate id": {strings.Replace(good, "\n]}", ",\n  "+strings.Split(good, "\n")[1]+"\n]}", 1), `keys.json:3: keys[1].id: duplicate key id "a"`},
-		"syntax":       {strings.Replace(good, `"id": "a",`, `"id": "a"`, 1), `keys.json:2: keys[0]: invalid JSON`},
-		"top-level":    {`{"version": 1, "kees": []}`, `keys.json:1: unknown field "kees"`},
+		"duplicate id":  {strings.Replace(good, "\n]}", ",\n  "+strings.Split(good, "\n")[1]+"\n]}", 1), `keys.json:3: keys[1].id: duplicate key id "a"`},
+		"syntax":        {strings.Replace(good, `"id": "a",`, `"id": "a"`, 1), `keys.json:2: keys[0]: invalid JSON`},
+		"top-level":     {`{"version": 1, "kees": []}`, `keys.json:1: unknown field "kees"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := loadString(t, basePolicy+"keys_file: keys.json\n", map[string]string{"keys.json": tc.body})
