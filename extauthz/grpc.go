@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -35,14 +37,31 @@ type Check struct {
 type Server struct {
 	engine   *policy.Engine
 	observer Observer
+	// responses holds encoded CheckResponses by what determines them, so
+	// the same caller's next check reuses its response instead of building
+	// a dozen small messages again. A cached response is never mutated
+	// (gRPC only reads it to marshal).
+	responses *lru.Cache[respKey, *authv3.CheckResponse]
 }
+
+// respKey is everything an encoded response depends on: the snapshot
+// (header names) and the decision's outcome and identity.
+type respKey struct {
+	policy, tier, tenant, kind, user, credential string
+	reason                                       policy.Reason
+}
+
+// responseCacheSize bounds the encoded-response cache (entries are a few
+// hundred bytes).
+const responseCacheSize = 8192
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
 
 // NewServer returns a Server deciding with engine and reporting to observer
 // (which may be nil).
 func NewServer(engine *policy.Engine, observer Observer) *Server {
-	return &Server{engine: engine, observer: observer}
+	c, _ := lru.New[respKey, *authv3.CheckResponse](responseCacheSize)
+	return &Server{engine: engine, observer: observer, responses: c}
 }
 
 // Check answers one CheckRequest. It always returns a response and a nil
@@ -68,7 +87,16 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	} else {
 		d = s.engine.Decide(ctx, preq)
 	}
-	return Encode(&d), nil
+	if d.Policy == "" { // not from a snapshot: encode afresh
+		return Encode(&d), nil
+	}
+	k := respKey{d.Policy, d.Tier, d.Tenant, d.TenantKind, d.User, d.Credential, d.Reason}
+	if r, hit := s.responses.Get(k); hit {
+		return r, nil
+	}
+	r := Encode(&d)
+	s.responses.Add(k, r)
+	return r, nil
 }
 
 // Decode lifts a CheckRequest's HTTP attributes into a policy.Request. It
@@ -202,9 +230,7 @@ func overwrite(name, value string) *corev3.HeaderValueOption {
 // filter's namespace, so access logs read it as
 // %DYNAMIC_METADATA(envoy.filters.http.ext_authz:tenant)%.
 func metadata(d *policy.Decision) *structpb.Struct {
-	fields := map[string]*structpb.Value{}
-	for k, v := range d.Metadata() {
-		fields[k] = structpb.NewStringValue(v)
-	}
+	fields := make(map[string]*structpb.Value, 6)
+	d.EachMetadata(func(k, v string) { fields[k] = structpb.NewStringValue(v) })
 	return &structpb.Struct{Fields: fields}
 }

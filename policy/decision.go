@@ -68,19 +68,17 @@ func (d *Decision) Body() []byte {
 	return b
 }
 
-// Metadata returns the identity for proxy access logs (Envoy dynamic
-// metadata): only non-empty fields, never a secret.
-func (d *Decision) Metadata() map[string]string {
-	m := make(map[string]string, 6)
-	for k, v := range map[string]string{
-		"reason": string(d.Reason), "tier": d.Tier, "tenant": d.Tenant,
-		"tenant_kind": d.TenantKind, "user": d.User, "credential": d.Credential,
+// EachMetadata calls f with each non-empty identity field, for proxy access
+// logs (Envoy dynamic metadata): never a secret.
+func (d *Decision) EachMetadata(f func(key, value string)) {
+	for _, kv := range [...][2]string{
+		{"reason", string(d.Reason)}, {"tier", d.Tier}, {"tenant", d.Tenant},
+		{"tenant_kind", d.TenantKind}, {"user", d.User}, {"credential", d.Credential},
 	} {
-		if v != "" {
-			m[k] = v
+		if kv[1] != "" {
+			f(kv[0], kv[1])
 		}
 	}
-	return m
 }
 
 // Deny returns the deny Decision for r, for adapters that refuse a request

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -46,6 +47,7 @@ type serveConfig struct {
 	httpPrefix      string
 	httpMode        string
 	trustedProxies  string
+	pprof           bool
 }
 
 func runServe(ctx context.Context, args []string, stderr io.Writer) int {
@@ -63,6 +65,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.httpAddr, "http-addr", "", "forward-auth HTTP listener (Traefik, nginx auth_request, Envoy http_service); off when empty")
 	fs.StringVar(&cfg.httpPrefix, "http-path-prefix", "", "path prefix Envoy's http_service puts before the original path")
 	fs.StringVar(&cfg.httpMode, "http-mode", "auto", "forward-auth mode: auto (by the headers present), traefik, nginx or envoy")
+	fs.BoolVar(&cfg.pprof, "pprof", false, "serve Go profiling under /debug/pprof/ on the admin listener")
 	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "peers allowed to ask over HTTP (comma-separated CIDRs)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: portcullis serve --policy FILE [--grpc-addr 127.0.0.1:9001 | unix:///path] [--admin-addr 127.0.0.1:9090]\n"+
@@ -161,7 +164,7 @@ func serve(ctx context.Context, cfg serveConfig, trusted []netip.Prefix, log *sl
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	var draining atomic.Bool
-	admin := &http.Server{Handler: adminMux(m, use, func() error {
+	mux := adminMux(m, use, func() error {
 		switch {
 		case draining.Load():
 			return errors.New("shutting down")
@@ -169,7 +172,14 @@ func serve(ctx context.Context, cfg serveConfig, trusted []netip.Prefix, log *sl
 			return errors.New("waiting for the first fetch of every JWK set")
 		}
 		return nil
-	}), ReadHeaderTimeout: 5 * time.Second}
+	})
+	if cfg.pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	}
+	admin := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
 	httpAddr := ""
 	errc := make(chan error, 3)

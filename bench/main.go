@@ -1,0 +1,654 @@
+// Command bench is the load harness of DESIGN.md §6: it builds portcullis
+// and a no-op ext_authz server, drives both with the same ext_authz client
+// load in alternating runs, and prints requests/s, latency percentiles,
+// server CPU per check and peak RSS, with the portcullis/no-op ratio.
+//
+//	go run ./bench                 # everything (a few minutes on 2 cores)
+//	go run ./bench -quick          # fewer requests and rounds
+//	go run ./bench -soak 10m       # heap in use at the start and end of a long cached run
+//
+// The load client is this program, not ghz: workloads 3 and 4 need a
+// distinct token on every request (10,000+ per run), and the no-op server
+// must see byte-for-byte the same requests. A fresh server process serves
+// every run, so no cache survives from one run to the next.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+const clockTick = 100 // Linux USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
+
+var (
+	quick    = flag.Bool("quick", false, "fewer requests and rounds (a smoke run)")
+	rounds   = flag.Int("rounds", 3, "alternating no-op/portcullis rounds per workload")
+	only     = flag.String("only", "", "comma-separated workload numbers to run (default all)")
+	soak     = flag.Duration("soak", 0, "instead of the table: run workload 2 this long and report heap in use")
+	outPath  = flag.String("out", "", "also write the report to this file")
+	bigKeys  = flag.Int("keys", 1_000_000, "keys in workload 6's keys file")
+	nTokens  = flag.Int("tokens", 10_000, "distinct tokens for workloads 3 and 4")
+	cacheMem = flag.Int("cached-tokens", 100_000, "distinct tokens for the token-cache memory measurement")
+	profile  = flag.String("cpuprofile", "", "write a CPU profile of portcullis under workload 2 (concurrency 50) to this file, then stop")
+)
+
+func main() {
+	flag.Parse()
+	if *quick {
+		*rounds, *nTokens, *bigKeys, *cacheMem = 1, 2000, 100_000, 10_000
+	}
+	b, err := newBench()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(b.dir)
+	out := io.Writer(os.Stdout)
+	if *outPath != "" {
+		f, err := os.Create(*outPath)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		out = io.MultiWriter(os.Stdout, f)
+	}
+	switch {
+	case *profile != "":
+		err = b.cpuProfile(*profile)
+	case *soak > 0:
+		err = b.soak(out, *soak)
+	default:
+		err = b.run(out)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// bench holds the built binaries and the generated fixture.
+type bench struct {
+	dir        string
+	portcullis string
+	noop       string
+	policy     string // 1 key
+	bigPolicy  string // *bigKeys keys
+	key        string
+	rsTokens   []string
+	esTokens   []string
+	garbage    []string
+}
+
+func newBench() (*bench, error) {
+	dir, err := os.MkdirTemp("", "portcullis-bench-")
+	if err != nil {
+		return nil, err
+	}
+	b := &bench{dir: dir, portcullis: filepath.Join(dir, "portcullis"), noop: filepath.Join(dir, "noop"), key: "pk_bench_" + strings.Repeat("k", 32)}
+	logf("building portcullis and the no-op server")
+	if out, err := exec.Command("scripts/build.sh", b.portcullis).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building portcullis (run from the repository root): %v\n%s", err, out)
+	}
+	if out, err := exec.Command("go", "build", "-trimpath", "-o", b.noop, "./bench/noop").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building the no-op server: %v\n%s", err, out)
+	}
+	return b, b.fixture()
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+const policyYAML = `version: 1
+credentials:
+  api_key: { headers: [x-api-key] }
+  jwt: { headers: [authorization], none: ["None"] }
+issuers:
+  rs: { issuer: https://rs.bench, jwks: { file: rs.json }, audiences: [bench], algorithms: [RS256], claims: { tenant: tenant } }
+  es: { issuer: https://es.bench, jwks: { file: es.json }, audiences: [bench], algorithms: [ES256], claims: { tenant: tenant } }
+keys_file: KEYS
+tiers:
+  service: { requires_any: [ { key: any } ] }
+  admin:   { requires_any: [ { key: any, jwt: rs }, { key: any, jwt: es } ] }
+routes:
+  - { prefix: /images, methods: [GET, HEAD], tier: service }
+  - { prefix: /images, tier: admin }
+`
+
+// fixture writes the policies, JWK sets, keys files and tokens.
+func (b *bench) fixture() error {
+	rsKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return err
+	}
+	esKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	for name, pub := range map[string]crypto.PublicKey{"rs.json": rsKey.Public(), "es.json": esKey.Public()} {
+		k, err := jwk.FromRaw(pub)
+		if err != nil {
+			return err
+		}
+		_ = k.Set(jwk.KeyIDKey, strings.TrimSuffix(name, ".json"))
+		set := jwk.NewSet()
+		_ = set.AddKey(k)
+		j, _ := json.Marshal(set)
+		if err := os.WriteFile(filepath.Join(b.dir, name), j, 0o644); err != nil {
+			return err
+		}
+	}
+	sum := sha256.Sum256([]byte(b.key))
+	entry := func(id, digest string) string {
+		return fmt.Sprintf(`{"id":%q,"sha256":%q,"tenant":"acme","tier":"admin","created":"2026-11-01"}`, id, digest)
+	}
+	small := `{"version":1,"keys":[` + entry("bench", hex.EncodeToString(sum[:])) + "]}\n"
+	if err := os.WriteFile(filepath.Join(b.dir, "keys.json"), []byte(small), 0o644); err != nil {
+		return err
+	}
+	logf("writing a keys file of %d keys", *bigKeys)
+	f, err := os.Create(filepath.Join(b.dir, "big-keys.json"))
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	fmt.Fprint(w, `{"version":1,"keys":[`+"\n"+entry("bench", hex.EncodeToString(sum[:])))
+	for i := 1; i < *bigKeys; i++ {
+		s := sha256.Sum256([]byte("k" + strconv.Itoa(i)))
+		fmt.Fprint(w, ",\n"+entry("k"+strconv.Itoa(i), hex.EncodeToString(s[:])))
+	}
+	fmt.Fprint(w, "\n]}\n")
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	f.Close()
+	b.policy, b.bigPolicy = filepath.Join(b.dir, "policy.yaml"), filepath.Join(b.dir, "big-policy.yaml")
+	if err := os.WriteFile(b.policy, []byte(strings.Replace(policyYAML, "KEYS", "keys.json", 1)), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(b.bigPolicy, []byte(strings.Replace(policyYAML, "KEYS", "big-keys.json", 1)), 0o644); err != nil {
+		return err
+	}
+
+	logf("minting %d RS256 and %d ES256 tokens", *nTokens, max(*nTokens, *cacheMem))
+	b.rsTokens = mint(rsKey, jwa.RS256, "rs", "https://rs.bench", *nTokens)
+	b.esTokens = mint(esKey, jwa.ES256, "es", "https://es.bench", max(*nTokens, *cacheMem))
+	for i := range 100 { // bad signatures: valid shape, no key made them
+		t := b.rsTokens[i%len(b.rsTokens)]
+		b.garbage = append(b.garbage, t[:strings.LastIndexByte(t, '.')+1]+strings.Repeat("A", 342))
+	}
+	return nil
+}
+
+func mint(key crypto.Signer, alg jwa.SignatureAlgorithm, kid, iss string, n int) []string {
+	out := make([]string, n)
+	var wg sync.WaitGroup
+	workers := runtime.NumCPU()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := jws.NewHeaders()
+			_ = h.Set(jws.KeyIDKey, kid)
+			for i := w; i < n; i += workers {
+				c, _ := json.Marshal(map[string]any{"iss": iss, "aud": "bench", "sub": "user-" + strconv.Itoa(i), "tenant": "acme",
+					"iat": time.Now().Unix(), "exp": time.Now().Add(2 * time.Hour).Unix()})
+				t, err := jws.Sign(c, jws.WithKey(alg, key, jws.WithProtectedHeaders(h)))
+				if err != nil {
+					panic(err)
+				}
+				out[i] = string(t)
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// server is one running server process.
+type server struct {
+	cmd   *exec.Cmd
+	addr  string
+	admin string
+	ready time.Duration // from exec to listening
+}
+
+func (b *bench) start(noop bool, policy string) (*server, error) {
+	var cmd *exec.Cmd
+	if noop {
+		cmd = exec.Command(b.noop)
+	} else {
+		cmd = exec.Command(b.portcullis, "serve", "--policy", policy, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--pprof")
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "portcullis serving" {
+			s := &server{cmd: cmd, ready: time.Since(t0)}
+			s.addr, _ = m["grpc_addr"].(string)
+			s.admin, _ = m["admin_addr"].(string)
+			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			return s, nil
+		}
+	}
+	_ = cmd.Process.Kill()
+	return nil, fmt.Errorf("server did not start")
+}
+
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = s.cmd.Wait()
+}
+
+// cpu returns the process's user+system CPU time so far.
+func (s *server) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / clockTick
+}
+
+// memKB returns a /proc/<pid>/status field (VmHWM: peak RSS, VmRSS: now).
+func (s *server) memKB(field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, field+":") {
+			v, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// metric reads one unlabelled metric from portcullis's /metrics.
+func (s *server) metric(name string) float64 {
+	resp, err := http.Get("http://" + s.admin + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// result is one measured run.
+type result struct {
+	rps           float64
+	p50, p90, p99 time.Duration
+	cpuPerCheck   time.Duration
+	peakRSSKB     int64
+	allowed       int
+}
+
+// load sends n requests with conc concurrent callers and measures.
+func load(s *server, conc, n int, req func(i int) *authv3.CheckRequest) (result, error) {
+	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return result{}, err
+	}
+	defer conn.Close()
+	c := authv3.NewAuthorizationClient(conn)
+	warm := authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/healthz"}}}}
+	for range 200 { // connections and code paths warm; no token cached
+		if _, err := c.Check(context.Background(), &warm); err != nil {
+			return result{}, err
+		}
+	}
+	lat := make([][]time.Duration, conc)
+	allowed := make([]int, conc)
+	var next int64 = -1
+	var mu sync.Mutex
+	take := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		next++
+		return int(next)
+	}
+	cpu0 := s.cpu()
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	var firstErr error
+	var errOnce sync.Once
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := take(); i < n; i = take() {
+				r := req(i)
+				start := time.Now()
+				resp, err := c.Check(context.Background(), r)
+				lat[w] = append(lat[w], time.Since(start))
+				if err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+				if resp.GetOkResponse() != nil {
+					allowed[w]++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(t0)
+	cpu := s.cpu() - cpu0
+	if firstErr != nil {
+		return result{}, firstErr
+	}
+	var all []time.Duration
+	ok := 0
+	for w := range conc {
+		all = append(all, lat[w]...)
+		ok += allowed[w]
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
+	return result{rps: float64(n) / elapsed.Seconds(), p50: pct(0.50), p90: pct(0.90), p99: pct(0.99),
+		cpuPerCheck: cpu / time.Duration(n), peakRSSKB: s.memKB("VmHWM"), allowed: ok}, nil
+}
+
+func checkReq(method string, h map[string]string) *authv3.CheckRequest {
+	h[":path"], h[":method"], h["x-request-id"] = "/images/1", method, "bench"
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+		Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: "/images/1?size=2", Host: "api.bench", Headers: h}}}}
+}
+
+// workload is one row group of the table.
+type workload struct {
+	num     int
+	name    string
+	policy  string
+	n1, n50 int // requests at concurrency 1 and 50
+	req     func(i int) *authv3.CheckRequest
+	allow   bool // every request must be allowed (else: every one denied)
+}
+
+func (b *bench) workloads() []workload {
+	scale := func(n int) int {
+		if *quick {
+			return max(n/5, 200)
+		}
+		return n
+	}
+	keyOnly := checkReq("GET", map[string]string{"x-api-key": b.key, "authorization": "None"})
+	cached := checkReq("POST", map[string]string{"x-api-key": b.key, "authorization": "Bearer " + b.rsTokens[0]})
+	distinct := func(toks []string) func(int) *authv3.CheckRequest {
+		reqs := make([]*authv3.CheckRequest, len(toks))
+		for i, t := range toks {
+			reqs[i] = checkReq("POST", map[string]string{"x-api-key": b.key, "authorization": "Bearer " + t})
+		}
+		return func(i int) *authv3.CheckRequest { return reqs[i%len(reqs)] }
+	}
+	deny := make([]*authv3.CheckRequest, 0, 200)
+	for i := range 100 {
+		deny = append(deny, checkReq("GET", map[string]string{"x-api-key": fmt.Sprintf("pk_wrong_%032d", i)}),
+			checkReq("POST", map[string]string{"x-api-key": b.key, "authorization": "Bearer " + b.garbage[i]}))
+	}
+	first := min(*nTokens, len(b.rsTokens))
+	return []workload{
+		{1, "API key only", b.policy, scale(5000), scale(40000), func(int) *authv3.CheckRequest { return keyOnly }, true},
+		{2, "key + cached RS256 JWT", b.policy, scale(5000), scale(40000), func(int) *authv3.CheckRequest { return cached }, true},
+		{3, "key + first-sight RS256 JWT", b.policy, min(3000, first), first, distinct(b.rsTokens[:first]), true},
+		{4, "key + first-sight ES256 JWT", b.policy, min(3000, first), first, distinct(b.esTokens[:first]), true},
+		{5, "deny: wrong keys, bad signatures", b.policy, scale(5000), scale(40000), func(i int) *authv3.CheckRequest { return deny[i%len(deny)] }, false},
+		{6, fmt.Sprintf("API key only, %d keys", *bigKeys), b.bigPolicy, scale(5000), scale(40000), func(int) *authv3.CheckRequest { return keyOnly }, true},
+	}
+}
+
+// explain runs `portcullis check` on one request, to say why it was decided
+// as it was.
+func (b *bench) explain(policy string, r *authv3.CheckRequest) string {
+	h := r.GetAttributes().GetRequest().GetHttp()
+	args := []string{"check", "--policy", policy, "--method", h.GetMethod(), "--path", h.GetPath()}
+	for k, v := range h.GetHeaders() {
+		if !strings.HasPrefix(k, ":") {
+			args = append(args, "-H", k+": "+v)
+		}
+	}
+	out, _ := exec.Command(b.portcullis, args...).CombinedOutput()
+	return string(out)
+}
+
+func median(rs []result) result {
+	pick := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	return result{
+		rps:         pick(func(r result) float64 { return r.rps }),
+		p50:         time.Duration(pick(func(r result) float64 { return float64(r.p50) })),
+		p90:         time.Duration(pick(func(r result) float64 { return float64(r.p90) })),
+		p99:         time.Duration(pick(func(r result) float64 { return float64(r.p99) })),
+		cpuPerCheck: time.Duration(pick(func(r result) float64 { return float64(r.cpuPerCheck) })),
+		peakRSSKB:   int64(pick(func(r result) float64 { return float64(r.peakRSSKB) })),
+	}
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
+
+func (b *bench) run(out io.Writer) error {
+	want := map[int]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
+			want[n] = true
+		}
+	}
+	host, _ := os.Hostname()
+	fmt.Fprintf(out, "## Load harness — %s, %d cores, %s, %d rounds (median), %s\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), *rounds, host)
+	fmt.Fprintln(out, "| # | workload | conc | server | req/s | p50 | p90 | p99 | CPU/check | peak RSS |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|")
+	var ratios []string
+	for _, w := range b.workloads() {
+		if len(want) > 0 && !want[w.num] {
+			continue
+		}
+		if w.num == 6 {
+			s, err := b.start(false, w.policy)
+			if err != nil {
+				return err
+			}
+			ratios = append(ratios, fmt.Sprintf("- workload 6: %d keys loaded in %.2f s (start to listening), RSS %d MB after load",
+				*bigKeys, s.ready.Seconds(), s.memKB("VmRSS")/1024))
+			s.stop()
+		}
+		for _, conc := range []int{1, 50} {
+			n := w.n1
+			if conc == 50 {
+				n = w.n50
+			}
+			var noop, pc []result
+			for r := range *rounds { // A/B alternation shows machine drift
+				for _, isNoop := range []bool{r%2 == 1, r%2 == 0} {
+					s, err := b.start(isNoop, w.policy)
+					if err != nil {
+						return err
+					}
+					res, err := load(s, conc, n, w.req)
+					s.stop()
+					if err != nil {
+						return fmt.Errorf("workload %d: %w", w.num, err)
+					}
+					if isNoop {
+						noop = append(noop, res)
+					} else {
+						if w.allow && res.allowed != n || !w.allow && res.allowed != 0 {
+							return fmt.Errorf("workload %d: %d of %d allowed: the fixture is wrong; portcullis check says:\n%s",
+								w.num, res.allowed, n, b.explain(w.policy, w.req(0)))
+						}
+						pc = append(pc, res)
+					}
+					logf("workload %d c=%d noop=%v round %d: %.0f req/s, p99 %s, %s CPU/check", w.num, conc, isNoop, r+1, res.rps, us(res.p99), us(res.cpuPerCheck))
+				}
+			}
+			mn, mp := median(noop), median(pc)
+			for _, row := range []struct {
+				name string
+				r    result
+			}{{"no-op", mn}, {"portcullis", mp}} {
+				fmt.Fprintf(out, "| %d | %s | %d | %s | %.0f | %s | %s | %s | %s | %d MB |\n", w.num, w.name, conc, row.name,
+					row.r.rps, us(row.r.p50), us(row.r.p90), us(row.r.p99), us(row.r.cpuPerCheck), row.r.peakRSSKB/1024)
+			}
+			fmt.Fprintf(out, "| %d | %s | %d | **ratio** | **%.2f×** | %.2f× | %.2f× | **%.2f×** | **%.2f×** | %.1f× |\n", w.num, w.name, conc,
+				mp.rps/mn.rps, float64(mp.p50)/float64(mn.p50), float64(mp.p90)/float64(mn.p90), float64(mp.p99)/float64(mn.p99),
+				float64(mp.cpuPerCheck)/float64(max(mn.cpuPerCheck, 1)), float64(mp.peakRSSKB)/float64(max(mn.peakRSSKB, 1)))
+		}
+	}
+	if len(want) == 0 || want[7] {
+		line, err := b.tokenCacheMemory()
+		if err != nil {
+			return err
+		}
+		ratios = append(ratios, line)
+	}
+	fmt.Fprintln(out)
+	for _, r := range ratios {
+		fmt.Fprintln(out, r)
+	}
+	return nil
+}
+
+// tokenCacheMemory fills the verified-token cache with distinct tokens and
+// reports resident memory.
+func (b *bench) tokenCacheMemory() (string, error) {
+	s, err := b.start(false, b.policy)
+	if err != nil {
+		return "", err
+	}
+	defer s.stop()
+	base := s.memKB("VmRSS")
+	reqs := make([]*authv3.CheckRequest, *cacheMem)
+	for i := range reqs {
+		reqs[i] = checkReq("POST", map[string]string{"x-api-key": b.key, "authorization": "Bearer " + b.esTokens[i]})
+	}
+	if _, err := load(s, 50, len(reqs), func(i int) *authv3.CheckRequest { return reqs[i] }); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("- token cache: %d cached tokens (portcullis_token_cache_entries %.0f): RSS %d MB (%d MB before), peak %d MB",
+		*cacheMem, s.metric("portcullis_token_cache_entries"), s.memKB("VmRSS")/1024, base/1024, s.memKB("VmHWM")/1024), nil
+}
+
+// soak runs workload 2 at concurrency 50 for d and reports the heap in use
+// after warm-up and at the end.
+func (b *bench) soak(out io.Writer, d time.Duration) error {
+	s, err := b.start(false, b.policy)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	w := b.workloads()[1]
+	if _, err := load(s, 50, 20000, w.req); err != nil {
+		return err
+	}
+	h0, g0 := s.metric("go_memstats_heap_inuse_bytes"), s.metric("go_goroutines")
+	t0 := time.Now()
+	total := 0
+	for time.Since(t0) < d {
+		if _, err := load(s, 50, 50000, w.req); err != nil {
+			return err
+		}
+		total += 50000
+	}
+	h1, g1 := s.metric("go_memstats_heap_inuse_bytes"), s.metric("go_goroutines")
+	fmt.Fprintf(out, "- soak: workload 2, concurrency 50, %s, %d checks: heap in use %.1f MB at start, %.1f MB at end; goroutines %.0f → %.0f; RSS %d MB\n",
+		d, total, h0/1e6, h1/1e6, g0, g1, s.memKB("VmRSS")/1024)
+	return nil
+}
+
+// cpuProfile records a 10 s CPU profile of portcullis serving workload 2
+// (set -only to pick another) at concurrency 50.
+func (b *bench) cpuProfile(path string) error {
+	s, err := b.start(false, b.policy)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	ws := b.workloads()
+	w := ws[1]
+	if n, err := strconv.Atoi(*only); err == nil && n >= 1 && n <= len(ws) {
+		w = ws[n-1]
+	}
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + s.admin + "/debug/pprof/profile?seconds=10")
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		f.Close()
+		done <- err
+	}()
+	for {
+		select {
+		case err := <-done:
+			logf("CPU profile of workload %d written to %s", w.num, path)
+			return err
+		default:
+			if _, err := load(s, 50, 20000, w.req); err != nil {
+				return err
+			}
+		}
+	}
+}
