@@ -19,5 +19,8 @@ fuzz:
 build:
 	scripts/build.sh bin/portcullis
 
+# The performance contract (DESIGN.md §6): micro-benchmarks, then the load
+# harness against a no-op server. BENCHMARKS.md records the latest results.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./policy/
+	$(GO) run ./bench

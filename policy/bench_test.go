@@ -61,3 +61,18 @@ func BenchmarkDecideFirstSightRS256(b *testing.B) {
 	eng, req, mint := threeTiersBench(b, policy.EngineOptions{TokenCacheSize: 1})
 	benchDecide(b, eng, []policy.Request{req(mint("alice-access")), req(mint("alice-id"))})
 }
+
+// BenchmarkDecideDeny: the deny path for a wrong key (no hashing of
+// anything but the key, no crypto).
+func BenchmarkDecideDeny(b *testing.B) {
+	eng, req, _ := threeTiersBench(b, policy.EngineOptions{})
+	r := req("")
+	r.Headers["x-api-key"] = "pk_wrong_0123456789012345678901234567890"
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := eng.Decide(ctx, r); d.Allow {
+			b.Fatal("allowed")
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package policy
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+// TestVerifySignature cross-checks verifySignature against tokens signed by
+// jwx for every allowed algorithm, and refuses tampered signatures, the
+// wrong key type, and signatures of the wrong shape.
+func TestVerifySignature(t *testing.T) {
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	edPub, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	cases := []struct {
+		alg  string
+		priv any
+		pub  crypto.PublicKey
+	}{
+		{"RS256", rsaKey, rsaKey.Public()}, {"RS384", rsaKey, rsaKey.Public()}, {"RS512", rsaKey, rsaKey.Public()},
+		{"PS256", rsaKey, rsaKey.Public()}, {"PS384", rsaKey, rsaKey.Public()}, {"PS512", rsaKey, rsaKey.Public()},
+		{"ES256", p256, p256.Public()}, {"ES384", p384, p384.Public()}, {"ES512", p521, p521.Public()},
+		{"EdDSA", edPriv, edPub},
+	}
+	if len(cases) != len(Algorithms) {
+		t.Fatalf("%d cases for %d allowed algorithms", len(cases), len(Algorithms))
+	}
+	for _, tc := range cases {
+		t.Run(tc.alg, func(t *testing.T) {
+			tok, err := jws.Sign([]byte(`{"sub":"1"}`), jws.WithKey(jwa.SignatureAlgorithm(tc.alg), tc.priv))
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts := strings.Split(string(tok), ".")
+			input := parts[0] + "." + parts[1]
+			if !verifySignature(tc.alg, tc.pub, input, parts[2]) {
+				t.Fatal("a valid signature did not verify")
+			}
+			if verifySignature(tc.alg, tc.pub, parts[0]+".eyJzdWIiOiIyIn0", parts[2]) {
+				t.Fatal("a signature verified over another payload")
+			}
+			flipped := []byte(parts[2])
+			flipped[5] ^= 0x01
+			if verifySignature(tc.alg, tc.pub, input, string(flipped)) {
+				t.Fatal("an altered signature verified")
+			}
+			if verifySignature(tc.alg, tc.pub, input, parts[2]+"AA") || verifySignature(tc.alg, tc.pub, input, "") {
+				t.Fatal("a signature of the wrong length verified")
+			}
+			for _, other := range []crypto.PublicKey{rsaKey.Public(), p256.Public(), edPub} {
+				if fmt.Sprintf("%T", other) == fmt.Sprintf("%T", tc.pub) {
+					continue
+				}
+				if verifySignature(tc.alg, other, input, parts[2]) {
+					t.Fatalf("verified with a %T", other)
+				}
+			}
+		})
+	}
+	if verifySignature("HS256", rsaKey.Public(), "a.b", "c2ln") || verifySignature("none", nil, "a.b", "") {
+		t.Fatal("an algorithm outside the allow-list verified")
+	}
+}
