@@ -613,16 +613,16 @@ func (b *bench) soak(out io.Writer, d time.Duration) error {
 // cpuProfile records a 10 s CPU profile of portcullis serving workload 2
 // (set -only to pick another) at concurrency 50.
 func (b *bench) cpuProfile(path string) error {
-	s, err := b.start(false, b.policy)
-	if err != nil {
-		return err
-	}
-	defer s.stop()
 	ws := b.workloads()
 	w := ws[1]
 	if n, err := strconv.Atoi(*only); err == nil && n >= 1 && n <= len(ws) {
 		w = ws[n-1]
 	}
+	s, err := b.start(false, w.policy)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
 	done := make(chan error, 1)
 	go func() {
 		resp, err := http.Get("http://" + s.admin + "/debug/pprof/profile?seconds=10")

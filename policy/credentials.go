@@ -137,7 +137,7 @@ func (s *Snapshot) lookupKey(plain string, now time.Time) (*Key, Reason) {
 	if k.Disabled {
 		return k, ReasonKeyDisabled
 	}
-	if !k.Expires.IsZero() && !now.Before(k.Expires) {
+	if k.expiredAt(now) {
 		return k, ReasonKeyExpired
 	}
 	return k, ""

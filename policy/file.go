@@ -164,10 +164,11 @@ func ParseDuration(s string) (time.Duration, error) {
 // ParseTimestamp parses a point in time written as RFC 3339
 // ("2026-01-02T15:04:05Z") or as a date ("2026-01-02", midnight UTC).
 func ParseTimestamp(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
+	if len(s) == len(time.DateOnly) {
+		if t, err := time.Parse(time.DateOnly, s); err == nil {
+			return t, nil
+		}
+	} else if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("invalid time %q: want RFC 3339 (2026-01-02T15:04:05Z) or a date (2026-01-02)", s)

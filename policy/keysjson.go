@@ -9,7 +9,10 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
+
+	"github.com/portcullis/portcullis/cache"
 )
 
 // A keys file named *.json is streamed: each entry is decoded and compiled
@@ -33,6 +36,14 @@ func (c *compiler) streamJSONKeys(path string, add func(keyEntry)) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	fmt.Fprintf(c.digest, "\x00%s\x00%d\x00", path, fi.Size())
+	// An entry is about 120 bytes: size the indexes once instead of
+	// growing them a million times.
+	if n := int(fi.Size() / 128); n > len(c.s.keyList) {
+		c.s.keyList = slices.Grow(c.s.keyList, n)
+		if len(c.s.keys) == 0 {
+			c.s.keys = make(map[cache.Digest]*Key, n)
+		}
+	}
 	dec := json.NewDecoder(bufio.NewReaderSize(io.TeeReader(f, c.digest), 1<<16))
 	dec.DisallowUnknownFields()
 

@@ -511,9 +511,12 @@ func timestamp(bad func(field, format string, args ...any), field, v string) tim
 func (kc *keyCompiler) add(e keyEntry) {
 	c, k := kc.c, e.k
 	bad := func(field, format string, args ...any) { c.p.addf(e.src, e.path()+field, format, args...) }
-	key := &Key{ID: k.ID, Tenant: kc.str(k.Tenant), User: k.User, Tier: kc.str(k.Tier), Superuser: k.Superuser,
-		Disabled: k.Disabled, Label: k.Label, Description: k.Description,
-		Created: timestamp(bad, ".created", k.Created), Expires: timestamp(bad, ".expires", k.Expires)}
+	created, expires := timestamp(bad, ".created", k.Created), timestamp(bad, ".expires", k.Expires)
+	key := &Key{ID: k.ID, Tenant: kc.str(k.Tenant), User: k.User, Superuser: k.Superuser, Disabled: k.Disabled,
+		created: unixSeconds(created), expires: unixSeconds(expires)}
+	if k.Label != "" || k.Description != "" || len(k.Previous) > 0 || !kc.checkTiers {
+		key.meta = &keyMeta{label: k.Label, description: k.Description}
+	}
 	if k.ID == "" {
 		bad(".id", "required")
 	}
@@ -523,17 +526,20 @@ func (kc *keyCompiler) add(e keyEntry) {
 		if key.tier = c.s.tierName[k.Tier]; key.tier == nil {
 			bad(".tier", "unknown tier %q (%s)", k.Tier, c.tierNames())
 		}
-	} else if k.Tier == "" {
-		bad(".tier", "required")
+	} else {
+		key.meta.tierName = kc.str(k.Tier)
+		if k.Tier == "" {
+			bad(".tier", "required")
+		}
 	}
 	if k.Created == "" {
 		bad(".created", "required (e.g. 2026-01-31)")
 	}
-	if !key.Expires.IsZero() && key.Expires.Before(key.Created) {
+	if key.expires != 0 && key.expires < key.created {
 		bad(".expires", "before created")
 	}
-	if key.Expires.IsZero() && c.s.keyLifetime > 0 && !key.Created.IsZero() {
-		key.Expires = key.Created.Add(c.s.keyLifetime)
+	if key.expires == 0 && c.s.keyLifetime > 0 && key.created != 0 {
+		key.expires = key.created + int64(c.s.keyLifetime/time.Second)
 	}
 	if c.s.personal && key.User == "" && key.Tenant == "" {
 		bad("", "a key needs a tenant or a user")
@@ -555,17 +561,24 @@ func (kc *keyCompiler) add(e keyEntry) {
 			pbad(".expires", "required: until when the old value keeps working")
 			continue
 		}
-		if until := timestamp(pbad, ".expires", pv.Expires); key.Expires.IsZero() || until.Before(key.Expires) {
-			old.Expires = until
+		if until := unixSeconds(timestamp(pbad, ".expires", pv.Expires)); key.expires == 0 || until < key.expires {
+			old.expires = until
 		}
 		c.s.keys[old.Digest] = &old
-		key.Previous = append(key.Previous, Previous{Digest: old.Digest, Expires: old.Expires})
+		key.meta.previous = append(key.meta.previous, Previous{Digest: old.Digest, Expires: unixTime(old.expires)})
 	}
 	if key.Tenant != "" {
 		c.s.keyTenants[key.Tenant] = true
 	}
 	c.s.keyList = append(c.s.keyList, key)
 	kc.where = append(kc.where, keyEntry{src: e.src, idx: e.idx})
+}
+
+func unixSeconds(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }
 
 // finish reports duplicate ids (found by sorting, which needs no map of a

@@ -248,7 +248,7 @@ keys:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Keys()) != 1 || len(s.Keys()[0].Previous) != 1 {
+	if len(s.Keys()) != 1 || len(s.Keys()[0].Previous()) != 1 {
 		t.Fatalf("keys %+v", s.Keys())
 	}
 	at := func(now time.Time, key string) policy.Decision {

@@ -87,22 +87,69 @@ type upstream struct {
 }
 
 // Key is one API key entry. Only the SHA-256 digest of the key is held.
+// It is laid out for a million of them: what every check reads inline,
+// what only tools read (label, description, rotation) behind one pointer
+// that is nil for most keys. A Key is immutable once loaded.
 type Key struct {
-	ID          string
-	Digest      cache.Digest
-	Tenant      string
-	User        string
-	Tier        string
-	Superuser   bool
-	Created     time.Time
-	Expires     time.Time // effective expiry (explicit, or created + the policy's key lifetime); zero = never
-	Disabled    bool
-	Label       string
-	Description string
-	Previous    []Previous // old values of a rotated key, each valid until its Expires
-	Rotated     bool       // this entry stands for an old value of key ID
+	ID        string
+	Digest    cache.Digest
+	Tenant    string
+	User      string
+	Superuser bool
+	Disabled  bool
+	Rotated   bool  // this entry stands for an old value of key ID
+	created   int64 // Unix seconds
+	expires   int64 // Unix seconds, effective (explicit, or created + the policy's key lifetime); 0 = never
+	tier      *tier
+	meta      *keyMeta
+}
 
-	tier *tier
+type keyMeta struct {
+	tierName    string // when the key was loaded without a policy (no *tier)
+	label       string
+	description string
+	previous    []Previous
+}
+
+func (k *Key) metaOrEmpty() *keyMeta {
+	if k.meta == nil {
+		return &keyMeta{}
+	}
+	return k.meta
+}
+
+// Tier returns the name of the highest tier the key may reach.
+func (k *Key) Tier() string {
+	if k.tier != nil {
+		return k.tier.name
+	}
+	return k.metaOrEmpty().tierName
+}
+
+// Label returns the key's human-readable name.
+func (k *Key) Label() string { return k.metaOrEmpty().label }
+
+// Description returns what the key is for.
+func (k *Key) Description() string { return k.metaOrEmpty().description }
+
+// Previous returns the old values of a rotated key, each valid until its
+// Expires.
+func (k *Key) Previous() []Previous { return k.metaOrEmpty().previous }
+
+// Created returns when the key was made.
+func (k *Key) Created() time.Time { return unixTime(k.created) }
+
+// Expires returns the key's effective expiry (zero: never).
+func (k *Key) Expires() time.Time { return unixTime(k.expires) }
+
+// expiredAt reports whether the key has expired at now.
+func (k *Key) expiredAt(now time.Time) bool { return k.expires != 0 && now.Unix() >= k.expires }
+
+func unixTime(s int64) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s, 0).UTC()
 }
 
 // Previous is an old value of a rotated key.

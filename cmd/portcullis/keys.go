@@ -387,21 +387,20 @@ type keyRow struct {
 func rows(keys []*policy.Key, now time.Time) []keyRow {
 	out := make([]keyRow, 0, len(keys))
 	for _, k := range keys {
-		r := keyRow{ID: k.ID, Label: k.Label, Tenant: k.Tenant, User: k.User, Tier: k.Tier, Created: k.Created.UTC(), State: "active"}
+		r := keyRow{ID: k.ID, Label: k.Label(), Tenant: k.Tenant, User: k.User, Tier: k.Tier(), Created: k.Created(), State: "active"}
 		if k.Superuser {
 			r.Tier += " (superuser)"
 		}
-		if !k.Expires.IsZero() {
-			t := k.Expires.UTC()
-			r.Expires = &t
+		if exp := k.Expires(); !exp.IsZero() {
+			r.Expires = &exp
 		}
 		switch {
 		case k.Disabled:
 			r.State = "revoked"
-		case !k.Expires.IsZero() && !now.Before(k.Expires):
+		case !k.Expires().IsZero() && !now.Before(k.Expires()):
 			r.State = "expired"
 		default:
-			for _, p := range k.Previous {
+			for _, p := range k.Previous() {
 				if now.Before(p.Expires) {
 					r.State = "rotating"
 				}
@@ -510,11 +509,11 @@ func runKeysExpiring(args []string, stdout, stderr io.Writer) int {
 	now := time.Now()
 	var soon []*policy.Key
 	for _, k := range keys {
-		if !k.Disabled && !k.Expires.IsZero() && now.Before(k.Expires) && k.Expires.Before(now.Add(win)) {
+		if exp := k.Expires(); !k.Disabled && !exp.IsZero() && now.Before(exp) && exp.Before(now.Add(win)) {
 			soon = append(soon, k)
 		}
 	}
-	sort.Slice(soon, func(i, j int) bool { return soon[i].Expires.Before(soon[j].Expires) })
+	sort.Slice(soon, func(i, j int) bool { return soon[i].Expires().Before(soon[j].Expires()) })
 	printRows(stdout, rows(soon, now), *asJSON)
 	return exitOK
 }

@@ -43,7 +43,7 @@ func (r *reloader) reload(trigger string) bool {
 	r.reloading.Lock()
 	defer r.reloading.Unlock()
 	start := time.Now()
-	snap, err := policy.Load(r.path, policy.LoadOptions{JWKS: r.jwks})
+	snap, err := loadPolicy(r.path, r.jwks)
 	if err != nil {
 		r.m.reloads.WithLabelValues(trigger, "failure").Inc()
 		r.log.Error("policy reload failed",
@@ -52,6 +52,7 @@ func (r *reloader) reload(trigger string) bool {
 		return false
 	}
 	r.eng.Swap(snap)
+	releaseLoadGarbage()
 	r.jwks.Retain(snap.Remotes())
 	if r.usage != nil {
 		r.usage.track(snap)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -110,11 +111,12 @@ func serve(ctx context.Context, cfg serveConfig, trusted []netip.Prefix, log *sl
 	}}, true)
 	defer jwks.Close()
 
-	snap, err := policy.Load(cfg.policy, policy.LoadOptions{JWKS: jwks})
+	snap, err := loadPolicy(cfg.policy, jwks)
 	if err != nil {
 		return fmt.Errorf("loading policy: %w", err)
 	}
 	eng.Store(policy.NewEngine(snap, policy.EngineOptions{}))
+	releaseLoadGarbage()
 	use := newUsage()
 	use.track(snap)
 	rl := &reloader{path: cfg.policy, eng: eng.Load(), jwks: jwks, m: m, log: log, usage: use}
@@ -249,6 +251,16 @@ wait:
 	}
 	return nil
 }
+
+// loadPolicy loads a policy with the JWK sets shared across reloads.
+func loadPolicy(path string, jwks *cache.Registry) (*policy.Snapshot, error) {
+	return policy.Load(path, policy.LoadOptions{JWKS: jwks})
+}
+
+// releaseLoadGarbage collects what loading a policy left behind (a large
+// keys file makes hundreds of MB of short-lived garbage) and returns it to
+// the OS, so resident memory reflects the policy, not its parsing.
+func releaseLoadGarbage() { debug.FreeOSMemory() }
 
 // listen opens a TCP listener, or a unix socket for "unix:///path" (a
 // stale socket file from a previous run is removed first).
