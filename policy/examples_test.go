@@ -3,7 +3,6 @@ package policy_test
 import (
 	"context"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,37 +39,13 @@ func engineFor(t *testing.T, example string) (*policy.Engine, *testkit.Demo) {
 	return policy.NewEngine(s, policy.EngineOptions{}), demo
 }
 
-// expand turns "key:<id>", "Bearer key:<id>", "token:<name>" and
-// "Bearer token:<name>" into real credentials; a comma-joined list (as Envoy
-// joins repeated headers) is expanded item by item.
-func expand(t *testing.T, demo *testkit.Demo, v string) string {
-	if strings.Contains(v, ",") {
-		parts := strings.Split(v, ",")
-		for i, p := range parts {
-			parts[i] = expand(t, demo, p)
-		}
-		return strings.Join(parts, ",")
-	}
-	prefix := ""
-	if p, rest, ok := strings.Cut(v, " "); ok && strings.EqualFold(p, "bearer") {
-		prefix, v = p+" ", rest
-	}
-	switch {
-	case strings.HasPrefix(v, "key:"):
-		return prefix + demo.Key(t, strings.TrimPrefix(v, "key:"))
-	case strings.HasPrefix(v, "token:"):
-		return prefix + demo.Token(t, strings.TrimPrefix(v, "token:"), time.Now(), time.Hour, nil)
-	}
-	return prefix + v
-}
-
 func runExample(t *testing.T, example string, cases []exampleCase) {
 	eng, demo := engineFor(t, example)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := map[string]string{}
 			for k, v := range tc.headers {
-				h[k] = expand(t, demo, v)
+				h[k] = demo.Expand(t, v)
 			}
 			method := tc.method
 			if method == "" {

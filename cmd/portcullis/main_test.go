@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/portcullis/portcullis/internal/testkit"
 )
@@ -86,7 +85,8 @@ func TestCheckExamples(t *testing.T) {
 			demo := testkit.Load(t, tc.example)
 			args := []string{"check", "--policy", demo.Policy(), "--method", tc.method, "--path", tc.path}
 			for _, h := range tc.headers {
-				args = append(args, "-H", expandCred(t, demo, h))
+				name, v, _ := strings.Cut(h, ": ")
+				args = append(args, "-H", name+": "+demo.Expand(t, v))
 			}
 			code, out, errOut := runCLI(t, "", args...)
 			if code != tc.code {
@@ -114,21 +114,6 @@ func TestCheckExamples(t *testing.T) {
 			}
 		})
 	}
-}
-
-func expandCred(t *testing.T, demo *testkit.Demo, h string) string {
-	name, v, _ := strings.Cut(h, ": ")
-	prefix := ""
-	if p, rest, ok := strings.Cut(v, " "); ok {
-		prefix, v = p+" ", rest
-	}
-	switch {
-	case strings.HasPrefix(v, "key:"):
-		v = demo.Key(t, strings.TrimPrefix(v, "key:"))
-	case strings.HasPrefix(v, "token:"):
-		v = demo.Token(t, strings.TrimPrefix(v, "token:"), time.Now(), time.Hour, nil)
-	}
-	return name + ": " + prefix + v
 }
 
 // decodeCheck parses check's output and asserts it has exactly the

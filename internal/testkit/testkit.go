@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -225,4 +226,31 @@ func Realworld(t testing.TB, sub string) string {
 		t.Skipf("realworld data not present: %v", err)
 	}
 	return dir
+}
+
+// Expand turns placeholders in a header value into real demo credentials:
+// "key:<id>" becomes the demo key, "token:<name>" a freshly minted demo
+// token (valid for an hour), each optionally after a scheme ("Bearer
+// key:app"); a comma-joined list (as Envoy joins repeated headers) is
+// expanded item by item. Anything else is returned as is.
+func (d *Demo) Expand(t testing.TB, v string) string {
+	t.Helper()
+	if strings.Contains(v, ",") {
+		parts := strings.Split(v, ",")
+		for i, p := range parts {
+			parts[i] = d.Expand(t, p)
+		}
+		return strings.Join(parts, ",")
+	}
+	prefix := ""
+	if p, rest, ok := strings.Cut(v, " "); ok {
+		prefix, v = p+" ", rest
+	}
+	switch {
+	case strings.HasPrefix(v, "key:"):
+		v = d.Key(t, strings.TrimPrefix(v, "key:"))
+	case strings.HasPrefix(v, "token:"):
+		v = d.Token(t, strings.TrimPrefix(v, "token:"), time.Now(), time.Hour, nil)
+	}
+	return prefix + v
 }
