@@ -56,17 +56,20 @@ func (s *Snapshot) extract(h map[string]string) (credentials, Reason) {
 		switch {
 		case isBearer && rest == "":
 			return c, ReasonInvalidToken
-		case isBearer && looksLikeJWT(rest):
-			v = rest
-		case isBearer && s.bearerKeys && name == "authorization":
+		case isBearer && s.bearerKeys && name == "authorization" && !looksLikeJWT(rest):
+			// Bearer keys and tokens share the header: the shape decides.
 			if r := set(&c.key, rest); r != "" {
 				return c, r
 			}
 			continue
-		case isBearer, !looksLikeJWT(v):
+		case isBearer:
+			// A token, whatever it looks like: verification refuses
+			// garbage (and remembers it), so it is not scanned twice.
+			v = rest
+		case !looksLikeJWT(v):
 			return c, ReasonInvalidToken
 		}
-		// v is a JWT: "Bearer <jwt>" or a raw one (Cognito id tokens).
+		// v is a token: "Bearer <jwt>" or a raw JWT (Cognito id tokens).
 		if r := set(&c.token, v); r != "" {
 			return c, r
 		}
@@ -102,18 +105,30 @@ func bearer(v string) (rest string, ok bool) {
 // looksLikeJWT reports whether v has the shape of a compact JWS: three
 // base64url segments.
 func looksLikeJWT(v string) bool {
+	if !strings.HasPrefix(v, "eyJ") {
+		return false
+	}
 	dots := 0
 	for i := 0; i < len(v); i++ {
-		switch c := v[i]; {
-		case c == '.':
-			dots++
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-		default:
+		switch class := jwtByte[v[i]]; class {
+		case 0:
 			return false
+		case 2:
+			dots++
 		}
 	}
-	return dots == 2 && strings.HasPrefix(v, "eyJ")
+	return dots == 2
 }
+
+// jwtByte classifies the bytes of a compact JWS: 1 base64url, 2 ".", 0 any
+// other (a table: this runs over every byte of every token presented).
+var jwtByte = func() (t [256]uint8) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
+		t[c] = 1
+	}
+	t['.'] = 2
+	return t
+}()
 
 func containsStr(list []string, v string) bool {
 	for _, x := range list {

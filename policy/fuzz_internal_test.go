@@ -61,8 +61,11 @@ func FuzzExtract(f *testing.F) {
 			if r != "" {
 				continue
 			}
-			if c.token != "" && (!looksLikeJWT(c.token) || !strings.Contains(authz, c.token)) {
-				t.Fatalf("token %q from %q", c.token, authz)
+			if c.token != "" && !strings.Contains(authz, c.token) {
+				t.Fatalf("token %q invented from %q", c.token, authz)
+			}
+			if _, isBearer := bearer(strings.TrimSpace(authz)); c.token != "" && !isBearer && !looksLikeJWT(c.token) {
+				t.Fatalf("a raw value that is not a JWT was taken as a token: %q", authz)
 			}
 			if c.key != "" && !strings.Contains(key, c.key) && !strings.Contains(authz, c.key) {
 				t.Fatalf("key %q invented", c.key)
