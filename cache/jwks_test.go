@@ -7,13 +7,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,42 +90,10 @@ func TestParseKeySetFilters(t *testing.T) {
 	}
 }
 
-// jwksServer serves a JWK set that the test can replace or take down.
-type jwksServer struct {
-	*httptest.Server
-	mu   sync.Mutex
-	doc  []byte
-	down bool
-	hits atomic.Int32
-}
-
-func newJWKSServer(t *testing.T, doc []byte) *jwksServer {
-	s := &jwksServer{doc: doc}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.hits.Add(1)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.down {
-			http.Error(w, "IdP down", http.StatusBadGateway)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(s.doc)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *jwksServer) set(doc []byte, down bool) {
-	s.mu.Lock()
-	s.doc, s.down = doc, down
-	s.mu.Unlock()
-}
-
 func TestRemoteRotationAndOutage(t *testing.T) {
 	k1, k2 := testkit.RSAKey(t, 2048), testkit.RSAKey(t, 2048)
-	srv := newJWKSServer(t, testkit.JWKS(t, map[string]crypto.PublicKey{"k1": k1.Public()}))
-	r := cache.NewRemote(srv.URL, cache.RemoteOptions{MinRefetch: time.Nanosecond})
+	srv := testkit.NewIdP(t, testkit.JWKS(t, map[string]crypto.PublicKey{"k1": k1.Public()}))
+	r := cache.NewRemote(srv.URL(), cache.RemoteOptions{MinRefetch: time.Nanosecond})
 	defer r.Close()
 	ctx := context.Background()
 
@@ -141,14 +106,14 @@ func TestRemoteRotationAndOutage(t *testing.T) {
 	}
 
 	// The IdP rotates: k2 added, k1 removed. An unknown kid refetches.
-	srv.set(testkit.JWKS(t, map[string]crypto.PublicKey{"k2": k2.Public()}), false)
+	srv.Set(testkit.JWKS(t, map[string]crypto.PublicKey{"k2": k2.Public()}), false)
 	set, err = r.Refetch(ctx)
 	if err != nil || len(set.Keys("k2")) != 1 || len(set.Keys("k1")) != 0 {
 		t.Fatalf("after rotation: k1=%d k2=%d err=%v", len(set.Keys("k1")), len(set.Keys("k2")), err)
 	}
 
 	// The IdP goes down: the last good set keeps serving.
-	srv.set(nil, true)
+	srv.Set(nil, true)
 	set, err = r.Refetch(ctx)
 	if err != nil || len(set.Keys("k2")) != 1 {
 		t.Fatalf("stale set not served while the IdP is down: %v", err)
@@ -156,9 +121,9 @@ func TestRemoteRotationAndOutage(t *testing.T) {
 }
 
 func TestRemoteNeverFetched(t *testing.T) {
-	srv := newJWKSServer(t, nil)
-	srv.set(nil, true)
-	r := cache.NewRemote(srv.URL, cache.RemoteOptions{})
+	srv := testkit.NewIdP(t, nil)
+	srv.Set(nil, true)
+	r := cache.NewRemote(srv.URL(), cache.RemoteOptions{})
 	_, err := r.KeySet(context.Background())
 	if !errors.Is(err, cache.ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
@@ -175,8 +140,8 @@ func TestRemoteNeverFetched(t *testing.T) {
 // MinRefetch, and concurrent callers share one fetch.
 func TestRemoteRefetchRateLimited(t *testing.T) {
 	k := testkit.RSAKey(t, 2048)
-	srv := newJWKSServer(t, testkit.JWKS(t, map[string]crypto.PublicKey{"k": k.Public()}))
-	r := cache.NewRemote(srv.URL, cache.RemoteOptions{MinRefetch: time.Hour})
+	srv := testkit.NewIdP(t, testkit.JWKS(t, map[string]crypto.PublicKey{"k": k.Public()}))
+	r := cache.NewRemote(srv.URL(), cache.RemoteOptions{MinRefetch: time.Hour})
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for range 50 {
@@ -192,14 +157,14 @@ func TestRemoteRefetchRateLimited(t *testing.T) {
 	for range 10 {
 		_, _ = r.Refetch(ctx)
 	}
-	if n := srv.hits.Load(); n != 1 {
+	if n := srv.Hits(); n != 1 {
 		t.Fatalf("%d fetches, want 1", n)
 	}
 }
 
 func TestRemoteBackground(t *testing.T) {
 	k := testkit.RSAKey(t, 2048)
-	srv := newJWKSServer(t, testkit.JWKS(t, map[string]crypto.PublicKey{"k": k.Public()}))
+	srv := testkit.NewIdP(t, testkit.JWKS(t, map[string]crypto.PublicKey{"k": k.Public()}))
 	done := make(chan error, 1)
 	reg := cache.NewRegistry(cache.RemoteOptions{OnFetch: func(_ string, err error) {
 		select {
@@ -208,25 +173,25 @@ func TestRemoteBackground(t *testing.T) {
 		}
 	}}, true)
 	defer reg.Close()
-	r := reg.Remote(srv.URL, time.Hour)
+	r := reg.Remote(srv.URL(), time.Hour)
 	if err := <-done; err != nil {
 		t.Fatalf("background fetch: %v", err)
 	}
 	if !reg.Tried() {
 		t.Error("registry not tried after the first fetch")
 	}
-	if reg.Remote(srv.URL, time.Hour) != r {
+	if reg.Remote(srv.URL(), time.Hour) != r {
 		t.Error("the registry did not share the remote")
 	}
 	reg.Retain(nil)
-	if reg.Remote(srv.URL, time.Hour) == r {
+	if reg.Remote(srv.URL(), time.Hour) == r {
 		t.Error("Retain(nil) kept the remote")
 	}
 }
 
 func TestRemoteRejectsHugeDocument(t *testing.T) {
-	srv := newJWKSServer(t, []byte(`{"keys":[`+strings.Repeat(" ", 2<<20)+`]}`))
-	_, err := cache.NewRemote(srv.URL, cache.RemoteOptions{}).KeySet(context.Background())
+	srv := testkit.NewIdP(t, []byte(`{"keys":[`+strings.Repeat(" ", 2<<20)+`]}`))
+	_, err := cache.NewRemote(srv.URL(), cache.RemoteOptions{}).KeySet(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("err = %v", err)
 	}

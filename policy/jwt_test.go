@@ -10,12 +10,9 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -100,37 +97,8 @@ func claims(iss string, extra map[string]any) map[string]any {
 	return c
 }
 
-// jwksHTTP serves a JWK set over loopback HTTP; set replaces it, down takes
-// the IdP off the air.
-type jwksHTTP struct {
-	mu   sync.Mutex
-	doc  []byte
-	down bool
-	srv  *httptest.Server
-}
-
-func newJWKSHTTP(t *testing.T, doc []byte) *jwksHTTP {
-	j := &jwksHTTP{doc: doc}
-	j.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		j.mu.Lock()
-		defer j.mu.Unlock()
-		if j.down {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write(j.doc)
-	}))
-	t.Cleanup(j.srv.Close)
-	return j
-}
-
-func (j *jwksHTTP) set(doc []byte, down bool) {
-	j.mu.Lock()
-	j.doc, j.down = doc, down
-	j.mu.Unlock()
-}
-
-func (j *jwksHTTP) yaml() string { return "{ uri: " + j.srv.URL + "/jwks.json }" }
+// uriJWKS is the policy's jwks value for an IdP.
+func uriJWKS(idp *testkit.IdP) string { return "{ uri: " + idp.URL() + " }" }
 
 func wantDeny(t *testing.T, d policy.Decision, status int, reason policy.Reason) {
 	t.Helper()
@@ -151,21 +119,21 @@ func wantAllow(t *testing.T, d policy.Decision) {
 // served while the IdP is down.
 func TestJWKSOverHTTPRotation(t *testing.T) {
 	k1, k2 := testkit.RSAKey(t, 2048), testkit.RSAKey(t, 2048)
-	idp := newJWKSHTTP(t, testkit.JWKS(t, map[string]crypto.PublicKey{"k1": k1.Public()}))
-	env := newTokenEnv(t, idp.yaml(), true)
+	idp := testkit.NewIdP(t, testkit.JWKS(t, map[string]crypto.PublicKey{"k1": k1.Public()}))
+	env := newTokenEnv(t, uriJWKS(idp), true)
 
 	tok1 := testkit.Sign(t, k1, "RS256", map[string]any{"kid": "k1"}, claims("https://idp.example", nil))
 	wantAllow(t, env.decide(tok1))
 	wantAllow(t, env.decide(tok1)) // cached
 
 	// Rotation: k2 appears, k1 goes.
-	idp.set(testkit.JWKS(t, map[string]crypto.PublicKey{"k2": k2.Public()}), false)
+	idp.Set(testkit.JWKS(t, map[string]crypto.PublicKey{"k2": k2.Public()}), false)
 	tok2 := testkit.Sign(t, k2, "RS256", map[string]any{"kid": "k2"}, claims("https://idp.example", nil))
 	wantAllow(t, env.decide(tok2))
 	wantDeny(t, env.decide(tok1), 401, policy.ReasonTokenUnknownKey)
 
 	// Outage: the set fetched last keeps verifying.
-	idp.set(nil, true)
+	idp.Set(nil, true)
 	tok2b := testkit.Sign(t, k2, "RS256", map[string]any{"kid": "k2"}, claims("https://idp.example", map[string]any{"sub": "user-2"}))
 	wantAllow(t, env.decide(tok2b))
 	// An unknown kid during the outage is still just unknown.
@@ -175,14 +143,14 @@ func TestJWKSOverHTTPRotation(t *testing.T) {
 
 func TestJWKSNeverFetchedIs503(t *testing.T) {
 	k := testkit.RSAKey(t, 2048)
-	idp := newJWKSHTTP(t, nil)
-	idp.set(nil, true)
-	env := newTokenEnv(t, idp.yaml(), true)
+	idp := testkit.NewIdP(t, nil)
+	idp.Set(nil, true)
+	env := newTokenEnv(t, uriJWKS(idp), true)
 	tok := testkit.Sign(t, k, "RS256", map[string]any{"kid": "k"}, claims("https://idp.example", nil))
 	wantDeny(t, env.decide(tok), 503, policy.ReasonJWKSUnavailable)
 
 	// Once the IdP answers, the same token verifies: a 503 is not cached.
-	idp.set(testkit.JWKS(t, map[string]crypto.PublicKey{"k": k.Public()}), false)
+	idp.Set(testkit.JWKS(t, map[string]crypto.PublicKey{"k": k.Public()}), false)
 	wantAllow(t, env.decide(tok))
 }
 

@@ -152,9 +152,9 @@ func TestTwoContextHeaders(t *testing.T) {
 // before its issuer's keys are even looked up (the IdP here never answers,
 // so any look-up would show as a 503).
 func TestOversizedTokenBeforeCrypto(t *testing.T) {
-	idp := newJWKSHTTP(t, nil)
-	idp.set(nil, true)
-	env := newTokenEnv(t, idp.yaml(), true)
+	idp := testkit.NewIdP(t, nil)
+	idp.Set(nil, true)
+	env := newTokenEnv(t, uriJWKS(idp), true)
 	k := testkit.RSAKey(t, 2048)
 	big := testkit.Sign(t, k, "RS256", map[string]any{"kid": "k"}, claims("https://idp.example", map[string]any{"pad": strings.Repeat("x", 8192)}))
 	wantDeny(t, env.decide(big), 401, policy.ReasonTokenTooLarge)
