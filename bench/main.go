@@ -579,8 +579,9 @@ func (b *bench) tokenCacheMemory() (string, error) {
 	if _, err := load(s, 50, len(reqs), func(i int) *authv3.CheckRequest { return reqs[i] }); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("- token cache: %d cached tokens (portcullis_token_cache_entries %.0f): RSS %d MB (%d MB before), peak %d MB",
-		*cacheMem, s.metric("portcullis_token_cache_entries"), s.memKB("VmRSS")/1024, base/1024, s.memKB("VmHWM")/1024), nil
+	return fmt.Sprintf("- token cache: %d cached tokens (portcullis_token_cache_entries %.0f): RSS %d MB (%d MB before), peak %d MB; Go heap in use %.0f MB",
+		*cacheMem, s.metric("portcullis_token_cache_entries"), s.memKB("VmRSS")/1024, base/1024, s.memKB("VmHWM")/1024,
+		s.metric("go_memstats_heap_inuse_bytes")/1e6), nil
 }
 
 // soak runs workload 2 at concurrency 50 for d and reports the heap in use
