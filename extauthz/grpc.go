@@ -53,7 +53,7 @@ type respKey struct {
 
 // responseCacheSize bounds the encoded-response cache (entries are a few
 // hundred bytes).
-const responseCacheSize = 8192
+const responseCacheSize = 4096
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
 

@@ -26,14 +26,13 @@ type issuer struct {
 
 // token is what a verified JWT tells: immutable, shared through the cache.
 type token struct {
-	issuer  *issuer
-	key     *cache.Key
-	expires time.Time
-	user    string
-	tenant  string
-	groups  []string
-	scopes  []string
-	use     string
+	issuer *issuer
+	key    *cache.Key
+	user   string
+	tenant string
+	groups []string
+	scopes []string
+	use    string
 }
 
 // failure is a cached verification failure, valid for the snapshot it was
@@ -61,10 +60,10 @@ func (s *Snapshot) verifyToken(ctx context.Context, tc *tokenCache, raw string, 
 	if f, ok := tc.Failed(d); ok && f.snap == s {
 		return nil, f.reason
 	}
-	t, r := s.verify(ctx, raw, now)
+	t, exp, r := s.verify(ctx, raw, now)
 	switch r {
 	case "":
-		tc.AddVerified(d, t, t.expires)
+		tc.AddVerified(d, t, exp)
 	case ReasonTokenUnknownKey, ReasonJWKSUnavailable:
 		// Not cached: the key set may change any moment.
 	default:
@@ -102,51 +101,53 @@ type joseHeader struct {
 }
 
 // verify does the full check of a compact JWS token: structure, header,
-// issuer, key, signature, then claims. Only the issuer's JWK set is ever
-// used: jku, x5u and jwk header fields are ignored.
-func (s *Snapshot) verify(ctx context.Context, raw string, now time.Time) (*token, Reason) {
+// issuer, key, signature, then claims, and returns what it says and its
+// expiry. Only the issuer's JWK set is ever used: jku, x5u and jwk header
+// fields are ignored.
+func (s *Snapshot) verify(ctx context.Context, raw string, now time.Time) (*token, time.Time, Reason) {
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
-		return nil, ReasonInvalidToken
+		return nil, time.Time{}, ReasonInvalidToken
 	}
 	if parts[2] == "" {
-		return nil, ReasonTokenSignature
+		return nil, time.Time{}, ReasonTokenSignature
 	}
 	var hdr joseHeader
 	if !decodeSegment(parts[0], &hdr) {
-		return nil, ReasonInvalidToken
+		return nil, time.Time{}, ReasonInvalidToken
 	}
 	claims := map[string]any{}
 	if !decodeSegment(parts[1], &claims) {
-		return nil, ReasonInvalidToken
+		return nil, time.Time{}, ReasonInvalidToken
 	}
 	if len(hdr.Crit) > 0 {
-		return nil, ReasonInvalidToken // no critical extension is understood
+		return nil, time.Time{}, ReasonInvalidToken // no critical extension is understood
 	}
 	iss, _ := claims["iss"].(string)
 	is := s.byIss[iss]
 	if is == nil {
-		return nil, ReasonTokenUnknownIssuer
+		return nil, time.Time{}, ReasonTokenUnknownIssuer
 	}
 	if !slices.Contains(is.algs, hdr.Alg) {
-		return nil, ReasonTokenAlgorithm
+		return nil, time.Time{}, ReasonTokenAlgorithm
 	}
 	kid := ""
 	if hdr.Kid != nil {
 		kid = *hdr.Kid
 	}
 	if kid == "" && is.requireKID {
-		return nil, ReasonTokenUnknownKey
+		return nil, time.Time{}, ReasonTokenUnknownKey
 	}
 	key, r := is.findKey(ctx, parts[0]+"."+parts[1], parts[2], hdr.Alg, kid)
 	if r != "" {
-		return nil, r
+		return nil, time.Time{}, r
 	}
 	t := &token{issuer: is, key: key}
-	if r := s.checkClaims(is, claims, now, t); r != "" {
-		return nil, r
+	exp, r := s.checkClaims(is, claims, now, t)
+	if r != "" {
+		return nil, time.Time{}, r
 	}
-	return t, ""
+	return t, exp, ""
 }
 
 func decodeSegment(seg string, v any) bool {
@@ -196,44 +197,43 @@ func candidates(set *cache.KeySet, kid string) []*cache.Key {
 
 var errClaim = errors.New("bad claim")
 
-// checkClaims validates the registered claims and fills t from the
-// configured identity claims.
-func (s *Snapshot) checkClaims(is *issuer, claims map[string]any, now time.Time, t *token) Reason {
+// checkClaims validates the registered claims, fills t from the configured
+// identity claims, and returns the token's expiry.
+func (s *Snapshot) checkClaims(is *issuer, claims map[string]any, now time.Time, t *token) (time.Time, Reason) {
 	exp, ok := numericDate(claims["exp"])
 	if !ok {
-		return ReasonInvalidToken // exp is required
+		return time.Time{}, ReasonInvalidToken // exp is required
 	}
 	if !now.Before(exp.Add(s.skew)) {
-		return ReasonTokenExpired
+		return time.Time{}, ReasonTokenExpired
 	}
 	if v, present := claims["nbf"]; present {
 		nbf, ok := numericDate(v)
 		if !ok {
-			return ReasonInvalidToken
+			return time.Time{}, ReasonInvalidToken
 		}
 		if now.Add(s.skew).Before(nbf) {
-			return ReasonTokenNotYetValid
+			return time.Time{}, ReasonTokenNotYetValid
 		}
 	}
 	if v, present := claims["iat"]; present {
 		iat, ok := numericDate(v)
 		if !ok {
-			return ReasonInvalidToken
+			return time.Time{}, ReasonInvalidToken
 		}
 		if now.Add(s.skew).Before(iat) {
-			return ReasonTokenNotYetValid
+			return time.Time{}, ReasonTokenNotYetValid
 		}
 	}
 	if !audienceOK(is.audiences, claims) {
-		return ReasonTokenAudience
+		return time.Time{}, ReasonTokenAudience
 	}
-	t.expires = exp
 	var err error
 	if t.user, err = firstString(claims, is.userClaims); err != nil {
-		return ReasonInvalidToken
+		return time.Time{}, ReasonInvalidToken
 	}
 	if t.tenant, err = firstString(claims, is.tenantClaims); err != nil {
-		return ReasonInvalidToken
+		return time.Time{}, ReasonInvalidToken
 	}
 	for _, c := range is.groupClaims {
 		if v, ok := claims[c]; ok {
@@ -246,7 +246,7 @@ func (s *Snapshot) checkClaims(is *issuer, claims map[string]any, now time.Time,
 		t.scopes = stringsOf(claims["scp"])
 	}
 	t.use, _ = claims["token_use"].(string)
-	return ""
+	return exp, ""
 }
 
 func numericDate(v any) (time.Time, bool) {
