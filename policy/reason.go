@@ -98,12 +98,3 @@ func (r Reason) Message() string {
 	}
 	return reasons[ReasonInternal].message
 }
-
-// Reasons returns every reason code, for documentation and metrics.
-func Reasons() []Reason {
-	out := make([]Reason, 0, len(reasons))
-	for r := range reasons {
-		out = append(out, r)
-	}
-	return out
-}

@@ -158,9 +158,6 @@ type Previous struct {
 	Expires time.Time
 }
 
-// Path returns the policy file the snapshot was loaded from.
-func (s *Snapshot) Path() string { return s.path }
-
 // Version identifies the snapshot's content: the first 12 hex digits of a
 // SHA-256 over every file it was built from. Equal files, equal version.
 func (s *Snapshot) Version() string { return s.version }
@@ -175,12 +172,6 @@ func (s *Snapshot) KeysFile() string { return s.keysFile }
 
 // Keys returns the API key entries in file order.
 func (s *Snapshot) Keys() []*Key { return s.keyList }
-
-// KeyLimit returns the policy's maximum number of keys (0 = unlimited).
-func (s *Snapshot) KeyLimit() int { return s.keyLimit }
-
-// KeyLifetime returns the policy's default key lifetime (0 = none).
-func (s *Snapshot) KeyLifetime() time.Duration { return s.keyLifetime }
 
 // Remotes returns the remote JWK sets the snapshot's issuers use.
 func (s *Snapshot) Remotes() []*cache.Remote { return s.remotes }
