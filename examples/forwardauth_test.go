@@ -11,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/portcullis/portcullis/extauthz"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -45,6 +46,7 @@ func TestTraefikClearsHeaders(t *testing.T) {
 					Address             string   `yaml:"address"`
 					TrustForwardHeader  bool     `yaml:"trustForwardHeader"`
 					AuthResponseHeaders []string `yaml:"authResponseHeaders"`
+					AuthRequestHeaders  []string `yaml:"authRequestHeaders"`
 				} `yaml:"forwardAuth"`
 			} `yaml:"middlewares"`
 		} `yaml:"http"`
@@ -55,6 +57,26 @@ func TestTraefikClearsHeaders(t *testing.T) {
 	fa := cfg.HTTP.Middlewares["portcullis"].ForwardAuth
 	if fa.Address == "" || fa.TrustForwardHeader {
 		t.Fatalf("forwardAuth %+v: needs an address and trustForwardHeader: false", fa)
+	}
+	// Only the listed client headers reach Portcullis: the credential and
+	// context headers, and no header of any forward-auth family.
+	sent := lower(fa.AuthRequestHeaders)
+	if len(sent) == 0 {
+		t.Fatal("no authRequestHeaders: Traefik would pass every client header to Portcullis")
+	}
+	for h := range familyHeaders {
+		if sent[strings.ToLower(h)] {
+			t.Errorf("authRequestHeaders passes a client's %s", h)
+		}
+	}
+	s, err := policy.Load(filepath.Join("three-tiers", "policy.yaml"), policy.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range append(s.ContextHeaders(), s.CredentialHeaders()...) {
+		if !sent[h] {
+			t.Errorf("authRequestHeaders lacks %s: Portcullis would never see it", h)
+		}
 	}
 	got := lower(fa.AuthResponseHeaders)
 	for _, h := range mustClear(t) {
@@ -69,22 +91,84 @@ func TestIngressNginxClearsHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ing struct {
-		Metadata struct {
-			Annotations map[string]string `yaml:"annotations"`
-		} `yaml:"metadata"`
+	var annotations, cleared map[string]string
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	for {
+		var doc struct {
+			Kind     string `yaml:"kind"`
+			Metadata struct {
+				Name        string            `yaml:"name"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"metadata"`
+			Data map[string]string `yaml:"data"`
+		}
+		if err := dec.Decode(&doc); err != nil {
+			break
+		}
+		switch doc.Kind {
+		case "Ingress":
+			annotations = doc.Metadata.Annotations
+		case "ConfigMap":
+			cleared = doc.Data
+		}
 	}
-	if err := yaml.Unmarshal(b, &ing); err != nil {
-		t.Fatal(err)
-	}
-	a := ing.Metadata.Annotations
-	if a["nginx.ingress.kubernetes.io/auth-url"] == "" {
+	if annotations["nginx.ingress.kubernetes.io/auth-url"] == "" {
 		t.Fatal("no auth-url")
 	}
-	got := lower(strings.Split(a["nginx.ingress.kubernetes.io/auth-response-headers"], ","))
+	got := lower(strings.Split(annotations["nginx.ingress.kubernetes.io/auth-response-headers"], ","))
 	for _, h := range mustClear(t) {
 		if !got[h] {
 			t.Errorf("auth-response-headers lacks %s", h)
+		}
+	}
+	if !strings.HasSuffix(annotations["nginx.ingress.kubernetes.io/auth-proxy-set-headers"], "/portcullis-auth-headers") {
+		t.Errorf("auth-proxy-set-headers does not name the ConfigMap")
+	}
+	for _, h := range otherFamilies(extauthz.ModeIngressNginx) {
+		if v, ok := cleared[h]; !ok || v != "" {
+			t.Errorf("the auth headers ConfigMap does not clear %s", h)
+		}
+	}
+}
+
+// familyHeaders are the headers any forward-auth mode reads, or that a
+// proxy adds to describe a request; readBy says which mode reads each.
+var familyHeaders = map[string]string{
+	"X-Forwarded-Method": extauthz.ModeTraefik, "X-Forwarded-Uri": extauthz.ModeTraefik, "X-Forwarded-Host": extauthz.ModeTraefik,
+	"X-Forwarded-Prefix": "", "X-Original-URI": extauthz.ModeNginx, "X-Original-Host": extauthz.ModeNginx,
+	"X-Original-Method": extauthz.ModeNginx + "," + extauthz.ModeIngressNginx, "X-Original-URL": extauthz.ModeIngressNginx,
+	"X-Envoy-Original-Path": "", "Forwarded": "",
+}
+
+// otherFamilies lists the family headers mode does not read, which its
+// proxy configuration must keep from reaching Portcullis. X-Forwarded-Proto
+// is left out: no mode reads it, and ingress-nginx clears it itself.
+func otherFamilies(mode string) []string {
+	var out []string
+	for h, readBy := range familyHeaders {
+		if !strings.Contains(","+readBy+",", ","+mode+",") {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// TestShippedConfigsPinTheirMode: each forward-auth configuration names
+// its mode in the serve command it documents.
+func TestShippedConfigsPinTheirMode(t *testing.T) {
+	for file, mode := range map[string]string{
+		"nginx/portcullis.conf":        extauthz.ModeNginx,
+		"ingress-nginx/ingress.yaml":   extauthz.ModeIngressNginx,
+		"traefik/dynamic.yaml":         extauthz.ModeTraefik,
+		"../envoy/http-service.yaml":   extauthz.ModeEnvoy,
+		"../k8s/istio/meshconfig.yaml": extauthz.ModeEnvoy,
+	} {
+		b, err := os.ReadFile(filepath.FromSlash(file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "--http-mode "+mode+"\n") && !strings.Contains(string(b), "--http-mode "+mode+" ") {
+			t.Errorf("%s does not pin --http-mode %s", file, mode)
 		}
 	}
 }
@@ -98,6 +182,13 @@ func TestNginxConfClearsHeaders(t *testing.T) {
 	for _, h := range mustClear(t) {
 		if !strings.Contains(conf, "proxy_set_header "+h+" ") {
 			t.Errorf("portcullis.conf does not set or clear %s", h)
+		}
+	}
+	auth := conf[strings.Index(conf, "location = /_portcullis"):]
+	auth = auth[:strings.Index(auth, "}")]
+	for _, h := range otherFamilies(extauthz.ModeNginx) {
+		if !strings.Contains(auth, "proxy_set_header "+strings.ToLower(h)+` "";`) {
+			t.Errorf("the auth location does not clear %s", h)
 		}
 	}
 }

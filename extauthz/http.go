@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,12 +27,31 @@ const ReasonHeader = "x-portcullis-reason"
 // same list.
 const envoyRemoveHeader = "x-envoy-auth-headers-to-remove"
 
-// Forward-auth modes, chosen per request by the headers present.
+// Forward-auth modes: which headers describe the request being checked.
+// Each mode reads its own family and nothing else: a header of another
+// family, whoever sent it, never changes the decision.
 const (
-	ModeTraefik = "traefik" // X-Forwarded-Method, X-Forwarded-Uri, X-Forwarded-Host
-	ModeNginx   = "nginx"   // X-Original-URI (and X-Original-Method)
-	ModeEnvoy   = "envoy"   // the request itself, under PathPrefix
+	// ModeTraefik: X-Forwarded-Method, X-Forwarded-Uri and X-Forwarded-Host
+	// (Traefik's ForwardAuth).
+	ModeTraefik = "traefik"
+	// ModeNginx: X-Original-Method, X-Original-URI and X-Original-Host, as
+	// the shipped nginx auth_request configuration sets them.
+	ModeNginx = "nginx"
+	// ModeIngressNginx: X-Original-Method and X-Original-URL
+	// (<scheme>://<host><request uri>), as ingress-nginx's auth-url sends them.
+	ModeIngressNginx = "ingress-nginx"
+	// ModeEnvoy: the request itself, under PathPrefix (Envoy's ext_authz
+	// http_service, Istio's envoyExtAuthzHttp).
+	ModeEnvoy = "envoy"
+	// ModeAuto picks traefik, nginx or ingress-nginx from the one family
+	// present; a request carrying none, or more than one, is a 400. It
+	// never picks envoy, whose requests carry no marker a client could not
+	// send too. Pin the mode instead whenever the proxy is known.
+	ModeAuto = "auto"
 )
+
+// modes lists the accepted Mode values, for errors and flags.
+var modes = []string{ModeAuto, ModeTraefik, ModeNginx, ModeIngressNginx, ModeEnvoy}
 
 // HTTPHandler answers forward-auth requests from Traefik, nginx and
 // ingress-nginx (auth_request), or Envoy's ext_authz http_service, with
@@ -42,15 +62,13 @@ type HTTPHandler struct {
 	mode     string
 	prefix   string
 	trusted  []netip.Prefix
+	warn     *warnLimiter
 }
 
 // HTTPOptions configure an HTTPHandler.
 type HTTPOptions struct {
-	// Mode pins one forward-auth mode (ModeTraefik, ModeNginx, ModeEnvoy);
-	// "" or "auto" picks it per request from the headers present. Pin it
-	// when the proxy might pass a client's own X-Forwarded-Uri or
-	// X-Original-URI through (Envoy http_service with permissive
-	// allowed_headers).
+	// Mode names the proxy in front (ModeTraefik, ModeNginx,
+	// ModeIngressNginx, ModeEnvoy) or ModeAuto; "" is ModeAuto.
 	Mode string
 	// PathPrefix is stripped from the request path in Envoy mode
 	// (http_service.path_prefix).
@@ -59,28 +77,35 @@ type HTTPOptions struct {
 	// Anyone else is denied, since the forwarded headers describe a request
 	// only a proxy can vouch for.
 	TrustedProxies []netip.Prefix
+	// Logger receives a rate-limited warning when proxies send requests
+	// that cannot be checked (a missing X-Original-Method, two header
+	// families), which is a proxy configuration mistake. Nil: no warnings.
+	Logger *slog.Logger
 }
 
-// DefaultTrustedProxies is loopback only.
-var DefaultTrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+// DefaultTrustedProxies returns the default trusted proxies: loopback only.
+func DefaultTrustedProxies() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
 
 var _ http.Handler = (*HTTPHandler)(nil)
 
 // NewHTTPHandler returns a forward-auth handler deciding with engine and
-// reporting to observer (which may be nil).
-// It fails only for an unknown mode.
+// reporting to observer (which may be nil). It fails only for an unknown
+// mode.
 func NewHTTPHandler(engine *policy.Engine, observer Observer, opts HTTPOptions) (*HTTPHandler, error) {
-	switch opts.Mode {
-	case "auto":
-		opts.Mode = ""
-	case "", ModeTraefik, ModeNginx, ModeEnvoy:
-	default:
-		return nil, fmt.Errorf("unknown forward-auth mode %q (want auto, traefik, nginx or envoy)", opts.Mode)
+	if opts.Mode == "" {
+		opts.Mode = ModeAuto
 	}
-	if len(opts.TrustedProxies) == 0 {
-		opts.TrustedProxies = DefaultTrustedProxies
+	if !slices.Contains(modes, opts.Mode) {
+		return nil, fmt.Errorf("unknown forward-auth mode %q (want %s)", opts.Mode, strings.Join(modes, ", "))
 	}
-	return &HTTPHandler{engine: engine, observer: observer, mode: opts.Mode, prefix: opts.PathPrefix, trusted: opts.TrustedProxies}, nil
+	trusted := slices.Clone(opts.TrustedProxies)
+	if len(trusted) == 0 {
+		trusted = DefaultTrustedProxies()
+	}
+	return &HTTPHandler{engine: engine, observer: observer, mode: opts.Mode, prefix: opts.PathPrefix,
+		trusted: trusted, warn: newWarnLimiter(opts.Logger, 10*time.Second)}, nil
 }
 
 // ServeHTTP answers 200 with the normalized headers as response headers
@@ -94,68 +119,183 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if p := recover(); p != nil {
 			d = policy.Deny(policy.ReasonInternal)
-			slog.ErrorContext(r.Context(), "forward-auth check panicked", "panic", p)
+			recovered(r.Context(), h.observer, "forward-auth", p)
 		}
 		writeDecision(w, &d, mode)
 		if h.observer != nil {
 			h.observer.Observe(r.Context(), c, &d, time.Since(start))
 		}
 	}()
-	req, m, reason := h.decode(r)
+	req, m, problem := h.decode(r)
 	mode = m
 	c = Check{Transport: "http", RequestID: req.Headers["x-request-id"], Method: req.Method, Path: withoutQuery(req.Path)}
-	if reason != "" {
-		d = policy.Deny(reason)
-		return
+	switch {
+	case problem == errUntrusted:
+		d = policy.Deny(policy.ReasonUntrustedProxy)
+	case problem != "":
+		h.warn.warn(r.Context(), problem)
+		d = policy.Deny(policy.ReasonBadRequest)
+	default:
+		d = h.engine.Decide(r.Context(), req)
 	}
-	d = h.engine.Decide(r.Context(), req)
 }
 
-// decode derives the original request from the forward-auth request.
-func (h *HTTPHandler) decode(r *http.Request) (policy.Request, string, policy.Reason) {
+// errUntrusted is decode's problem for a peer outside the trusted proxies.
+const errUntrusted = "untrusted proxy"
+
+// decode derives the original request from the forward-auth request, in
+// the handler's mode. problem is "" when the request can be checked, else
+// what is wrong with it (for the operator's log, never for the client).
+func (h *HTTPHandler) decode(r *http.Request) (req policy.Request, mode, problem string) {
 	headers := make(map[string]string, len(r.Header)+1)
 	for k, vs := range r.Header {
 		headers[strings.ToLower(k)] = strings.Join(vs, ",")
 	}
-	req := policy.Request{Headers: headers}
+	req.Headers = headers
 	if !h.trustedPeer(r.RemoteAddr) {
-		return req, "", policy.ReasonUntrustedProxy
+		return req, "", errUntrusted
 	}
-	mode := h.mode
-	if mode == "" {
-		switch {
-		case headers["x-forwarded-uri"] != "" || headers["x-forwarded-method"] != "":
-			mode = ModeTraefik
-		case headers["x-original-uri"] != "":
-			mode = ModeNginx
-		default:
-			mode = ModeEnvoy
+	mode = h.mode
+	if mode == ModeAuto {
+		if mode, problem = detectMode(r.Header); problem != "" {
+			return req, "", problem
 		}
 	}
 	switch mode {
 	case ModeTraefik:
-		req.Method, req.Path, req.Host = headers["x-forwarded-method"], headers["x-forwarded-uri"], headers["x-forwarded-host"]
-		return req, ModeTraefik, ""
+		problem = fromFamily(r.Header, &req, "X-Forwarded-Method", "X-Forwarded-Uri", "X-Forwarded-Host")
 	case ModeNginx:
-		req.Method, req.Path, req.Host = headers["x-original-method"], headers["x-original-uri"], headers["x-original-host"]
-		if req.Method == "" {
-			req.Method = r.Method
-		}
-		if req.Host == "" {
-			req.Host = r.Host
-		}
-		return req, ModeNginx, ""
+		problem = fromFamily(r.Header, &req, "X-Original-Method", "X-Original-Uri", "X-Original-Host")
+	case ModeIngressNginx:
+		problem = fromOriginalURL(r.Header, &req)
+	default:
+		problem = h.fromRequest(r, &req)
 	}
-	path := r.URL.RequestURI()
+	return req, mode, problem
+}
+
+// families maps each auto-detectable mode to the headers that mark it.
+// X-Original-Method is shared by nginx and ingress-nginx, so it marks
+// neither.
+var families = []struct {
+	mode    string
+	markers []string
+}{
+	{ModeTraefik, []string{"X-Forwarded-Method", "X-Forwarded-Uri"}},
+	{ModeNginx, []string{"X-Original-Uri", "X-Original-Host"}},
+	{ModeIngressNginx, []string{"X-Original-Url"}},
+}
+
+// detectMode picks the one header family present. ingress-nginx sends
+// X-Original-URI beside X-Original-URL when auth-method is set; the two
+// together are one family only when they name the same request.
+func detectMode(h http.Header) (string, string) {
+	var found []string
+	for _, f := range families {
+		if slices.ContainsFunc(f.markers, func(m string) bool { return len(h.Values(m)) > 0 }) {
+			found = append(found, f.mode)
+		}
+	}
+	if slices.Equal(found, []string{ModeNginx, ModeIngressNginx}) && len(h.Values("X-Original-Host")) == 0 {
+		_, uri, ok := splitOriginalURL(h.Get("X-Original-Url"))
+		if ok && h.Get("X-Original-Uri") == uri {
+			return ModeIngressNginx, ""
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], ""
+	case 0:
+		return "", "auto mode: the request carries no X-Forwarded-Uri, X-Original-URI or X-Original-URL; " +
+			"set the proxy's headers, or pin --http-mode (envoy for Envoy's http_service)"
+	}
+	return "", fmt.Sprintf("auto mode: the request carries the headers of %s at once; "+
+		"pin --http-mode and make the proxy clear the other families", strings.Join(found, " and "))
+}
+
+// single returns the one value of header name; ok is false when it is sent
+// several times (a forwarded request is described once, or not believed).
+func single(h http.Header, name string) (string, bool) {
+	vs := h.Values(name)
+	switch len(vs) {
+	case 0:
+		return "", true
+	case 1:
+		return vs[0], true
+	}
+	return "", false
+}
+
+// fromFamily fills req's method, path and host from three headers. The
+// method and the URI are required: a proxy that does not send them is
+// misconfigured, and no method or path is ever assumed.
+func fromFamily(h http.Header, req *policy.Request, method, uri, host string) string {
+	var ok [3]bool
+	req.Method, ok[0] = single(h, method)
+	req.Path, ok[1] = single(h, uri)
+	req.Host, ok[2] = single(h, host)
+	if ok != [3]bool{true, true, true} {
+		return fmt.Sprintf("%s, %s or %s is sent more than once", method, uri, host)
+	}
+	if req.Method == "" || req.Path == "" {
+		return fmt.Sprintf("the request lacks %s or %s: configure the proxy to send both", method, uri)
+	}
+	return ""
+}
+
+// fromOriginalURL fills req from ingress-nginx's X-Original-Method and
+// X-Original-URL. A client's X-Original-URI or X-Original-Host is never
+// read in this mode.
+func fromOriginalURL(h http.Header, req *policy.Request) string {
+	m, ok1 := single(h, "X-Original-Method")
+	u, ok2 := single(h, "X-Original-Url")
+	if !ok1 || !ok2 {
+		return "X-Original-Method or X-Original-URL is sent more than once"
+	}
+	if m == "" || u == "" {
+		return "the request lacks X-Original-Method or X-Original-URL: ingress-nginx's auth-url sends both"
+	}
+	host, uri, ok := splitOriginalURL(u)
+	if !ok {
+		return "X-Original-URL is not <http|https>://<host><path>"
+	}
+	req.Method, req.Path, req.Host = m, uri, host
+	return ""
+}
+
+// splitOriginalURL splits "<scheme>://<host><request uri>" without decoding
+// anything: the request URI is passed on exactly as the client sent it, so
+// the engine sees (and refuses) what the upstream would see. A userinfo
+// part, another scheme, or a request URI not starting with "/" is refused.
+func splitOriginalURL(u string) (host, uri string, ok bool) {
+	scheme, rest, found := strings.Cut(u, "://")
+	if !found || (!strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https")) {
+		return "", "", false
+	}
+	i := strings.IndexByte(rest, '/')
+	if i < 0 {
+		return "", "", false
+	}
+	host, uri = rest[:i], rest[i:]
+	if strings.ContainsAny(host, "@?#\\") {
+		return "", "", false
+	}
+	return host, uri, true
+}
+
+// fromRequest fills req from the forward-auth request itself (Envoy's
+// http_service), with PathPrefix removed from the raw request target.
+func (h *HTTPHandler) fromRequest(r *http.Request, req *policy.Request) string {
+	path := r.RequestURI
 	if h.prefix != "" {
 		rest, ok := strings.CutPrefix(path, h.prefix)
 		if !ok {
-			return req, ModeEnvoy, policy.ReasonBadRequest
+			return fmt.Sprintf("the request path is not under --http-path-prefix %q", h.prefix)
 		}
 		path = rest
 	}
 	req.Method, req.Path, req.Host = r.Method, path, r.Host
-	return req, ModeEnvoy, ""
+	return ""
 }
 
 func (h *HTTPHandler) trustedPeer(remote string) bool {

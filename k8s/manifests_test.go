@@ -262,6 +262,12 @@ func TestIstio(t *testing.T) {
 	if http == nil || http.GetFailOpen() {
 		t.Fatalf("HTTP provider %v", http)
 	}
+	for _, h := range http.GetIncludeRequestHeadersInCheck() {
+		h = strings.ToLower(h)
+		if strings.HasPrefix(h, "x-forwarded-") || strings.HasPrefix(h, "x-original-") || h == "x-envoy-original-path" || h == "forwarded" {
+			t.Errorf("includeRequestHeadersInCheck passes a client's %s to Portcullis", h)
+		}
+	}
 	up := strings.Join(http.GetHeadersToUpstreamOnAllow(), ",")
 	for _, h := range []string{"x-tenant-id", "x-tenant-kind", "x-user-id", "x-auth-tier", "x-credential-id"} {
 		if !strings.Contains(up, h) {
@@ -311,6 +317,28 @@ func runHelm(t *testing.T, args ...string) []byte {
 		t.Fatalf("helm %v: %v\n%s%s", args, err, out, stderr.String())
 	}
 	return out
+}
+
+// TestHelmForwardAuthNamesItsMode: the chart refuses to turn forward-auth
+// on without naming the proxy in front, and refuses a mode the server does
+// not know: a client's headers never pick the mode.
+func TestHelmForwardAuthNamesItsMode(t *testing.T) {
+	chart := filepath.Join("helm", "portcullis")
+	for _, mode := range []string{"", "haproxy"} {
+		cmd := exec.Command(helm(t), "template", "portcullis", chart, "--set", "server.forwardAuth.enabled=true",
+			"--set", "server.forwardAuth.mode="+mode)
+		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "server.forwardAuth.mode") {
+			t.Errorf("mode %q rendered (%v):\n%s", mode, err, out)
+		}
+	}
+	for _, mode := range []string{"traefik", "nginx", "ingress-nginx", "envoy"} {
+		out := runHelm(t, "template", "portcullis", chart, "--set", "server.forwardAuth.enabled=true", "--set", "server.forwardAuth.mode="+mode)
+		if !strings.Contains(string(out), "--http-mode="+mode) {
+			t.Errorf("mode %s not passed to the server", mode)
+		}
+	}
 }
 
 func TestHelmChart(t *testing.T) {
