@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -16,15 +17,20 @@ type EngineOptions struct {
 	FailureCacheSize int              // failed tokens kept; default 10,000
 	FailureTTL       time.Duration    // how long a failure is remembered; default 10s
 	Now              func() time.Time // clock; default time.Now
+	// OnPanic, when set, is told of every panic Decide recovered from (the
+	// check was denied 503), with the stack of the goroutine that panicked.
+	// It must be safe for concurrent use.
+	OnPanic func(value any, stack []byte)
 }
 
 // Engine decides requests against the current Snapshot. It is safe for
 // concurrent use: Decide pins one snapshot per call, and Swap publishes a new
 // one atomically without disturbing checks in flight.
 type Engine struct {
-	snap   atomic.Pointer[Snapshot]
-	tokens *tokenCache
-	now    func() time.Time
+	snap    atomic.Pointer[Snapshot]
+	tokens  *tokenCache
+	now     func() time.Time
+	onPanic func(value any, stack []byte)
 }
 
 // NewEngine returns an Engine serving s.
@@ -41,7 +47,7 @@ func NewEngine(s *Snapshot, opts EngineOptions) *Engine {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	e := &Engine{tokens: cache.NewTokens[*token, failure](opts.TokenCacheSize, opts.FailureCacheSize, opts.FailureTTL), now: opts.Now}
+	e := &Engine{tokens: cache.NewTokens[*token, failure](opts.TokenCacheSize, opts.FailureCacheSize, opts.FailureTTL), now: opts.Now, onPanic: opts.OnPanic}
 	e.snap.Store(s)
 	return e
 }
@@ -64,6 +70,9 @@ func (e *Engine) Decide(ctx context.Context, req Request) (d Decision) {
 	defer func() {
 		if p := recover(); p != nil {
 			d = deny(ReasonInternal)
+			if e.onPanic != nil {
+				e.onPanic(p, debug.Stack())
+			}
 		}
 	}()
 	s := e.snap.Load()
@@ -84,6 +93,9 @@ type caller struct {
 }
 
 func (s *Snapshot) decide(ctx context.Context, tc *tokenCache, req Request, now time.Time) Decision {
+	if !methodToken(req.Method) {
+		return deny(ReasonBadRequest)
+	}
 	path, ok := routePath(req.Path)
 	if !ok {
 		return deny(ReasonBadPath)
@@ -262,42 +274,62 @@ func (s *Snapshot) isMember(tenant, user string) bool {
 	return t != nil && user != "" && t.members[user]
 }
 
-// tenant resolves the tenant the caller acts for: the key's tenant, the
-// token's tenant claim or the caller's personal context, unless a context
-// header selects another one the caller may act for.
+// tenant resolves the tenant the caller acts for: the one a context header
+// selects, if the caller may act for it; else the key's tenant, the token's
+// tenant claim or the caller's personal context.
 func (s *Snapshot) tenant(h map[string]string, c *caller) (string, string, Reason) {
-	name, kind := s.baseTenant(c)
-	selected := ""
+	var name, kind string
 	for _, rule := range s.contexts {
-		v := strings.TrimSpace(h[rule.header])
-		if v == "" {
+		raw, sent := h[rule.header]
+		if !sent {
 			continue
 		}
+		// Sent at all, even empty, by a tier that may not: 403.
 		if rule.tiers != nil && !rule.tiers[c.tier.name] {
 			return "", "", ReasonContextNotAllowed
+		}
+		v := strings.TrimSpace(raw)
+		if v == "" {
+			continue
 		}
 		n, k, r := s.selectTenant(v, c)
 		if r != "" {
 			return "", "", r
 		}
-		if selected != "" && n != selected {
+		if name != "" && n != name {
 			return "", "", ReasonContextConflict
 		}
-		selected, name, kind = n, n, k
+		name, kind = n, k
 	}
-	return name, kind, ""
+	if name != "" {
+		return name, kind, ""
+	}
+	return s.baseTenant(c)
 }
 
-func (s *Snapshot) baseTenant(c *caller) (string, string) {
+func (s *Snapshot) baseTenant(c *caller) (string, string, Reason) {
 	switch {
 	case c.key != nil && c.key.Tenant != "":
-		return c.key.Tenant, KindOrganization
+		return c.key.Tenant, KindOrganization, ""
 	case c.token != nil && c.token.tenant != "":
-		return s.canonical(c.token.tenant), KindOrganization
+		return s.canonical(c.token.tenant), KindOrganization, ""
 	case s.personal && c.user != "":
-		return c.user, KindPersonal
+		if s.tenantNamed(c.user) {
+			// The user's id is a tenant's name or alias: acting "as
+			// themself" would put that tenant in the tenant header.
+			return "", "", ReasonTenantNotAllowed
+		}
+		return c.user, KindPersonal, ""
 	}
-	return "", ""
+	return "", "", ""
+}
+
+// tenantNamed reports whether v is the name or an alias of a tenant of the
+// policy, or a tenant some key is bound to: users and tenants share the
+// tenant header, so no personal context may carry such a value.
+func (s *Snapshot) tenantNamed(v string) bool {
+	_, ok := s.aliases[v]
+	return ok || s.keyTenants[v]
 }
 
 // selectTenant checks a context header value against what the caller may
@@ -313,7 +345,7 @@ func (s *Snapshot) selectTenant(v string, c *caller) (string, string, Reason) {
 			return "", "", ReasonTenantNotAllowed
 		}
 	}
-	if s.personal && c.user != "" && v == c.user {
+	if s.personal && c.user != "" && v == c.user && !s.tenantNamed(v) {
 		return c.user, KindPersonal, ""
 	}
 	n := s.canonical(v)

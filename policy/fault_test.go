@@ -205,7 +205,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 				fail("a valid policy failed to load: %v", err)
 			default:
 				eng.Swap(s)
-				reg.Retain(s.Remotes())
+				reg.Commit(s.Remotes())
 				reloadsOK.Add(1)
 			}
 		}

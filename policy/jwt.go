@@ -260,11 +260,19 @@ func numericDate(v any) (time.Time, bool) {
 
 // audienceOK reports whether aud (a string or a list) or, for Cognito access
 // tokens that carry no aud, client_id is one of the accepted audiences.
+// A string aud is one case-sensitive value (RFC 7519 §4.1.3), never split on
+// white space as scopes are.
 func audienceOK(accepted []string, claims map[string]any) bool {
-	for _, a := range stringsOf(claims["aud"]) {
-		if slices.Contains(accepted, a) {
-			return true
+	switch aud := claims["aud"].(type) {
+	case string:
+		return slices.Contains(accepted, aud)
+	case []any:
+		for _, e := range aud {
+			if a, ok := e.(string); ok && slices.Contains(accepted, a) {
+				return true
+			}
 		}
+		return false
 	}
 	if _, hasAud := claims["aud"]; !hasAud {
 		if id, ok := claims["client_id"].(string); ok && slices.Contains(accepted, id) {

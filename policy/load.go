@@ -284,11 +284,18 @@ func (c *compiler) jwks(p string, j jwksFile) cache.Source {
 	case j.URI != "":
 		u, err := url.Parse(j.URI)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			c.errf(p+".uri", "want an absolute http(s) URL, got %q", j.URI)
+			c.errf(p+".uri", "want an absolute http(s) URL, got %q", cache.Redacted(j.URI))
 			return nil
 		}
 		if refresh != 0 && refresh < time.Minute {
 			c.errf(p+".refresh", "refresh %s is below the 1m minimum", refresh)
+		}
+		// Issuers sharing a key set share one Remote; across reloads the
+		// registry shares them once this snapshot is committed.
+		for _, r := range c.s.remotes {
+			if r.Is(j.URI, refresh) {
+				return r
+			}
 		}
 		reg := c.opts.JWKS
 		if reg == nil {
@@ -345,6 +352,14 @@ func (c *compiler) tenants(f *policyFile) {
 				continue
 			}
 			c.s.aliases[a] = name
+		}
+	}
+	for _, name := range sortedKeys(f.Tenants) {
+		for i, m := range f.Tenants[name].Members {
+			if other, ok := c.s.aliases[m]; ok {
+				c.errf(fmt.Sprintf("tenants.%s.members[%d]", name, i), "member %q is also tenant %q's name or alias; "+
+					"users and tenants share the tenant header, so a user id must not name a tenant", m, other)
+			}
 		}
 	}
 }
@@ -512,7 +527,9 @@ func (kc *keyCompiler) add(e keyEntry) {
 	c, k := kc.c, e.k
 	bad := func(field, format string, args ...any) { c.p.addf(e.src, e.path()+field, format, args...) }
 	created, expires := timestamp(bad, ".created", k.Created), timestamp(bad, ".expires", k.Expires)
-	key := &Key{ID: k.ID, Tenant: kc.str(k.Tenant), User: k.User, Superuser: k.Superuser, Disabled: k.Disabled,
+	// A key is bound to its tenant's canonical name, never an alias: the
+	// tenant header carries one name per tenant.
+	key := &Key{ID: k.ID, Tenant: kc.str(c.s.canonical(k.Tenant)), User: k.User, Superuser: k.Superuser, Disabled: k.Disabled,
 		created: unixSeconds(created), expires: unixSeconds(expires)}
 	if k.Label != "" || k.Description != "" || len(k.Previous) > 0 || !kc.checkTiers {
 		key.meta = &keyMeta{label: k.Label, description: k.Description}
@@ -597,6 +614,13 @@ func (kc *keyCompiler) finish() {
 			kc.c.p.addf(w.src, w.path()+".id", "duplicate key id %q", list[b].ID)
 		}
 	}
+	for i, k := range list {
+		if k.User != "" && kc.c.s.tenantNamed(k.User) {
+			w := kc.where[i]
+			kc.c.p.addf(w.src, w.path()+".user", "%q is also a tenant's name or alias; users and tenants share "+
+				"the tenant header, so a user id must not name a tenant: give the user another id", k.User)
+		}
+	}
 	kc.where = nil
 }
 
@@ -672,12 +696,19 @@ func (c *compiler) routes(f *policyFile) {
 			c.errf(p, "set exactly one of prefix and path")
 		default:
 			pat := rf.Prefix + rf.Path
-			if _, ok := routePath(pat); !ok || strings.Contains(pat, "?") {
-				c.errf(p, "%q is not a canonical path (must start with /, no dot-segments, //, encoded characters or query)", pat)
+			canon, ok := routePath(pat)
+			if !ok || strings.Contains(pat, "?") {
+				c.errf(p, "%q is not a canonical path (must start with /; no dot-segments, //, query, "+
+					"raw non-ASCII or control bytes, or escapes of unreserved or structural characters)", pat)
+			}
+			if rf.Prefix != "" {
+				r.prefix = canon
+			} else {
+				r.exact = canon
 			}
 		}
 		for j, m := range rf.Methods {
-			if m == "" || strings.ToUpper(m) != m || strings.ContainsAny(m, " \t/") {
+			if !methodToken(m) {
 				c.errf(fmt.Sprintf("%s.methods[%d]", p, j), "want an upper-case method like GET, got %q", m)
 			}
 			r.methods = append(r.methods, m)

@@ -1,5 +1,10 @@
 package policy
 
+import (
+	"fmt"
+	"runtime"
+)
+
 // Reason is the stable code of a decision. The same value is the deny body's
 // "reason", the log field and the metric label; it never holds anything a
 // client sent.
@@ -97,4 +102,15 @@ func (r Reason) Message() string {
 		return i.message
 	}
 	return reasons[ReasonInternal].message
+}
+
+// PanicValue describes a recovered panic value for a log line without
+// risking a secret: a runtime error's own message (index out of range, nil
+// dereference: never data), else only the value's type, since a panic
+// raised with a formatted value might carry a request's key or token.
+func PanicValue(v any) string {
+	if err, ok := v.(runtime.Error); ok {
+		return err.Error()
+	}
+	return fmt.Sprintf("panic value of type %T (not shown: it may hold request data)", v)
 }

@@ -23,9 +23,19 @@ const (
 )
 
 // routePath returns the path to route on: p without its query string, and
-// whether p is canonical. A non-canonical path (dot-segments, encoded dots,
-// slashes or backslashes, ";", "//", "#", NUL, control or non-ASCII bytes)
-// must be denied, never normalized into another route.
+// whether p is canonical. A path that some component in front of or behind
+// Portcullis could read as another path is refused (the caller denies it
+// 400), never normalized into another route. The rule is general, not a
+// list of known tricks: every byte must be one RFC 3986 allows in a path
+// segment (unreserved, sub-delims other than ";", ":", "@", "/"); a "%"
+// must start a two-hex-digit escape ("%u002e" and "%zz" are refused); an
+// escape may only stand for a printable ASCII character that is neither
+// unreserved (a normalizer would decode "%61" to "a") nor one of
+// / \ % ; # ? . (decoding those changes the segments); so encoded control
+// bytes, encoded non-ASCII (overlong UTF-8 "%c0%ae", fullwidth dots
+// "%ef%bc%8e") and raw non-ASCII or control bytes are all refused.
+// Dot-segments and "//" are refused too. Escapes are returned with upper-case
+// hex digits, so "%3c" and "%3C" route alike, as an upstream decodes them.
 func routePath(p string) (string, bool) {
 	if i := strings.IndexByte(p, '?'); i >= 0 {
 		p = p[:i]
@@ -33,24 +43,17 @@ func routePath(p string) (string, bool) {
 	if len(p) == 0 || p[0] != '/' {
 		return "", false
 	}
+	lowerHex := false
 	for i := 0; i < len(p); i++ {
 		c := p[i]
-		switch {
-		case c < 0x20 || c >= 0x7f, c == '\\', c == ';', c == '#':
+		switch pathByte[c] {
+		case pathBad:
 			return "", false
-		case c == '%':
-			if i+2 >= len(p) {
-				return "", false
-			}
-			switch strings.ToLower(p[i+1 : i+3]) {
-			case "2e", "2f", "5c", "00", "3b", "23", "25":
-				return "", false
-			}
-		case c == '/':
+		case pathSlash:
 			if i+1 < len(p) && p[i+1] == '/' {
 				return "", false
 			}
-		case c == '.':
+		case pathDot:
 			// A segment of "." or "..".
 			start := i == 0 || p[i-1] == '/'
 			j := i + 1
@@ -60,9 +63,84 @@ func routePath(p string) (string, bool) {
 			if start && (j == len(p) || p[j] == '/') {
 				return "", false
 			}
+		case pathPercent:
+			if i+2 >= len(p) {
+				return "", false
+			}
+			hi, lo := unhex(p[i+1]), unhex(p[i+2])
+			if hi < 0 || lo < 0 || !escapable[hi<<4|lo] {
+				return "", false
+			}
+			lowerHex = lowerHex || p[i+1] >= 'a' || p[i+2] >= 'a'
+			i += 2
 		}
 	}
+	if lowerHex {
+		return upperEscapes(p), true
+	}
 	return p, true
+}
+
+// Classes of raw path bytes.
+const (
+	pathBad = iota
+	pathOK
+	pathSlash
+	pathDot
+	pathPercent
+)
+
+// pathByte classifies every byte a raw path may hold (a table: this runs
+// over every byte of every request's path).
+var pathByte = func() (t [256]uint8) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~!$&'()*+,=:@" {
+		t[c] = pathOK
+	}
+	t['/'], t['.'], t['%'] = pathSlash, pathDot, pathPercent
+	return t
+}()
+
+// escapable holds the bytes a path may carry percent-encoded: printable
+// ASCII that is not unreserved and whose decoding cannot change segments.
+var escapable = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = true
+	}
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/\\%;#?" {
+		t[c] = false
+	}
+	return t
+}()
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// upperEscapes returns p with the hex digits of its escapes upper-cased.
+func upperEscapes(p string) string {
+	b := []byte(p)
+	for i := 0; i < len(b); i++ {
+		if b[i] == '%' {
+			b[i+1], b[i+2] = upperHex(b[i+1]), upperHex(b[i+2])
+			i += 2
+		}
+	}
+	return string(b)
+}
+
+func upperHex(c byte) byte {
+	if c >= 'a' && c <= 'f' {
+		return c - 'a' + 'A'
+	}
+	return c
 }
 
 // matches reports whether r applies to method and path (already canonical,
@@ -89,4 +167,21 @@ func (s *Snapshot) match(method, path string) *route {
 		}
 	}
 	return nil
+}
+
+// methodToken reports whether m is a method Portcullis routes on: 1 to 32
+// upper-case letters, "-" or "_". Methods are case-sensitive (RFC 9110
+// §9.1), and many upstreams upper-case them before dispatch, so "delete"
+// would pass a route table written for DELETE: such a method is refused
+// (400), never matched case-insensitively or passed on.
+func methodToken(m string) bool {
+	if len(m) == 0 || len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i]; !(c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

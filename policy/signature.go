@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -46,8 +47,8 @@ func verifySignature(alg string, pub crypto.PublicKey, signingInput, sigB64 stri
 		return ok && rsa.VerifyPSS(k, h, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h}) == nil
 	case 'E':
 		k, ok := pub.(*ecdsa.PublicKey)
-		if !ok {
-			return false
+		if !ok || k.Curve != curveOf[alg] {
+			return false // ES256 is P-256 only, ES384 P-384, ES512 P-521 (RFC 7518 §3.4)
 		}
 		size := (k.Curve.Params().BitSize + 7) / 8
 		if len(sig) != 2*size { // JWS ECDSA signatures are R||S, fixed width (RFC 7518 §3.4)
@@ -58,6 +59,9 @@ func verifySignature(alg string, pub crypto.PublicKey, signingInput, sigB64 stri
 	}
 	return false
 }
+
+// curveOf is the one curve each ECDSA algorithm is defined on.
+var curveOf = map[string]elliptic.Curve{"ES256": elliptic.P256(), "ES384": elliptic.P384(), "ES512": elliptic.P521()}
 
 func hashOf(h crypto.Hash, s string) []byte {
 	switch h {

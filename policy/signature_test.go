@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"fmt"
 	"strings"
 	"testing"
@@ -71,5 +72,35 @@ func TestVerifySignature(t *testing.T) {
 	}
 	if verifySignature("HS256", rsaKey.Public(), "a.b", "c2ln") || verifySignature("none", nil, "a.b", "") {
 		t.Fatal("an algorithm outside the allow-list verified")
+	}
+}
+
+// TestECDSACurveIsTheAlgorithms: an ECDSA key verifies only the algorithm
+// of its own curve. Each case is a signature the key really made over the
+// algorithm's hash, of the length the key's curve gives, so nothing but
+// the explicit curve check refuses it.
+func TestECDSACurveIsTheAlgorithms(t *testing.T) {
+	keys := map[string]*ecdsa.PrivateKey{}
+	for name, c := range map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384(), "P-521": elliptic.P521()} {
+		keys[name], _ = ecdsa.GenerateKey(c, rand.Reader)
+	}
+	own := map[string]string{"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+	hashes := map[string]crypto.Hash{"ES256": crypto.SHA256, "ES384": crypto.SHA384, "ES512": crypto.SHA512}
+	input := "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiIxIn0"
+	for alg, h := range hashes {
+		for curve, k := range keys {
+			r, s, err := ecdsa.Sign(rand.Reader, k, hashOf(h, input))
+			if err != nil {
+				t.Fatal(err)
+			}
+			size := (k.Curve.Params().BitSize + 7) / 8
+			sig := make([]byte, 2*size)
+			r.FillBytes(sig[:size])
+			s.FillBytes(sig[size:])
+			got := verifySignature(alg, &k.PublicKey, input, base64.RawURLEncoding.EncodeToString(sig))
+			if want := own[alg] == curve; got != want {
+				t.Errorf("%s with a %s key: verified %v, want %v", alg, curve, got, want)
+			}
+		}
 	}
 }

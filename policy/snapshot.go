@@ -176,6 +176,17 @@ func (s *Snapshot) Keys() []*Key { return s.keyList }
 // Remotes returns the remote JWK sets the snapshot's issuers use.
 func (s *Snapshot) Remotes() []*cache.Remote { return s.remotes }
 
+// JWKSTried reports whether every remote JWK set of the snapshot has
+// finished one fetch, successfully or not (what readiness waits for).
+func (s *Snapshot) JWKSTried() bool {
+	for _, r := range s.remotes {
+		if !r.Tried() {
+			return false
+		}
+	}
+	return true
+}
+
 // ContextHeaders returns the configured context header names.
 func (s *Snapshot) ContextHeaders() []string {
 	out := make([]string, len(s.contexts))
