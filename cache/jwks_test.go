@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,7 +163,12 @@ func TestRemoteRefetchRateLimited(t *testing.T) {
 	}
 }
 
-func TestRemoteBackground(t *testing.T) {
+// TestRegistryCommit: a Remote handed out for a policy being loaded is
+// neither shared nor started until that policy is committed, so a policy
+// that fails to load leaves no fetch, no goroutine and no readiness change
+// behind; a committed Remote is shared by later loads and closed once no
+// committed policy uses it.
+func TestRegistryCommit(t *testing.T) {
 	k := testkit.RSAKey(t, 2048)
 	srv := testkit.NewIdP(t, testkit.JWKS(t, map[string]crypto.PublicKey{"k": k.Public()}))
 	done := make(chan error, 1)
@@ -173,19 +179,64 @@ func TestRemoteBackground(t *testing.T) {
 		}
 	}}, true)
 	defer reg.Close()
-	r := reg.Remote(srv.URL(), time.Hour)
-	if err := <-done; err != nil {
-		t.Fatalf("background fetch: %v", err)
+
+	failed := reg.Remote(srv.URL(), time.Hour) // a load that then fails: never committed
+	if failed.Tried() || srv.Hits() != 0 {
+		t.Fatal("handing out a Remote fetched")
 	}
-	if !reg.Tried() {
-		t.Error("registry not tried after the first fetch")
+	r := reg.Remote(srv.URL(), time.Hour)
+	if r == failed {
+		t.Fatal("an uncommitted Remote was shared")
+	}
+	reg.Commit([]*cache.Remote{r})
+	if err := <-done; err != nil {
+		t.Fatalf("background fetch after commit: %v", err)
+	}
+	if !r.Tried() || failed.Tried() {
+		t.Fatalf("tried: committed %v, uncommitted %v", r.Tried(), failed.Tried())
+	}
+	if srv.Hits() != 1 {
+		t.Fatalf("%d fetches, want 1 (the committed Remote's)", srv.Hits())
 	}
 	if reg.Remote(srv.URL(), time.Hour) != r {
-		t.Error("the registry did not share the remote")
+		t.Error("the registry did not share the committed remote")
 	}
-	reg.Retain(nil)
+	if reg.Remote(srv.URL(), 2*time.Hour) == r {
+		t.Error("another refresh period shared the remote")
+	}
+	reg.Commit(nil)
 	if reg.Remote(srv.URL(), time.Hour) == r {
-		t.Error("Retain(nil) kept the remote")
+		t.Error("Commit(nil) kept the remote")
+	}
+}
+
+// TestRemoteRedactsPassword: a JWKS address with a password never shows it:
+// not in URI (the metric label and log field), the fetch callback or any
+// error.
+func TestRemoteRedactsPassword(t *testing.T) {
+	srv := testkit.NewIdP(t, nil)
+	srv.Set(nil, true)
+	uri := strings.Replace(srv.URL(), "http://", "http://jwks-user:hunter2-secret@", 1)
+	fetched := make(chan string, 2)
+	r := cache.NewRemote(uri, cache.RemoteOptions{OnFetch: func(u string, err error) {
+		fetched <- u + " " + fmt.Sprint(err)
+	}})
+	_, err := r.KeySet(context.Background())
+	seen := []string{<-fetched, r.URI(), fmt.Sprint(err)}
+	for _, bad := range []string{"http://127.0.0.1:1/x", "::not a url"} {
+		seen = append(seen, cache.Redacted(bad))
+	}
+	// The unreachable case: net/http's own error text.
+	u2 := "http://u:hunter2-secret@127.0.0.1:1/jwks.json"
+	_, err = cache.NewRemote(u2, cache.RemoteOptions{Timeout: 5 * time.Second}).KeySet(context.Background())
+	seen = append(seen, fmt.Sprint(err))
+	for _, s := range seen {
+		if strings.Contains(s, "hunter2") {
+			t.Errorf("password shown: %s", s)
+		}
+	}
+	if !strings.Contains(r.URI(), "jwks-user:xxxxx@") {
+		t.Errorf("URI() = %q, want the user kept and the password redacted", r.URI())
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +52,8 @@ type RemoteOptions struct {
 	Timeout    time.Duration // one fetch; default 10s
 	Client     *http.Client  // default: a client with Timeout
 	// OnFetch, when set, is called after every fetch attempt, outside any
-	// lock, with the error (nil on success).
+	// lock, with the address (its password redacted) and the error (nil on
+	// success).
 	OnFetch func(uri string, err error)
 }
 
@@ -80,8 +82,10 @@ func (o RemoteOptions) withDefaults() RemoteOptions {
 // refetches on demand (unknown kid) at most once per MinRefetch. Concurrent
 // fetches are collapsed into one, and no lock is held during I/O.
 type Remote struct {
-	uri  string
-	opts RemoteOptions
+	uri     string
+	refresh time.Duration // as the policy asked, for the Registry
+	shown   string        // uri with any password redacted: the only form ever printed
+	opts    RemoteOptions
 
 	set   atomic.Pointer[KeySet]
 	tried atomic.Bool
@@ -100,11 +104,28 @@ type Remote struct {
 // NewRemote returns a Remote for uri. Nothing is fetched until KeySet,
 // Refetch or Start is called.
 func NewRemote(uri string, opts RemoteOptions) *Remote {
-	return &Remote{uri: uri, opts: opts.withDefaults(), stop: make(chan struct{}), done: make(chan struct{})}
+	return &Remote{uri: uri, shown: Redacted(uri), opts: opts.withDefaults(), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// URI returns the address the set is fetched from.
-func (r *Remote) URI() string { return r.uri }
+// URI returns the address the set is fetched from, with any password in it
+// redacted: it is safe to log or to use as a metric label.
+func (r *Remote) URI() string { return r.shown }
+
+// Is reports whether r fetches uri with the given refresh period.
+func (r *Remote) Is(uri string, refresh time.Duration) bool {
+	return r.uri == uri && r.refresh == refresh
+}
+
+// Redacted returns uri with the password of its userinfo replaced by
+// "xxxxx" (url.URL.Redacted); a value that does not parse as a URL is
+// replaced whole, since it cannot be told what part of it is secret.
+func Redacted(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
+}
 
 // Tried reports whether at least one fetch has finished, successfully or not.
 func (r *Remote) Tried() bool { return r.tried.Load() }
@@ -137,7 +158,7 @@ func (r *Remote) unavailable() error {
 	err := r.lastErr
 	r.mu.Unlock()
 	if err == nil {
-		return fmt.Errorf("%w: %s: not fetched yet", ErrUnavailable, r.uri)
+		return fmt.Errorf("%w: %s: not fetched yet", ErrUnavailable, r.shown)
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
@@ -177,7 +198,7 @@ func (r *Remote) fetch(ctx context.Context, force bool) {
 		r.mu.Unlock()
 		close(ch)
 		if r.opts.OnFetch != nil {
-			r.opts.OnFetch(r.uri, err)
+			r.opts.OnFetch(r.shown, err)
 		}
 	}()
 	wait(ctx, ch)
@@ -193,27 +214,29 @@ func wait(ctx context.Context, ch <-chan struct{}) {
 func (r *Remote) get(ctx context.Context) (*KeySet, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.uri, nil)
 	if err != nil {
-		return nil, fmt.Errorf("fetching JWK set %s: %w", r.uri, err)
+		return nil, fmt.Errorf("fetching JWK set %s: %w", r.shown, err)
 	}
 	req.Header.Set("Accept", "application/json, application/jwk-set+json")
 	resp, err := r.opts.Client.Do(req)
 	if err != nil {
+		// net/http's errors name the URL with its password already
+		// stripped.
 		return nil, fmt.Errorf("fetching JWK set: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching JWK set %s: HTTP status %d", r.uri, resp.StatusCode)
+		return nil, fmt.Errorf("fetching JWK set %s: HTTP status %d", r.shown, resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("fetching JWK set %s: %w", r.uri, err)
+		return nil, fmt.Errorf("fetching JWK set %s: %w", r.shown, err)
 	}
 	if len(body) > maxJWKSBytes {
-		return nil, fmt.Errorf("fetching JWK set %s: document larger than %d bytes", r.uri, maxJWKSBytes)
+		return nil, fmt.Errorf("fetching JWK set %s: document larger than %d bytes", r.shown, maxJWKSBytes)
 	}
 	set, err := ParseKeySet(body)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", r.uri, err)
+		return nil, fmt.Errorf("%s: %w", r.shown, err)
 	}
 	return set, nil
 }
@@ -255,74 +278,71 @@ func (r *Remote) Close() {
 }
 
 // Registry shares Remote sources between successive policies so that a
-// reload does not refetch every JWK set. It is safe for concurrent use.
+// reload does not refetch every JWK set. Loading a policy only asks it for
+// Remotes; nothing is shared or started until the policy is published
+// (Commit), so a policy that fails to load leaves no trace. It is safe for
+// concurrent use.
 type Registry struct {
 	opts       RemoteOptions
 	background bool
 
 	mu      sync.Mutex
-	remotes map[string]*Remote
+	remotes map[string]*Remote // committed: used by the published policy
 }
 
 // NewRegistry returns an empty Registry. With background set, each Remote
-// is started (refreshed in the background) when first handed out.
+// is started (refreshed in the background) when it is committed.
 func NewRegistry(opts RemoteOptions, background bool) *Registry {
 	return &Registry{opts: opts, background: background, remotes: map[string]*Remote{}}
 }
 
-// Remote returns the shared Remote for uri with the given refresh period,
-// creating it on first use.
+func remoteID(uri string, refresh time.Duration) string { return fmt.Sprintf("%s|%s", uri, refresh) }
+
+// Remote returns the Remote for uri with the given refresh period: the
+// committed one when the published policy uses it already, else a new one,
+// neither started nor shared until Commit.
 func (g *Registry) Remote(uri string, refresh time.Duration) *Remote {
-	id := fmt.Sprintf("%s|%s", uri, refresh)
 	g.mu.Lock()
-	r, ok := g.remotes[id]
-	if !ok {
-		opts := g.opts
-		if refresh > 0 {
-			opts.Refresh = refresh
-		}
-		r = NewRemote(uri, opts)
-		g.remotes[id] = r
-	}
+	r, ok := g.remotes[remoteID(uri, refresh)]
 	g.mu.Unlock()
-	if g.background {
-		r.Start()
+	if ok {
+		return r
 	}
+	opts := g.opts
+	if refresh > 0 {
+		opts.Refresh = refresh
+	}
+	r = NewRemote(uri, opts)
+	r.refresh = refresh
 	return r
 }
 
-// Retain closes every Remote not in keep; call it after a new policy that
-// uses only keep has been published.
-func (g *Registry) Retain(keep []*Remote) {
+// Commit makes keep the committed Remotes, once the policy that uses them
+// is published: new ones are shared (and started, with background), and
+// those the policy no longer uses are closed.
+func (g *Registry) Commit(keep []*Remote) {
+	next := make(map[string]*Remote, len(keep))
+	for _, r := range keep {
+		next[remoteID(r.uri, r.refresh)] = r
+	}
 	g.mu.Lock()
 	var drop []*Remote
 	for id, r := range g.remotes {
-		used := false
-		for _, k := range keep {
-			used = used || k == r
-		}
-		if !used {
+		if next[id] != r {
 			drop = append(drop, r)
-			delete(g.remotes, id)
 		}
 	}
+	g.remotes = next
 	g.mu.Unlock()
 	for _, r := range drop {
 		r.Close()
 	}
-}
-
-// Tried reports whether every Remote has finished at least one fetch.
-func (g *Registry) Tried() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, r := range g.remotes {
-		if !r.Tried() {
-			return false
+	if g.background {
+		for _, r := range keep {
+			r.Start()
 		}
 	}
-	return true
 }
 
-// Close stops every Remote.
-func (g *Registry) Close() { g.Retain(nil) }
+// Close stops every committed Remote.
+func (g *Registry) Close() { g.Commit(nil) }

@@ -2,7 +2,6 @@ package extauthz
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -19,10 +18,14 @@ import (
 	"github.com/portcullis/portcullis/policy"
 )
 
-// Observer is told of every decision, after it is made. Implementations must
-// be safe for concurrent use and must not block.
+// Observer is told of every decision, after it is made, and of every panic
+// an adapter recovered from. Implementations must be safe for concurrent
+// use and must not block.
 type Observer interface {
 	Observe(ctx context.Context, c Check, d *policy.Decision, elapsed time.Duration)
+	// Panicked reports a panic recovered in where ("grpc", "forward-auth"),
+	// with the stack of the goroutine that panicked. The check was denied.
+	Panicked(ctx context.Context, where string, value any, stack []byte)
 }
 
 // Check describes one check for an Observer: never a credential.
@@ -74,7 +77,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		if p := recover(); p != nil {
 			d = policy.Deny(policy.ReasonInternal)
 			resp = Encode(&d)
-			slog.ErrorContext(ctx, "check panicked", "panic", p)
+			recovered(ctx, s.observer, "grpc", p)
 		}
 		if s.observer != nil {
 			s.observer.Observe(ctx, c, &d, time.Since(start))

@@ -215,15 +215,18 @@ func TestMalformedRequests(t *testing.T) {
 		req    *authv3.CheckRequest
 		status int32
 	}{
-		"empty request":   {&authv3.CheckRequest{}, 400},
-		"no http":         {&authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{}}}, 400},
-		"empty path":      {httpReq("GET", "", map[string]string{"x-api-key": key}), 400},
-		"relative path":   {httpReq("GET", "images", map[string]string{"x-api-key": key}), 400},
-		"giant key":       {httpReq("GET", "/images", map[string]string{"x-api-key": strings.Repeat("k", 1<<20)}), 401},
-		"giant token":     {httpReq("GET", "/images", map[string]string{"x-api-key": key, "authorization": "Bearer eyJ" + strings.Repeat("a", 1<<20) + ".b.c"}), 401},
-		"many headers":    {httpReq("GET", "/images", manyHeaders(key)), 200},
-		"non-utf8 header": {nonUTF8(key), 401},
-		"empty method":    {httpReq("", "/images", map[string]string{"x-api-key": key}), 403},
+		"empty request":               {&authv3.CheckRequest{}, 400},
+		"no http":                     {&authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{}}}, 400},
+		"empty path":                  {httpReq("GET", "", map[string]string{"x-api-key": key}), 400},
+		"relative path":               {httpReq("GET", "images", map[string]string{"x-api-key": key}), 400},
+		"giant key":                   {httpReq("GET", "/images", map[string]string{"x-api-key": strings.Repeat("k", 1<<20)}), 401},
+		"giant token":                 {httpReq("GET", "/images", map[string]string{"x-api-key": key, "authorization": "Bearer eyJ" + strings.Repeat("a", 1<<20) + ".b.c"}), 401},
+		"many headers":                {httpReq("GET", "/images", manyHeaders(key)), 200},
+		"non-utf8 header":             {nonUTF8(key), 401},
+		"empty method":                {httpReq("", "/images", map[string]string{"x-api-key": key}), 400},
+		"lower-case method (RT-04)":   {httpReq("delete", "/images/1", map[string]string{"x-api-key": key}), 400},
+		"mixed-case method (RT-04)":   {httpReq("Post", "/images", map[string]string{"x-api-key": key}), 400},
+		"overlong UTF-8 dots (RT-08)": {httpReq("GET", "/images/%c0%ae%c0%ae/predictors", map[string]string{"x-api-key": key}), 400},
 	} {
 		t.Run(name, func(t *testing.T) {
 			resp := check(t, c, tc.req)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"net"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,5 +91,54 @@ func TestNoSecretsLeak(t *testing.T) {
 				t.Errorf("%d decision lines for %d checks", got, len(reqs))
 			}
 		})
+	}
+}
+
+// TestJWKSPasswordNeverShown (RT-07): a JWKS address carrying basic-auth
+// credentials never shows its password: not in the fetch-failure log
+// lines, the portcullis_jwks_fetches_total label, a check's answer, or
+// validate's error for an address it refuses.
+func TestJWKSPasswordNeverShown(t *testing.T) {
+	const password = "s3cret-jwks-pass"
+	down := testkit.NewIdP(t, nil)
+	down.Set(nil, true)
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedAddr := closed.Addr().String()
+	closed.Close()
+	dir := t.TempDir()
+	copyExample(t, "three-tiers", dir)
+	pol := filepath.Join(dir, "policy.yaml")
+	editFile(t, pol, "jwks: { file: customers-jwks.json }",
+		"jwks: { uri: \""+strings.Replace(down.URL(), "http://", "http://jwks-user:"+password+"@", 1)+"\" }")
+	editFile(t, pol, "jwks: { file: staff-jwks.json }", "jwks: { uri: \"http://jwks-user:"+password+"@"+closedAddr+"/jwks.json\" }")
+	p := startServe(t, "--policy", pol, "--log-level", "debug")
+	p.waitCount(t, `"msg":"JWK set fetch failed`, 2) // one per address
+	demo := testkit.Load(t, "three-tiers")
+	c := authv3.NewAuthorizationClient(dial(t, p.grpcAddr))
+	resp, err := c.Check(context.Background(), checkReq("POST", "/images", map[string]string{
+		"x-api-key": demo.Key(t, "acme"), "authorization": "Bearer " + demo.Token(t, "alice-access", time.Now(), time.Hour, nil)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := protojson.Marshal(resp)
+	if !strings.Contains(string(answer), "jwks_unavailable") {
+		t.Errorf("a token of an issuer whose set never loaded: %s", answer)
+	}
+	_, metrics := p.get(t, "/metrics")
+	if !strings.Contains(metrics, `uri="http://jwks-user:xxxxx@`) {
+		t.Errorf("/metrics has no redacted JWKS label:\n%s", metrics)
+	}
+	editFile(t, pol, "http://jwks-user:"+password+"@"+closedAddr, "ftp://jwks-user:"+password+"@"+closedAddr)
+	_, _, validateErr := runCLI(t, "", "validate", pol)
+	if !strings.Contains(validateErr, "want an absolute http(s) URL") {
+		t.Errorf("validate did not refuse the ftp address: %s", validateErr)
+	}
+	for where, text := range map[string]string{"log": p.log(), "metrics": metrics, "answer": string(answer), "validate": validateErr} {
+		if strings.Contains(text, password) {
+			t.Errorf("the JWKS password appears in the %s", where)
+		}
 	}
 }

@@ -23,6 +23,7 @@ type metrics struct {
 	reloads    *prometheus.CounterVec
 	generation prometheus.Gauge
 	keys       prometheus.Gauge
+	panics     *prometheus.CounterVec
 }
 
 func newMetrics(eng func() *policy.Engine) *metrics {
@@ -48,10 +49,16 @@ func newMetrics(eng func() *policy.Engine) *metrics {
 		keys: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "portcullis_policy_keys", Help: "API keys in the policy serving now.",
 		}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_panics_total", Help: "Panics recovered during checks (each check was denied 503), by where: engine, grpc, forward-auth.",
+		}, []string{"where"}),
+	}
+	for _, where := range []string{"engine", "grpc", "forward-auth"} {
+		m.panics.WithLabelValues(where) // exported at 0, so an alert can watch it
 	}
 	hits := func() float64 { h, _ := eng().TokenCacheStats(); return float64(h) }
 	misses := func() float64 { _, mi := eng().TokenCacheStats(); return float64(mi) }
-	m.reg.MustRegister(m.checks, m.latency, m.jwks, m.reloads, m.generation, m.keys,
+	m.reg.MustRegister(m.checks, m.latency, m.jwks, m.reloads, m.generation, m.keys, m.panics,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "portcullis_token_cache_hits_total", Help: "Verified-token cache hits."}, hits),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "portcullis_token_cache_misses_total", Help: "Verified-token cache misses."}, misses),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_token_cache_entries", Help: "Verified tokens cached."},
@@ -96,4 +103,11 @@ func (o *observer) Observe(ctx context.Context, c extauthz.Check, d *policy.Deci
 			slog.String("tier", d.Tier), slog.String("tenant", d.Tenant), slog.String("user", d.User),
 			slog.String("credential", d.Credential), slog.Int64("latency_us", elapsed.Microseconds()))
 	}
+}
+
+// Panicked counts a recovered panic and logs it with its stack. The value is
+// described by policy.PanicValue, which never prints request data.
+func (o *observer) Panicked(ctx context.Context, where string, value any, stack []byte) {
+	o.m.panics.WithLabelValues(where).Inc()
+	o.log.ErrorContext(ctx, "check panicked; denied 503", "where", where, "panic", policy.PanicValue(value), "stack", string(stack))
 }

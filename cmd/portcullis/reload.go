@@ -17,6 +17,12 @@ import (
 // write, or a ConfigMap's symlink swap) into one reload.
 const reloadDebounce = 150 * time.Millisecond
 
+// inPlaceSettle is how long a file written in place must stay unchanged
+// before it is read. An in-place write (truncate, then write) can be seen
+// half-done; only atomic replacement is safe, and such a write is warned
+// about, but a writer pausing for less than this is never read half-done.
+const inPlaceSettle = 2 * time.Second
+
 // reloader loads a new policy snapshot and publishes it, keeping the last
 // good one when the new files do not validate. Reloads are serialized; the
 // request path never waits for one.
@@ -32,10 +38,11 @@ type reloader struct {
 	generation int64      // guarded by reloading
 	watcher    *fsnotify.Watcher
 
-	mu    sync.Mutex // guards what follows; never held during I/O
-	dirs  map[string]bool
-	names map[string]bool
-	timer *time.Timer
+	mu      sync.Mutex // guards what follows; never held during I/O
+	dirs    map[string]bool
+	names   map[string]bool
+	timer   *time.Timer
+	inPlace string // a watched file written in place since the last reload
 }
 
 // reload loads the policy and, if valid, swaps it in. It reports success.
@@ -52,8 +59,8 @@ func (r *reloader) reload(trigger string) bool {
 		return false
 	}
 	r.eng.Swap(snap)
+	r.jwks.Commit(snap.Remotes())
 	releaseLoadGarbage()
-	r.jwks.Retain(snap.Remotes())
 	if r.usage != nil {
 		r.usage.track(snap)
 	}
@@ -117,7 +124,7 @@ func (r *reloader) loop(w *fsnotify.Watcher) {
 				return
 			}
 			if r.relevant(ev.Name) {
-				r.schedule()
+				r.schedule(ev)
 			}
 		case err, ok := <-w.Errors:
 			if !ok {
@@ -136,13 +143,34 @@ func (r *reloader) relevant(name string) bool {
 	return r.names[name] || strings.HasPrefix(filepath.Base(name), "..")
 }
 
-func (r *reloader) schedule() {
+// schedule (re)starts the timer of the reload ev calls for: the file must
+// have been quiet for reloadDebounce, or for inPlaceSettle once it was
+// written in place rather than replaced.
+func (r *reloader) schedule(ev fsnotify.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if ev.Has(fsnotify.Write) && r.names[ev.Name] {
+		r.inPlace = ev.Name
+	}
+	wait := reloadDebounce
+	if r.inPlace != "" {
+		wait = inPlaceSettle
+	}
 	if r.timer != nil {
 		r.timer.Stop()
 	}
-	r.timer = time.AfterFunc(reloadDebounce, func() { r.reload("file") })
+	r.timer = time.AfterFunc(wait, func() {
+		r.mu.Lock()
+		name := r.inPlace
+		r.inPlace = ""
+		r.mu.Unlock()
+		if name != "" {
+			r.log.Warn("policy file written in place: a write that pauses can be read half-done; "+
+				"replace files atomically instead (write a temporary file, then rename it over this one), "+
+				"as portcullis keys and Kubernetes volume mounts do", "file", name)
+		}
+		r.reload("file")
+	})
 }
 
 func (r *reloader) close() {

@@ -49,6 +49,9 @@ type serveConfig struct {
 	httpMode        string
 	trustedProxies  string
 	pprof           bool
+	idleTimeout     time.Duration
+	readTimeout     time.Duration
+	maxStreams      uint
 }
 
 func runServe(ctx context.Context, args []string, stderr io.Writer) int {
@@ -65,7 +68,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long SIGTERM waits for in-flight checks")
 	fs.StringVar(&cfg.httpAddr, "http-addr", "", "forward-auth HTTP listener (Traefik, nginx auth_request, Envoy http_service); off when empty")
 	fs.StringVar(&cfg.httpPrefix, "http-path-prefix", "", "path prefix Envoy's http_service puts before the original path")
-	fs.StringVar(&cfg.httpMode, "http-mode", "auto", "forward-auth mode: auto (by the headers present), traefik, nginx or envoy")
+	fs.StringVar(&cfg.httpMode, "http-mode", "auto", "forward-auth mode: the proxy in front (traefik, nginx, ingress-nginx, envoy), "+
+		"or auto: the one header family present, 400 for none or several")
+	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", 60*time.Second, "HTTP listeners (forward-auth, admin): close a keep-alive connection idle this long")
+	fs.DurationVar(&cfg.readTimeout, "read-timeout", 10*time.Second, "HTTP listeners: the longest time to read one request, headers and body")
+	fs.UintVar(&cfg.maxStreams, "max-concurrent-streams", 1024, "gRPC: concurrent streams (checks in flight) per connection")
 	fs.BoolVar(&cfg.pprof, "pprof", false, "serve Go profiling under /debug/pprof/ on the admin listener")
 	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "peers allowed to ask over HTTP (comma-separated CIDRs)")
 	fs.Usage = func() {
@@ -87,7 +94,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		return exitUsage
 	}
 	if cfg.policy == "" || fs.NArg() > 0 || level.UnmarshalText([]byte(cfg.logLevel)) != nil ||
-		(cfg.tlsCert == "") != (cfg.tlsKey == "") || (cfg.clientCA != "" && cfg.tlsCert == "") {
+		(cfg.tlsCert == "") != (cfg.tlsKey == "") || (cfg.clientCA != "" && cfg.tlsCert == "") ||
+		cfg.idleTimeout <= 0 || cfg.readTimeout <= 0 || cfg.maxStreams == 0 {
 		fs.Usage()
 		return exitUsage
 	}
@@ -107,7 +115,9 @@ func serve(ctx context.Context, cfg serveConfig, trusted []netip.Prefix, log *sl
 		m.jwksFetched(uri, err)
 		if err != nil {
 			log.Warn("JWK set fetch failed; serving the last good set, if any", "uri", uri, "error", err.Error())
+			return
 		}
+		log.Info("JWK set fetched", "uri", uri)
 	}}, true)
 	defer jwks.Close()
 
@@ -115,10 +125,14 @@ func serve(ctx context.Context, cfg serveConfig, trusted []netip.Prefix, log *sl
 	if err != nil {
 		return fmt.Errorf("loading policy: %w", err)
 	}
-	eng.Store(policy.NewEngine(snap, policy.EngineOptions{}))
-	releaseLoadGarbage()
+	jwks.Commit(snap.Remotes())
 	use := newUsage()
 	use.track(snap)
+	obs := &observer{m: m, log: log, usage: use}
+	eng.Store(policy.NewEngine(snap, policy.EngineOptions{OnPanic: func(v any, stack []byte) {
+		obs.Panicked(context.Background(), "engine", v, stack)
+	}}))
+	releaseLoadGarbage()
 	rl := &reloader{path: cfg.policy, eng: eng.Load(), jwks: jwks, m: m, log: log, usage: use}
 	if err := rl.start(snap); err != nil {
 		log.Warn("file watching unavailable; reload with SIGHUP", "error", err.Error())
@@ -128,6 +142,7 @@ func serve(ctx context.Context, cfg serveConfig, trusted []netip.Prefix, log *sl
 	opts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(4 << 20),
+		grpc.MaxConcurrentStreams(uint32(min(cfg.maxStreams, 1<<31))),
 	}
 	if cfg.tlsCert != "" {
 		tf := &tlsFiles{cert: cfg.tlsCert, key: cfg.tlsKey, clientCA: cfg.clientCA}
@@ -138,16 +153,15 @@ func serve(ctx context.Context, cfg serveConfig, trusted []netip.Prefix, log *sl
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	gs := grpc.NewServer(opts...)
-	obs := &observer{m: m, log: log, usage: use}
 	authv3.RegisterAuthorizationServer(gs, extauthz.NewServer(eng.Load(), obs))
 	var fwd *http.Server
 	if cfg.httpAddr != "" {
 		h, err := extauthz.NewHTTPHandler(eng.Load(), obs, extauthz.HTTPOptions{
-			Mode: cfg.httpMode, PathPrefix: cfg.httpPrefix, TrustedProxies: trusted})
+			Mode: cfg.httpMode, PathPrefix: cfg.httpPrefix, TrustedProxies: trusted, Logger: log})
 		if err != nil {
 			return err
 		}
-		fwd = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 1 << 20}
+		fwd = httpServer(h, cfg)
 	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
@@ -170,7 +184,7 @@ func serve(ctx context.Context, cfg serveConfig, trusted []netip.Prefix, log *sl
 		switch {
 		case draining.Load():
 			return errors.New("shutting down")
-		case !jwks.Tried():
+		case !eng.Load().Snapshot().JWKSTried():
 			return errors.New("waiting for the first fetch of every JWK set")
 		}
 		return nil
@@ -181,7 +195,7 @@ func serve(ctx context.Context, cfg serveConfig, trusted []netip.Prefix, log *sl
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	}
-	admin := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	admin := httpServer(mux, cfg)
 
 	httpAddr := ""
 	errc := make(chan error, 3)
@@ -261,6 +275,20 @@ func loadPolicy(path string, jwks *cache.Registry) (*policy.Snapshot, error) {
 // keys file makes hundreds of MB of short-lived garbage) and returns it to
 // the OS, so resident memory reflects the policy, not its parsing.
 func releaseLoadGarbage() { debug.FreeOSMemory() }
+
+// httpServer returns an HTTP server for h with every timeout set: a slow or
+// idle client cannot hold a connection forever. Go's built-in answer to
+// "OPTIONS *" is off, so that request reaches h (and is checked) too.
+func httpServer(h http.Handler, cfg serveConfig) *http.Server {
+	return &http.Server{
+		Handler:                      h,
+		ReadHeaderTimeout:            5 * time.Second,
+		ReadTimeout:                  cfg.readTimeout,
+		IdleTimeout:                  cfg.idleTimeout,
+		MaxHeaderBytes:               1 << 20,
+		DisableGeneralOptionsHandler: true,
+	}
+}
 
 // listen opens a TCP listener, or a unix socket for "unix:///path" (a
 // stale socket file from a previous run is removed first).

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -123,6 +125,23 @@ func (p *proc) waitLog(t *testing.T, match func(map[string]any) bool) map[string
 			}
 		case <-deadline:
 			t.Fatalf("timed out waiting for a log line")
+		}
+	}
+}
+
+// waitCount waits until the log holds text n times, counting lines already
+// read too (waitLog skips what came before its match).
+func (p *proc) waitCount(t *testing.T, text string, n int) {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for strings.Count(p.log(), text) < n {
+		select {
+		case _, ok := <-p.lines:
+			if !ok && strings.Count(p.log(), text) < n {
+				t.Fatalf("server exited with %d of %d %q lines", strings.Count(p.log(), text), n, text)
+			}
+		case <-deadline:
+			t.Fatalf("timed out waiting for %d %q lines", n, text)
 		}
 	}
 }
@@ -416,6 +435,12 @@ func TestServeReloadPlainFiles(t *testing.T) {
 
 	keys := filepath.Join(dir, "keys.yaml")
 	editFile(t, keys, "label: \"my-app\"", "label: \"my-app\", disabled: true") // in place
+	warned := p.waitLog(t, func(m map[string]any) bool {
+		return m["msg"] == "policy reloaded" || strings.HasPrefix(fmt.Sprint(m["msg"]), "policy file written in place")
+	})
+	if warned["level"] != "WARN" || !strings.HasSuffix(fmt.Sprint(warned["file"]), "keys.yaml") {
+		t.Fatalf("an in-place write was not warned about before its reload: %v", warned)
+	}
 	p.waitLog(t, msgIs("policy reloaded", "generation", 2))
 	if got := status(t, c, app); got != 401 {
 		t.Fatalf("revoked key: %d, want 401", got)
@@ -433,6 +458,9 @@ func TestServeReloadPlainFiles(t *testing.T) {
 	if got := status(t, c, app); got != 200 {
 		t.Fatalf("restored key: %d, want 200", got)
 	}
+	if n := strings.Count(p.log(), "written in place"); n != 1 {
+		t.Errorf("%d in-place warnings, want 1: the atomic rename was warned about too", n)
+	}
 }
 
 func TestServeUsage(t *testing.T) {
@@ -448,5 +476,68 @@ func TestServeUsage(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, "", "serve", "--policy", "/nonexistent.yaml", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"); code != 1 || !strings.Contains(errOut, "loading policy") {
 		t.Errorf("missing policy: exit %d %q", code, errOut)
+	}
+}
+
+// TestServeFailedReloadLeavesNoTrace: a reload that fails validation starts
+// nothing (its new JWKS address is never fetched) and leaves readiness as
+// it was; readiness asks only about the serving snapshot's key sets.
+func TestServeFailedReloadLeavesNoTrace(t *testing.T) {
+	demo := testkit.Load(t, "three-tiers")
+	release := make(chan struct{})
+	var hits atomic.Int32
+	jwks, err := os.ReadFile(filepath.Join(testkit.Example("three-tiers"), "staff-jwks.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = w.Write(jwks)
+	}))
+	defer idp.Close()
+	defer close(release)
+
+	dir := t.TempDir()
+	copyExample(t, "three-tiers", dir)
+	pol := filepath.Join(dir, "policy.yaml")
+	p := startServe(t, "--policy", pol)
+	if code, body := p.get(t, "/readyz"); code != 200 {
+		t.Fatalf("/readyz %d %s", code, body)
+	}
+	before, err := os.ReadFile(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withURI := strings.Replace(string(before), "jwks: { file: staff-jwks.json }", "jwks: { uri: "+idp.URL+"/jwks.json }", 1)
+	invalid := strings.Replace(withURI, "tier: superuser, tenant: optional }", "tier: superuserr, tenant: optional }", 1)
+	writeAtomic(t, pol, []byte(invalid))
+	p.waitLog(t, msgIs("policy reload failed", "trigger", "file"))
+	if code, body := p.get(t, "/readyz"); code != 200 {
+		t.Errorf("after a failed reload: /readyz %d %s, want 200", code, body)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the failed policy's JWKS address was fetched %d times", n)
+	}
+
+	writeAtomic(t, pol, []byte(withURI))
+	p.waitLog(t, msgIs("policy reloaded", "generation", 2))
+	if code, _ := p.get(t, "/readyz"); code != 503 {
+		t.Errorf("serving a key set whose first fetch is in flight: /readyz %d, want 503", code)
+	}
+	release <- struct{}{}
+	p.waitLog(t, msgIs("JWK set fetched"))
+	if code, body := p.get(t, "/readyz"); code != 200 {
+		t.Errorf("after the first fetch: /readyz %d %s", code, body)
+	}
+	staff := demo.Token(t, "root-access", time.Now(), time.Hour, nil)
+	c := authv3.NewAuthorizationClient(dial(t, p.grpcAddr))
+	req := checkReq("GET", "/predictors", map[string]string{"x-api-key": demo.Key(t, "root"), "authorization": "Bearer " + staff})
+	if got := status(t, c, req); got != 200 {
+		t.Errorf("a staff token verified by the fetched set: %d", got)
 	}
 }
