@@ -39,7 +39,7 @@ func FuzzCheck(f *testing.F) {
 	seed(httpReq("GET", "/images", map[string]string{"x-api-key": demo.Keys["acme"], "authorization": "None"}))
 	seed(httpReq("POST", "/images/../x", map[string]string{"x-api-key": demo.Keys["root"], "x-selected-customer": "acme"}))
 	seed(&authv3.CheckRequest{})
-	if files, _ := filepath.Glob(filepath.Join(testkit.Root(), "..", "shared", "realworld", "envoy-checkrequests", "*.json")); len(files) > 0 {
+	if files, _ := filepath.Glob(filepath.Join(testkit.Realworld(f, "envoy-checkrequests"), "*.json")); len(files) > 0 {
 		for _, p := range files {
 			b, _ := os.ReadFile(p)
 			req := &authv3.CheckRequest{}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/reason"
 )
 
 // Observer is told of every decision, after it is made, and of every panic
@@ -51,7 +52,7 @@ type Server struct {
 // (header names) and the decision's outcome and identity.
 type respKey struct {
 	policy, tier, tenant, kind, user, credential string
-	reason                                       policy.Reason
+	reason                                       reason.Code
 }
 
 // responseCacheSize bounds the encoded-response cache (entries are a few
@@ -75,7 +76,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	var c Check
 	defer func() {
 		if p := recover(); p != nil {
-			d = policy.Deny(policy.ReasonInternal)
+			d = policy.Deny(reason.Internal)
 			resp = Encode(&d)
 			recovered(ctx, s.observer, "grpc", p)
 		}
@@ -86,7 +87,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	preq, ok := Decode(req)
 	c = Check{Transport: "grpc", RequestID: requestID(req, preq.Headers), Method: preq.Method, Path: withoutQuery(preq.Path)}
 	if !ok {
-		d = policy.Deny(policy.ReasonBadRequest)
+		d = policy.Deny(reason.BadRequest)
 	} else {
 		d = s.engine.Decide(ctx, preq)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/reason"
 )
 
 // RemoveHeader is the response header that lists, comma-separated, the
@@ -118,7 +119,7 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mode := ""
 	defer func() {
 		if p := recover(); p != nil {
-			d = policy.Deny(policy.ReasonInternal)
+			d = policy.Deny(reason.Internal)
 			recovered(r.Context(), h.observer, "forward-auth", p)
 		}
 		writeDecision(w, &d, mode)
@@ -131,10 +132,10 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c = Check{Transport: "http", RequestID: req.Headers["x-request-id"], Method: req.Method, Path: withoutQuery(req.Path)}
 	switch {
 	case problem == errUntrusted:
-		d = policy.Deny(policy.ReasonUntrustedProxy)
+		d = policy.Deny(reason.UntrustedProxy)
 	case problem != "":
 		h.warn.warn(r.Context(), problem)
-		d = policy.Deny(policy.ReasonBadRequest)
+		d = policy.Deny(reason.BadRequest)
 	default:
 		d = h.engine.Decide(r.Context(), req)
 	}

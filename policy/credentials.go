@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/reason"
 )
 
 // maxKeyBytes bounds an API key; longer values are rejected unhashed.
@@ -19,11 +20,11 @@ type credentials struct {
 
 // extract reads the API key and the JWT from the configured headers. Two
 // different values for one credential are ambiguous and denied.
-func (s *Snapshot) extract(h map[string]string) (credentials, Reason) {
+func (s *Snapshot) extract(h map[string]string) (credentials, reason.Code) {
 	var c credentials
-	set := func(dst *string, v string) Reason {
+	set := func(dst *string, v string) reason.Code {
 		if *dst != "" && *dst != v {
-			return ReasonAmbiguousCredential
+			return reason.AmbiguousCredential
 		}
 		*dst = v
 		return ""
@@ -39,7 +40,7 @@ func (s *Snapshot) extract(h map[string]string) (credentials, Reason) {
 		if v := strings.TrimSpace(h["authorization"]); v != "" {
 			rest, ok := bearer(v)
 			if !ok || rest == "" {
-				return c, ReasonInvalidAPIKey
+				return c, reason.InvalidAPIKey
 			}
 			if r := set(&c.key, rest); r != "" {
 				return c, r
@@ -54,7 +55,7 @@ func (s *Snapshot) extract(h map[string]string) (credentials, Reason) {
 		rest, isBearer := bearer(v)
 		switch {
 		case isBearer && rest == "":
-			return c, ReasonInvalidToken
+			return c, reason.InvalidToken
 		case isBearer && s.bearerKeys && name == "authorization" && !looksLikeJWT(rest):
 			// Bearer keys and tokens share the header: the shape decides.
 			if r := set(&c.key, rest); r != "" {
@@ -66,7 +67,7 @@ func (s *Snapshot) extract(h map[string]string) (credentials, Reason) {
 			// garbage (and remembers it), so it is not scanned twice.
 			v = rest
 		case !looksLikeJWT(v):
-			return c, ReasonInvalidToken
+			return c, reason.InvalidToken
 		}
 		// v is a token: "Bearer <jwt>" or a raw JWT (Cognito id tokens).
 		if r := set(&c.token, v); r != "" {
@@ -148,19 +149,19 @@ func containsStr(list []string, v string) bool {
 // no second comparison to make constant-time: the map's key equality is
 // the comparison, and the stored value is never compared byte by byte
 // with anything the client sent.
-func (s *Snapshot) lookupKey(plain string, now time.Time) (*Key, Reason) {
+func (s *Snapshot) lookupKey(plain string, now time.Time) (*Key, reason.Code) {
 	if len(plain) > maxKeyBytes {
-		return nil, ReasonInvalidAPIKey
+		return nil, reason.InvalidAPIKey
 	}
 	k := s.keys[cache.Digest(sha256.Sum256([]byte(plain)))]
 	if k == nil {
-		return nil, ReasonInvalidAPIKey
+		return nil, reason.InvalidAPIKey
 	}
 	if k.Disabled {
-		return k, ReasonKeyDisabled
+		return k, reason.KeyDisabled
 	}
 	if k.expiredAt(now) {
-		return k, ReasonKeyExpired
+		return k, reason.KeyExpired
 	}
 	return k, ""
 }

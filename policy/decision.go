@@ -2,6 +2,8 @@ package policy
 
 import (
 	"encoding/json"
+
+	"github.com/portcullis/portcullis/reason"
 )
 
 // Request is one transport-free authorization question. Header names must be
@@ -32,7 +34,7 @@ const (
 type Decision struct {
 	Allow      bool
 	Status     int // 200, or the deny status (400, 401, 403, 503)
-	Reason     Reason
+	Reason     reason.Code
 	Tier       string
 	Tenant     string
 	TenantKind string
@@ -50,7 +52,7 @@ func (d *Decision) Challenge() string {
 	if d.Status != 401 {
 		return ""
 	}
-	if d.Reason == ReasonMissingCredential {
+	if d.Reason == reason.MissingCredential {
 		return `Bearer realm="portcullis"`
 	}
 	return `Bearer realm="portcullis", error="invalid_token"`
@@ -62,8 +64,8 @@ func (d *Decision) Body() []byte {
 		return nil
 	}
 	b, _ := json.Marshal(struct {
-		Error  string `json:"error"`
-		Reason Reason `json:"reason"`
+		Error  string      `json:"error"`
+		Reason reason.Code `json:"reason"`
 	}{d.Reason.Message(), d.Reason})
 	return b
 }
@@ -83,8 +85,8 @@ func (d *Decision) EachMetadata(f func(key, value string)) {
 
 // Deny returns the deny Decision for r, for adapters that refuse a request
 // before it reaches an Engine (e.g. a CheckRequest without HTTP attributes).
-func Deny(r Reason) Decision { return deny(r) }
+func Deny(r reason.Code) Decision { return deny(r) }
 
-func deny(r Reason) Decision {
+func deny(r reason.Code) Decision {
 	return Decision{Status: r.Status(), Reason: r}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/reason"
 )
 
 // EngineOptions tune an Engine. Zero values take the defaults noted.
@@ -69,7 +70,7 @@ func (e *Engine) TokenCacheStats() (hits, misses uint64) { return e.tokens.Stats
 func (e *Engine) Decide(ctx context.Context, req Request) (d Decision) {
 	defer func() {
 		if p := recover(); p != nil {
-			d = deny(ReasonInternal)
+			d = deny(reason.Internal)
 			if e.onPanic != nil {
 				e.onPanic(p, debug.Stack())
 			}
@@ -77,7 +78,7 @@ func (e *Engine) Decide(ctx context.Context, req Request) (d Decision) {
 	}()
 	s := e.snap.Load()
 	if s == nil {
-		return deny(ReasonInternal)
+		return deny(reason.Internal)
 	}
 	d = s.decide(ctx, e.tokens, req, e.now())
 	d.Policy = s.version
@@ -94,31 +95,31 @@ type caller struct {
 
 func (s *Snapshot) decide(ctx context.Context, tc *tokenCache, req Request, now time.Time) Decision {
 	if !methodToken(req.Method) {
-		return deny(ReasonBadRequest)
+		return deny(reason.BadRequest)
 	}
 	path, ok := routePath(req.Path)
 	if !ok {
-		return deny(ReasonBadPath)
+		return deny(reason.BadPath)
 	}
 	rt := s.match(req.Method, path)
 	if rt == nil {
-		return deny(ReasonNoRoute)
+		return deny(reason.NoRoute)
 	}
 	if rt.public {
-		return s.allow(ReasonPublic, &caller{}, "", "")
+		return s.allow(reason.Public, &caller{}, "", "")
 	}
 	cr, r := s.extract(req.Headers)
 	if r != "" {
 		return deny(r)
 	}
 	if cr.key == "" && cr.token == "" {
-		return deny(ReasonMissingCredential)
+		return deny(reason.MissingCredential)
 	}
 	c, d := s.authenticate(ctx, tc, cr, now)
 	if d.Reason != "" {
 		return d
 	}
-	deny := func(r Reason) Decision { return s.denyAs(r, c, d) }
+	deny := func(r reason.Code) Decision { return s.denyAs(r, c, d) }
 	if r := s.sameTenant(c); r != "" {
 		return deny(r)
 	}
@@ -127,16 +128,16 @@ func (s *Snapshot) decide(ctx context.Context, tc *tokenCache, req Request, now 
 		d.Tier = c.tier.name
 	}
 	if c.tier == nil || c.tier.rank < rt.tier.rank {
-		return deny(ReasonTierTooLow)
+		return deny(reason.TierTooLow)
 	}
 	tenant, kind, r := s.tenant(req.Headers, c)
 	if r != "" {
 		return deny(r)
 	}
 	if tenant == "" && rt.tenant == tenantRequired {
-		return deny(ReasonTenantRequired)
+		return deny(reason.TenantRequired)
 	}
-	return s.allow(ReasonAllowed, c, tenant, kind)
+	return s.allow(reason.Allowed, c, tenant, kind)
 }
 
 // authenticate verifies the presented key and token. On failure the
@@ -170,7 +171,7 @@ func (s *Snapshot) authenticate(ctx context.Context, tc *tokenCache, cr credenti
 	return c, d
 }
 
-func (s *Snapshot) denyAs(r Reason, c *caller, id Decision) Decision {
+func (s *Snapshot) denyAs(r reason.Code, c *caller, id Decision) Decision {
 	d := deny(r)
 	d.Credential, d.User, d.Issuer = id.Credential, c.user, id.Issuer
 	if c.tier != nil {
@@ -181,25 +182,25 @@ func (s *Snapshot) denyAs(r Reason, c *caller, id Decision) Decision {
 
 // sameTenant denies a key bound to a tenant (or user) combined with a token
 // of another tenant (or user): no cross-tenant confusion.
-func (s *Snapshot) sameTenant(c *caller) Reason {
+func (s *Snapshot) sameTenant(c *caller) reason.Code {
 	k, t := c.key, c.token
 	if k == nil || t == nil {
 		return ""
 	}
 	if k.User != "" && t.user != "" && k.User != t.user {
-		return ReasonTenantMismatch
+		return reason.TenantMismatch
 	}
 	if k.Tenant == "" {
 		return ""
 	}
 	if t.tenant != "" {
 		if s.canonical(t.tenant) != k.Tenant {
-			return ReasonTenantMismatch
+			return reason.TenantMismatch
 		}
 		return ""
 	}
 	if !s.isMember(k.Tenant, t.user) {
-		return ReasonTenantMismatch
+		return reason.TenantMismatch
 	}
 	return ""
 }
@@ -277,7 +278,7 @@ func (s *Snapshot) isMember(tenant, user string) bool {
 // tenant resolves the tenant the caller acts for: the one a context header
 // selects, if the caller may act for it; else the key's tenant, the token's
 // tenant claim or the caller's personal context.
-func (s *Snapshot) tenant(h map[string]string, c *caller) (string, string, Reason) {
+func (s *Snapshot) tenant(h map[string]string, c *caller) (string, string, reason.Code) {
 	var name, kind string
 	for _, rule := range s.contexts {
 		raw, sent := h[rule.header]
@@ -286,7 +287,7 @@ func (s *Snapshot) tenant(h map[string]string, c *caller) (string, string, Reaso
 		}
 		// Sent at all, even empty, by a tier that may not: 403.
 		if rule.tiers != nil && !rule.tiers[c.tier.name] {
-			return "", "", ReasonContextNotAllowed
+			return "", "", reason.ContextNotAllowed
 		}
 		v := strings.TrimSpace(raw)
 		if v == "" {
@@ -297,7 +298,7 @@ func (s *Snapshot) tenant(h map[string]string, c *caller) (string, string, Reaso
 			return "", "", r
 		}
 		if name != "" && n != name {
-			return "", "", ReasonContextConflict
+			return "", "", reason.ContextConflict
 		}
 		name, kind = n, k
 	}
@@ -307,7 +308,7 @@ func (s *Snapshot) tenant(h map[string]string, c *caller) (string, string, Reaso
 	return s.baseTenant(c)
 }
 
-func (s *Snapshot) baseTenant(c *caller) (string, string, Reason) {
+func (s *Snapshot) baseTenant(c *caller) (string, string, reason.Code) {
 	switch {
 	case c.key != nil && c.key.Tenant != "":
 		return c.key.Tenant, KindOrganization, ""
@@ -317,7 +318,7 @@ func (s *Snapshot) baseTenant(c *caller) (string, string, Reason) {
 		if s.tenantNamed(c.user) {
 			// The user's id is a tenant's name or alias: acting "as
 			// themself" would put that tenant in the tenant header.
-			return "", "", ReasonTenantNotAllowed
+			return "", "", reason.TenantNotAllowed
 		}
 		return c.user, KindPersonal, ""
 	}
@@ -336,13 +337,13 @@ func (s *Snapshot) tenantNamed(v string) bool {
 // act for: a key bound to a tenant acts for it alone; otherwise the caller's
 // own user id (personal), a tenant it is a member of, its token's tenant, or
 // for tiers with any_tenant, any known tenant.
-func (s *Snapshot) selectTenant(v string, c *caller) (string, string, Reason) {
+func (s *Snapshot) selectTenant(v string, c *caller) (string, string, reason.Code) {
 	if c.key != nil && c.key.Tenant != "" {
 		if s.canonical(v) == c.key.Tenant {
 			return c.key.Tenant, KindOrganization, ""
 		}
 		if !c.tier.anyTenant {
-			return "", "", ReasonTenantNotAllowed
+			return "", "", reason.TenantNotAllowed
 		}
 	}
 	if s.personal && c.user != "" && v == c.user && !s.tenantNamed(v) {
@@ -350,19 +351,19 @@ func (s *Snapshot) selectTenant(v string, c *caller) (string, string, Reason) {
 	}
 	n := s.canonical(v)
 	if !s.known(n) {
-		return "", "", ReasonTenantNotAllowed
+		return "", "", reason.TenantNotAllowed
 	}
 	if c.tier.anyTenant || s.isMember(n, c.user) ||
 		(c.token != nil && c.token.tenant != "" && s.canonical(c.token.tenant) == n) {
 		return n, KindOrganization, ""
 	}
-	return "", "", ReasonTenantNotAllowed
+	return "", "", reason.TenantNotAllowed
 }
 
 // allow builds the allow decision: every upstream header is set when it has
 // a value and removed otherwise; context headers (and credentials, when
 // stripped) are always removed. No name is in both lists.
-func (s *Snapshot) allow(r Reason, c *caller, tenant, kind string) Decision {
+func (s *Snapshot) allow(r reason.Code, c *caller, tenant, kind string) Decision {
 	d := Decision{Allow: true, Status: 200, Reason: r, Tenant: tenant, TenantKind: kind, User: c.user}
 	if c.tier != nil {
 		d.Tier = c.tier.name

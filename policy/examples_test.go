@@ -8,6 +8,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/testkit"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/reason"
 )
 
 // exampleCase is one request against an example policy and what must come
@@ -21,7 +22,7 @@ type exampleCase struct {
 
 	allow  bool
 	status int
-	reason policy.Reason
+	reason reason.Code
 	tier   string
 	tenant string
 	kind   string
@@ -133,7 +134,7 @@ func TestThreeTiers(t *testing.T) {
 		{name: "query string ignored for routing", path: "/images?x=/predictors", headers: key("acme"),
 			allow: true, status: 200, tier: "service", tenant: "acme", kind: "organization"},
 		{name: "key only POST is denied", method: "POST", path: "/images", headers: key("acme"),
-			status: 403, reason: policy.ReasonTierTooLow, tier: "service"},
+			status: 403, reason: reason.TierTooLow, tier: "service"},
 		{name: "no authorization header at all is service", path: "/images", headers: map[string]string{"x-api-key": "key:acme"},
 			allow: true, status: 200, tier: "service", tenant: "acme", kind: "organization"},
 		{name: "access token makes admin", method: "POST", path: "/images",
@@ -147,31 +148,31 @@ func TestThreeTiers(t *testing.T) {
 			allow:   true, status: 200, tier: "admin", tenant: "acme", kind: "organization", user: "alice@acme.com"},
 		{name: "token without openid scope stays service", method: "POST", path: "/images",
 			headers: with(key("acme"), "authorization", "Bearer token:alice-noscope"),
-			status:  403, reason: policy.ReasonTierTooLow, tier: "service"},
+			status:  403, reason: reason.TierTooLow, tier: "service"},
 		{name: "token without openid scope still reads", path: "/images",
 			headers: with(key("acme"), "authorization", "Bearer token:alice-noscope"),
 			allow:   true, status: 200, tier: "service", tenant: "acme", kind: "organization"},
 		{name: "another tenant's token is denied", path: "/images",
 			headers: with(key("globex"), "authorization", "Bearer token:alice-access"),
-			status:  403, reason: policy.ReasonTenantMismatch},
+			status:  403, reason: reason.TenantMismatch},
 		{name: "another tenant's id token is denied", path: "/images",
 			headers: with(key("globex"), "authorization", "token:alice-id"),
-			status:  403, reason: policy.ReasonTenantMismatch},
+			status:  403, reason: reason.TenantMismatch},
 		{name: "bob with his own key is admin of globex", method: "POST", path: "/images",
 			headers: with(key("globex"), "authorization", "Bearer token:bob-access"),
 			allow:   true, status: 200, tier: "admin", tenant: "globex", kind: "organization", user: "bob@globex.com"},
 		{name: "no key is 401", path: "/images", headers: map[string]string{"authorization": "None"},
-			status: 401, reason: policy.ReasonMissingCredential},
+			status: 401, reason: reason.MissingCredential},
 		{name: "token without key grants nothing", path: "/images", headers: map[string]string{"authorization": "Bearer token:alice-access"},
-			status: 403, reason: policy.ReasonTierTooLow},
+			status: 403, reason: reason.TierTooLow},
 		{name: "unknown key is 401", path: "/images", headers: map[string]string{"x-api-key": "0123456789012345678901234567890123456789"},
-			status: 401, reason: policy.ReasonInvalidAPIKey},
+			status: 401, reason: reason.InvalidAPIKey},
 		{name: "repeated key header joined by envoy is invalid", path: "/images", headers: map[string]string{"x-api-key": "key:acme,key:acme"},
-			status: 401, reason: policy.ReasonInvalidAPIKey},
+			status: 401, reason: reason.InvalidAPIKey},
 		{name: "empty bearer is 401", path: "/images", headers: with(key("acme"), "authorization", "Bearer "),
-			status: 401, reason: policy.ReasonInvalidToken},
+			status: 401, reason: reason.InvalidToken},
 		{name: "garbage token on a key-only route is 401", path: "/images", headers: with(key("acme"), "authorization", "Bearer not-a-token"),
-			status: 401, reason: policy.ReasonInvalidToken},
+			status: 401, reason: reason.InvalidToken},
 		{name: "superuser on predictors", path: "/predictors",
 			headers: with(key("root"), "authorization", "Bearer token:root-access"),
 			allow:   true, status: 200, tier: "superuser", user: "root@portcullis.example", cred: "root"},
@@ -183,37 +184,37 @@ func TestThreeTiers(t *testing.T) {
 			allow:   true, status: 200, tier: "superuser", tenant: "acme", kind: "organization"},
 		{name: "superuser needs a tenant on tenant routes", path: "/images",
 			headers: with(key("root"), "authorization", "Bearer token:root-access"),
-			status:  403, reason: policy.ReasonTenantRequired},
+			status:  403, reason: reason.TenantRequired},
 		{name: "superuser naming an unknown customer", path: "/predictors",
 			headers: with(key("root"), "authorization", "Bearer token:root-access", "x-selected-customer", "initech"),
-			status:  403, reason: policy.ReasonTenantNotAllowed},
+			status:  403, reason: reason.TenantNotAllowed},
 		{name: "customer key may not select a customer", path: "/images",
 			headers: with(key("acme"), "x-selected-customer", "acme"),
-			status:  403, reason: policy.ReasonContextNotAllowed},
+			status:  403, reason: reason.ContextNotAllowed},
 		{name: "admin may not select a customer", method: "POST", path: "/images",
 			headers: with(key("acme"), "authorization", "Bearer token:alice-access", "x-selected-customer", "globex"),
-			status:  403, reason: policy.ReasonContextNotAllowed},
+			status:  403, reason: reason.ContextNotAllowed},
 		{name: "superuser key alone grants nothing", path: "/predictors", headers: key("root"),
-			status: 403, reason: policy.ReasonTierTooLow},
+			status: 403, reason: reason.TierTooLow},
 		{name: "customer token is not a staff token", path: "/predictors",
 			headers: with(key("root"), "authorization", "Bearer token:alice-access"),
-			status:  403, reason: policy.ReasonTierTooLow},
+			status:  403, reason: reason.TierTooLow},
 		{name: "admin is below superuser routes", path: "/users",
 			headers: with(key("acme"), "authorization", "Bearer token:alice-access"),
-			status:  403, reason: policy.ReasonTierTooLow, tier: "admin"},
+			status:  403, reason: reason.TierTooLow, tier: "admin"},
 		{name: "spoofed tenant header is overwritten", path: "/images",
 			headers: with(key("acme"), "x-tenant-id", "globex", "x-auth-tier", "superuser"),
 			allow:   true, status: 200, tier: "service", tenant: "acme", kind: "organization"},
-		{name: "no route", path: "/admin", headers: key("acme"), status: 403, reason: policy.ReasonNoRoute},
-		{name: "prefix is segment-aware", path: "/imagesx", headers: key("acme"), status: 403, reason: policy.ReasonNoRoute},
-		{name: "dot-segment path", path: "/images/../predictors", headers: key("acme"), status: 400, reason: policy.ReasonBadPath},
-		{name: "encoded dot path", path: "/images/%2E%2e/predictors", headers: key("acme"), status: 400, reason: policy.ReasonBadPath},
-		{name: "encoded slash path", path: "/images%2fx", headers: key("acme"), status: 400, reason: policy.ReasonBadPath},
-		{name: "double slash path", path: "//predictors", headers: key("acme"), status: 400, reason: policy.ReasonBadPath},
-		{name: "backslash path", path: "/images\\..\\predictors", headers: key("acme"), status: 400, reason: policy.ReasonBadPath},
-		{name: "semicolon path", path: "/images;x=1", headers: key("acme"), status: 400, reason: policy.ReasonBadPath},
-		{name: "NUL path", path: "/images\x00", headers: key("acme"), status: 400, reason: policy.ReasonBadPath},
-		{name: "case variant does not match", path: "/IMAGES", headers: key("acme"), status: 403, reason: policy.ReasonNoRoute},
+		{name: "no route", path: "/admin", headers: key("acme"), status: 403, reason: reason.NoRoute},
+		{name: "prefix is segment-aware", path: "/imagesx", headers: key("acme"), status: 403, reason: reason.NoRoute},
+		{name: "dot-segment path", path: "/images/../predictors", headers: key("acme"), status: 400, reason: reason.BadPath},
+		{name: "encoded dot path", path: "/images/%2E%2e/predictors", headers: key("acme"), status: 400, reason: reason.BadPath},
+		{name: "encoded slash path", path: "/images%2fx", headers: key("acme"), status: 400, reason: reason.BadPath},
+		{name: "double slash path", path: "//predictors", headers: key("acme"), status: 400, reason: reason.BadPath},
+		{name: "backslash path", path: "/images\\..\\predictors", headers: key("acme"), status: 400, reason: reason.BadPath},
+		{name: "semicolon path", path: "/images;x=1", headers: key("acme"), status: 400, reason: reason.BadPath},
+		{name: "NUL path", path: "/images\x00", headers: key("acme"), status: 400, reason: reason.BadPath},
+		{name: "case variant does not match", path: "/IMAGES", headers: key("acme"), status: 403, reason: reason.NoRoute},
 	})
 }
 
@@ -224,14 +225,14 @@ func TestThreeTiersTokenTime(t *testing.T) {
 		name   string
 		extra  map[string]any
 		at     time.Time
-		reason policy.Reason
+		reason reason.Code
 	}{
-		{"expired", nil, now.Add(-2 * time.Hour), policy.ReasonTokenExpired},
-		{"not yet valid", map[string]any{"nbf": now.Add(time.Hour).Unix()}, now, policy.ReasonTokenNotYetValid},
-		{"issued in the future", map[string]any{"iat": now.Add(time.Hour).Unix(), "nbf": nil}, now, policy.ReasonTokenNotYetValid},
-		{"no exp", map[string]any{"exp": nil}, now, policy.ReasonInvalidToken},
-		{"wrong audience", map[string]any{"client_id": "someone-else"}, now, policy.ReasonTokenAudience},
-		{"wrong issuer", map[string]any{"iss": "https://evil.example"}, now, policy.ReasonTokenUnknownIssuer},
+		{"expired", nil, now.Add(-2 * time.Hour), reason.TokenExpired},
+		{"not yet valid", map[string]any{"nbf": now.Add(time.Hour).Unix()}, now, reason.TokenNotYetValid},
+		{"issued in the future", map[string]any{"iat": now.Add(time.Hour).Unix(), "nbf": nil}, now, reason.TokenNotYetValid},
+		{"no exp", map[string]any{"exp": nil}, now, reason.InvalidToken},
+		{"wrong audience", map[string]any{"client_id": "someone-else"}, now, reason.TokenAudience},
+		{"wrong issuer", map[string]any{"iss": "https://evil.example"}, now, reason.TokenUnknownIssuer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok := demo.Token(t, "alice-access", tc.at, time.Hour, tc.extra)
@@ -266,24 +267,24 @@ func testPersonalContexts(t *testing.T, example, header string, aliceOrgs []stri
 		{name: "own user id is personal", path: "/v1/models", headers: ctx(alice, "u-alice"),
 			allow: true, status: 200, tenant: "u-alice", kind: "personal"},
 		{name: "bob with an org he is not in", path: "/v1/models", headers: ctx(bob, "org-acme"),
-			status: 403, reason: policy.ReasonTenantNotAllowed},
+			status: 403, reason: reason.TenantNotAllowed},
 		{name: "alice acting as bob", path: "/v1/models", headers: ctx(alice, "u-bob"),
-			status: 403, reason: policy.ReasonTenantNotAllowed},
+			status: 403, reason: reason.TenantNotAllowed},
 		{name: "alice with an unknown org", path: "/v1/models", headers: ctx(alice, "org-initech"),
-			status: 403, reason: policy.ReasonTenantNotAllowed},
+			status: 403, reason: reason.TenantNotAllowed},
 		{name: "bob reads personally", path: "/v1/models", headers: bob,
 			allow: true, status: 200, tier: "service", tenant: "u-bob", kind: "personal"},
 		{name: "bob may not write", method: "POST", path: "/v1/models", headers: bob,
-			status: 403, reason: policy.ReasonTierTooLow, tier: "service"},
+			status: 403, reason: reason.TierTooLow, tier: "service"},
 		{name: "alice may write", method: "POST", path: "/v1/models", headers: alice,
 			allow: true, status: 200, tier: "admin", tenant: "u-alice", kind: "personal"},
 		{name: "scheme is case-insensitive", path: "/v1/x", headers: map[string]string{"authorization": "BEARER key:alice"},
 			allow: true, status: 200, tenant: "u-alice", kind: "personal"},
-		{name: "no credentials", path: "/v1/models", status: 401, reason: policy.ReasonMissingCredential},
+		{name: "no credentials", path: "/v1/models", status: 401, reason: reason.MissingCredential},
 		{name: "unknown key", path: "/v1/models", headers: map[string]string{"authorization": "Bearer nope"},
-			status: 401, reason: policy.ReasonInvalidAPIKey},
+			status: 401, reason: reason.InvalidAPIKey},
 		{name: "key without bearer scheme", path: "/v1/models", headers: map[string]string{"authorization": "key:alice"},
-			status: 401, reason: policy.ReasonInvalidAPIKey},
+			status: 401, reason: reason.InvalidAPIKey},
 	}
 	for _, org := range aliceOrgs {
 		cases = append(cases,
@@ -302,11 +303,11 @@ func TestBearerKey(t *testing.T) {
 		{name: "scheme case-insensitive", method: "POST", path: "/api/v2/chat", headers: map[string]string{"authorization": "bEaReR key:app"},
 			allow: true, status: 200, tier: "service", tenant: "app", kind: "organization"},
 		{name: "revoked key", path: "/api/v2/chat", headers: map[string]string{"authorization": "Bearer key:revoked"},
-			status: 401, reason: policy.ReasonKeyDisabled},
+			status: 401, reason: reason.KeyDisabled},
 		{name: "outside /api/", path: "/healthz", headers: map[string]string{"authorization": "Bearer key:app"},
-			status: 403, reason: policy.ReasonNoRoute},
+			status: 403, reason: reason.NoRoute},
 		{name: "basic scheme", path: "/api/x", headers: map[string]string{"authorization": "Basic YWxhZGRpbjpvcGVuc2VzYW1l"},
-			status: 401, reason: policy.ReasonInvalidAPIKey},
+			status: 401, reason: reason.InvalidAPIKey},
 	})
 }
 
@@ -315,8 +316,8 @@ func TestWorkspaceToken(t *testing.T) {
 		{name: "workspace token", path: "/v1/models", headers: map[string]string{"rime-api-key": "key:ws1-alice"},
 			allow: true, status: 200, tier: "service", tenant: "workspace-1", kind: "organization", user: "alice", cred: "ws1-alice"},
 		{name: "expired by the default lifetime", path: "/v1/models", headers: map[string]string{"rime-api-key": "key:expired"},
-			status: 401, reason: policy.ReasonKeyExpired},
+			status: 401, reason: reason.KeyExpired},
 		{name: "bearer is not read", path: "/v1/models", headers: map[string]string{"authorization": "Bearer key:ws1-alice"},
-			status: 401, reason: policy.ReasonMissingCredential},
+			status: 401, reason: reason.MissingCredential},
 	})
 }

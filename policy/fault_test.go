@@ -17,6 +17,7 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/testkit"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/reason"
 )
 
 // flakyIdP serves a JWK set on a fixed loopback address; the test can swap
@@ -113,7 +114,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 	unknownKid := testkit.Sign(t, extra, "RS256", map[string]any{"kid": "k3"}, demo.Tokens["alice-access"].Claims)
 	type outcome struct {
 		status int
-		reason policy.Reason
+		reason reason.Code
 	}
 	reqs := []struct {
 		req     policy.Request
@@ -121,17 +122,17 @@ func TestFaultsUnderLoad(t *testing.T) {
 		expects map[string]outcome // by snapshot version
 	}{
 		{policy.Request{Method: "GET", Path: "/images", Headers: map[string]string{"x-api-key": key}}, false,
-			map[string]outcome{snapA.Version(): {200, policy.ReasonAllowed}, snapB.Version(): {403, policy.ReasonTierTooLow}}},
+			map[string]outcome{snapA.Version(): {200, reason.Allowed}, snapB.Version(): {403, reason.TierTooLow}}},
 		{policy.Request{Method: "POST", Path: "/images", Headers: map[string]string{"x-api-key": key, "authorization": "Bearer " + alice}}, true,
-			map[string]outcome{snapA.Version(): {200, policy.ReasonAllowed}, snapB.Version(): {200, policy.ReasonAllowed}}},
+			map[string]outcome{snapA.Version(): {200, reason.Allowed}, snapB.Version(): {200, reason.Allowed}}},
 		{policy.Request{Method: "GET", Path: "/images", Headers: map[string]string{"x-api-key": key, "authorization": "Bearer " + unknownKid}}, true,
-			map[string]outcome{snapA.Version(): {401, policy.ReasonTokenUnknownKey}, snapB.Version(): {401, policy.ReasonTokenUnknownKey}}},
+			map[string]outcome{snapA.Version(): {401, reason.TokenUnknownKey}, snapB.Version(): {401, reason.TokenUnknownKey}}},
 		{policy.Request{Method: "GET", Path: "/images", Headers: map[string]string{"x-api-key": globex, "authorization": "Bearer " + alice}}, true,
-			map[string]outcome{snapA.Version(): {403, policy.ReasonTenantMismatch}, snapB.Version(): {403, policy.ReasonTenantMismatch}}},
+			map[string]outcome{snapA.Version(): {403, reason.TenantMismatch}, snapB.Version(): {403, reason.TenantMismatch}}},
 		{policy.Request{Method: "GET", Path: "/images"}, false,
-			map[string]outcome{snapA.Version(): {401, policy.ReasonMissingCredential}, snapB.Version(): {401, policy.ReasonMissingCredential}}},
+			map[string]outcome{snapA.Version(): {401, reason.MissingCredential}, snapB.Version(): {401, reason.MissingCredential}}},
 		{policy.Request{Method: "GET", Path: "/images/../predictors", Headers: map[string]string{"x-api-key": key}}, false,
-			map[string]outcome{snapA.Version(): {400, policy.ReasonBadPath}, snapB.Version(): {400, policy.ReasonBadPath}}},
+			map[string]outcome{snapA.Version(): {400, reason.BadPath}, snapB.Version(): {400, reason.BadPath}}},
 	}
 
 	const workers, perWorker = 4, 5000
@@ -162,7 +163,7 @@ func TestFaultsUnderLoad(t *testing.T) {
 				if d.Allow == (d.Status != 200) || (!d.Allow && len(d.SetHeaders)+len(d.RemoveHeaders) > 0) {
 					fail("inconsistent decision %+v", d)
 				}
-				if r.token && d.Status == 503 && d.Reason == policy.ReasonJWKSUnavailable {
+				if r.token && d.Status == 503 && d.Reason == reason.JWKSUnavailable {
 					if everKnown.Load() {
 						fail("503 after the key set was known (stale keys must be served)")
 					}

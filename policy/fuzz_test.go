@@ -108,7 +108,7 @@ func FuzzToken(f *testing.F) {
 	for _, s := range []string{"", ".", "..", "a.b.c", "eyJ.eyJ.", "eyJhbGciOiJub25lIn0.e30.", strings.Repeat("A", 9000)} {
 		f.Add(s)
 	}
-	if dir, err := filepath.Glob(filepath.Join(testkit.Root(), "..", "shared", "realworld", "tokens", "*.json")); err == nil {
+	if dir, err := filepath.Glob(filepath.Join(testkit.Realworld(f, "tokens"), "*.json")); err == nil {
 		for _, p := range dir {
 			b, _ := os.ReadFile(p)
 			if i := strings.Index(string(b), `"token": "`); i >= 0 {

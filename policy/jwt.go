@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/reason"
 )
 
 // issuer is one trusted token issuer of a Snapshot.
@@ -39,16 +40,16 @@ type token struct {
 // computed under only (audiences and issuers change with the policy).
 type failure struct {
 	snap   *Snapshot
-	reason Reason
+	reason reason.Code
 }
 
 // tokenCache is the engine's verified-token cache.
 type tokenCache = cache.Tokens[*token, failure]
 
 // verifyToken checks raw through the token cache, verifying it on a miss.
-func (s *Snapshot) verifyToken(ctx context.Context, tc *tokenCache, raw string, now time.Time) (*token, Reason) {
+func (s *Snapshot) verifyToken(ctx context.Context, tc *tokenCache, raw string, now time.Time) (*token, reason.Code) {
 	if len(raw) > s.maxTokenBytes {
-		return nil, ReasonTokenTooLarge
+		return nil, reason.TokenTooLarge
 	}
 	d := cache.DigestOf(raw)
 	if t, ok := tc.Verified(d, now); ok {
@@ -64,7 +65,7 @@ func (s *Snapshot) verifyToken(ctx context.Context, tc *tokenCache, raw string, 
 	switch r {
 	case "":
 		tc.AddVerified(d, t, exp)
-	case ReasonTokenUnknownKey, ReasonJWKSUnavailable:
+	case reason.TokenUnknownKey, reason.JWKSUnavailable:
 		// Not cached: the key set may change any moment.
 	default:
 		tc.AddFailed(d, failure{snap: s, reason: r})
@@ -104,39 +105,39 @@ type joseHeader struct {
 // issuer, key, signature, then claims, and returns what it says and its
 // expiry. Only the issuer's JWK set is ever used: jku, x5u and jwk header
 // fields are ignored.
-func (s *Snapshot) verify(ctx context.Context, raw string, now time.Time) (*token, time.Time, Reason) {
+func (s *Snapshot) verify(ctx context.Context, raw string, now time.Time) (*token, time.Time, reason.Code) {
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
-		return nil, time.Time{}, ReasonInvalidToken
+		return nil, time.Time{}, reason.InvalidToken
 	}
 	if parts[2] == "" {
-		return nil, time.Time{}, ReasonTokenSignature
+		return nil, time.Time{}, reason.TokenSignature
 	}
 	var hdr joseHeader
 	if !decodeSegment(parts[0], &hdr) {
-		return nil, time.Time{}, ReasonInvalidToken
+		return nil, time.Time{}, reason.InvalidToken
 	}
 	claims := map[string]any{}
 	if !decodeSegment(parts[1], &claims) {
-		return nil, time.Time{}, ReasonInvalidToken
+		return nil, time.Time{}, reason.InvalidToken
 	}
 	if len(hdr.Crit) > 0 {
-		return nil, time.Time{}, ReasonInvalidToken // no critical extension is understood
+		return nil, time.Time{}, reason.InvalidToken // no critical extension is understood
 	}
 	iss, _ := claims["iss"].(string)
 	is := s.byIss[iss]
 	if is == nil {
-		return nil, time.Time{}, ReasonTokenUnknownIssuer
+		return nil, time.Time{}, reason.TokenUnknownIssuer
 	}
 	if !slices.Contains(is.algs, hdr.Alg) {
-		return nil, time.Time{}, ReasonTokenAlgorithm
+		return nil, time.Time{}, reason.TokenAlgorithm
 	}
 	kid := ""
 	if hdr.Kid != nil {
 		kid = *hdr.Kid
 	}
 	if kid == "" && is.requireKID {
-		return nil, time.Time{}, ReasonTokenUnknownKey
+		return nil, time.Time{}, reason.TokenUnknownKey
 	}
 	key, r := is.findKey(ctx, parts[0]+"."+parts[1], parts[2], hdr.Alg, kid)
 	if r != "" {
@@ -159,21 +160,21 @@ func decodeSegment(seg string, v any) bool {
 }
 
 // findKey returns the issuer's key whose signature over signingInput is sig.
-func (is *issuer) findKey(ctx context.Context, signingInput, sig, alg, kid string) (*cache.Key, Reason) {
+func (is *issuer) findKey(ctx context.Context, signingInput, sig, alg, kid string) (*cache.Key, reason.Code) {
 	set, err := is.source.KeySet(ctx)
 	if err != nil {
-		return nil, ReasonJWKSUnavailable
+		return nil, reason.JWKSUnavailable
 	}
 	cands := candidates(set, kid)
 	if len(cands) == 0 && kid != "" {
 		// Maybe the IdP rotated: refetch (rate-limited by the source).
 		if set, err = is.source.Refetch(ctx); err != nil {
-			return nil, ReasonJWKSUnavailable
+			return nil, reason.JWKSUnavailable
 		}
 		cands = candidates(set, kid)
 	}
 	if len(cands) == 0 {
-		return nil, ReasonTokenUnknownKey
+		return nil, reason.TokenUnknownKey
 	}
 	for _, k := range cands {
 		if !k.Allows(alg) {
@@ -183,7 +184,7 @@ func (is *issuer) findKey(ctx context.Context, signingInput, sig, alg, kid strin
 			return k, ""
 		}
 	}
-	return nil, ReasonTokenSignature
+	return nil, reason.TokenSignature
 }
 
 // candidates returns the keys a token with kid may be signed with: those
@@ -199,41 +200,41 @@ var errClaim = errors.New("bad claim")
 
 // checkClaims validates the registered claims, fills t from the configured
 // identity claims, and returns the token's expiry.
-func (s *Snapshot) checkClaims(is *issuer, claims map[string]any, now time.Time, t *token) (time.Time, Reason) {
+func (s *Snapshot) checkClaims(is *issuer, claims map[string]any, now time.Time, t *token) (time.Time, reason.Code) {
 	exp, ok := numericDate(claims["exp"])
 	if !ok {
-		return time.Time{}, ReasonInvalidToken // exp is required
+		return time.Time{}, reason.InvalidToken // exp is required
 	}
 	if !now.Before(exp.Add(s.skew)) {
-		return time.Time{}, ReasonTokenExpired
+		return time.Time{}, reason.TokenExpired
 	}
 	if v, present := claims["nbf"]; present {
 		nbf, ok := numericDate(v)
 		if !ok {
-			return time.Time{}, ReasonInvalidToken
+			return time.Time{}, reason.InvalidToken
 		}
 		if now.Add(s.skew).Before(nbf) {
-			return time.Time{}, ReasonTokenNotYetValid
+			return time.Time{}, reason.TokenNotYetValid
 		}
 	}
 	if v, present := claims["iat"]; present {
 		iat, ok := numericDate(v)
 		if !ok {
-			return time.Time{}, ReasonInvalidToken
+			return time.Time{}, reason.InvalidToken
 		}
 		if now.Add(s.skew).Before(iat) {
-			return time.Time{}, ReasonTokenNotYetValid
+			return time.Time{}, reason.TokenNotYetValid
 		}
 	}
 	if !audienceOK(is.audiences, claims) {
-		return time.Time{}, ReasonTokenAudience
+		return time.Time{}, reason.TokenAudience
 	}
 	var err error
 	if t.user, err = firstString(claims, is.userClaims); err != nil {
-		return time.Time{}, ReasonInvalidToken
+		return time.Time{}, reason.InvalidToken
 	}
 	if t.tenant, err = firstString(claims, is.tenantClaims); err != nil {
-		return time.Time{}, ReasonInvalidToken
+		return time.Time{}, reason.InvalidToken
 	}
 	for _, c := range is.groupClaims {
 		if v, ok := claims[c]; ok {

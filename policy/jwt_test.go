@@ -19,6 +19,7 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/testkit"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/reason"
 )
 
 const tokenPolicyYAML = `version: 1
@@ -100,7 +101,7 @@ func claims(iss string, extra map[string]any) map[string]any {
 // uriJWKS is the policy's jwks value for an IdP.
 func uriJWKS(idp *testkit.IdP) string { return "{ uri: " + idp.URL() + " }" }
 
-func wantDeny(t *testing.T, d policy.Decision, status int, reason policy.Reason) {
+func wantDeny(t *testing.T, d policy.Decision, status int, reason reason.Code) {
 	t.Helper()
 	if d.Allow || d.Status != status || d.Reason != reason {
 		t.Fatalf("got allow=%v %d %s, want %d %s", d.Allow, d.Status, d.Reason, status, reason)
@@ -130,7 +131,7 @@ func TestJWKSOverHTTPRotation(t *testing.T) {
 	idp.Set(testkit.JWKS(t, map[string]crypto.PublicKey{"k2": k2.Public()}), false)
 	tok2 := testkit.Sign(t, k2, "RS256", map[string]any{"kid": "k2"}, claims("https://idp.example", nil))
 	wantAllow(t, env.decide(tok2))
-	wantDeny(t, env.decide(tok1), 401, policy.ReasonTokenUnknownKey)
+	wantDeny(t, env.decide(tok1), 401, reason.TokenUnknownKey)
 
 	// Outage: the set fetched last keeps verifying.
 	idp.Set(nil, true)
@@ -138,7 +139,7 @@ func TestJWKSOverHTTPRotation(t *testing.T) {
 	wantAllow(t, env.decide(tok2b))
 	// An unknown kid during the outage is still just unknown.
 	tok3 := testkit.Sign(t, k1, "RS256", map[string]any{"kid": "k3"}, claims("https://idp.example", nil))
-	wantDeny(t, env.decide(tok3), 401, policy.ReasonTokenUnknownKey)
+	wantDeny(t, env.decide(tok3), 401, reason.TokenUnknownKey)
 }
 
 func TestJWKSNeverFetchedIs503(t *testing.T) {
@@ -147,7 +148,7 @@ func TestJWKSNeverFetchedIs503(t *testing.T) {
 	idp.Set(nil, true)
 	env := newTokenEnv(t, uriJWKS(idp), true)
 	tok := testkit.Sign(t, k, "RS256", map[string]any{"kid": "k"}, claims("https://idp.example", nil))
-	wantDeny(t, env.decide(tok), 503, policy.ReasonJWKSUnavailable)
+	wantDeny(t, env.decide(tok), 503, reason.JWKSUnavailable)
 
 	// Once the IdP answers, the same token verifies: a 503 is not cached.
 	idp.Set(testkit.JWKS(t, map[string]crypto.PublicKey{"k": k.Public()}), false)
@@ -186,35 +187,35 @@ func TestJWTRules(t *testing.T) {
 		name   string
 		tok    string
 		status int
-		reason policy.Reason
+		reason reason.Code
 	}{
-		{"alg none", b64(map[string]any{"alg": "none", "kid": "rsa"}) + "." + parts[1] + ".", 401, policy.ReasonTokenSignature},
-		{"alg none with a signature", b64(map[string]any{"alg": "none", "kid": "rsa"}) + "." + parts[1] + "." + parts[2], 401, policy.ReasonTokenAlgorithm},
-		{"alg NoNe", b64(map[string]any{"alg": "NoNe", "kid": "rsa"}) + "." + parts[1] + "." + parts[2], 401, policy.ReasonTokenAlgorithm},
-		{"HS256 signed with the public key", testkit.Sign(t, pubDER, "HS256", map[string]any{"kid": "rsa"}, c), 401, policy.ReasonTokenAlgorithm},
-		{"RS384 not allowed for the issuer", testkit.Sign(t, good, "RS384", map[string]any{"kid": "rsa"}, c), 401, policy.ReasonTokenAlgorithm},
-		{"no kid", testkit.Sign(t, good, "RS256", nil, c), 401, policy.ReasonTokenUnknownKey},
-		{"unknown kid", testkit.Sign(t, good, "RS256", map[string]any{"kid": "nope"}, c), 401, policy.ReasonTokenUnknownKey},
-		{"path-like kid", testkit.Sign(t, good, "RS256", map[string]any{"kid": "../../dev/null"}, c), 401, policy.ReasonTokenUnknownKey},
-		{"sql-like kid", testkit.Sign(t, good, "RS256", map[string]any{"kid": "' OR 1=1 --"}, c), 401, policy.ReasonTokenUnknownKey},
-		{"jku to an attacker key", testkit.Sign(t, attacker, "RS256", map[string]any{"kid": "rsa", "jku": "https://attacker.example/jwks.json"}, c), 401, policy.ReasonTokenSignature},
-		{"x5u to an attacker key", testkit.Sign(t, attacker, "RS256", map[string]any{"kid": "rsa", "x5u": "https://attacker.example/cert.pem"}, c), 401, policy.ReasonTokenSignature},
-		{"embedded attacker jwk", b64(map[string]any{"alg": "RS256", "kid": "rsa", "jwk": attackerJWK}) + "." + parts[1] + "." + parts[2], 401, policy.ReasonTokenSignature},
-		{"unknown crit extension", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa", "crit": []string{"exp-ext"}, "exp-ext": 1}, c), 401, policy.ReasonInvalidToken},
-		{"key under 2048 bits", testkit.Sign(t, short, "RS256", map[string]any{"kid": "short"}, c), 401, policy.ReasonTokenUnknownKey},
-		{"signature stripped", parts[0] + "." + parts[1] + ".", 401, policy.ReasonTokenSignature},
-		{"signature altered", parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2])), 401, policy.ReasonTokenSignature},
-		{"payload altered", parts[0] + "." + b64(claims(iss, map[string]any{"sub": "admin"})) + "." + parts[2], 401, policy.ReasonTokenSignature},
-		{"two segments", parts[0] + "." + parts[1], 401, policy.ReasonInvalidToken},
-		{"four segments", valid + ".x", 401, policy.ReasonInvalidToken},
-		{"oversized", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa"}, claims(iss, map[string]any{"pad": strings.Repeat("x", 9000)})), 401, policy.ReasonTokenTooLarge},
-		{"issuer A signed with issuer B's key", testkit.Sign(t, env.other, "RS256", map[string]any{"kid": "o1"}, c), 401, policy.ReasonTokenUnknownKey},
-		{"issuer B's kid, A's claims, B's key", testkit.Sign(t, env.other, "RS256", map[string]any{"kid": "rsa"}, c), 401, policy.ReasonTokenSignature},
-		{"wrong audience", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa"}, claims(iss, map[string]any{"aud": "someone-else"})), 401, policy.ReasonTokenAudience},
-		{"client_id ignored when aud is present", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa"}, claims(iss, map[string]any{"aud": "x", "client_id": "portcullis-test"})), 401, policy.ReasonTokenAudience},
-		{"missing exp", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa"}, claims(iss, map[string]any{"exp": nil})), 401, policy.ReasonInvalidToken},
-		{"exp as a string", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa"}, claims(iss, map[string]any{"exp": "9999999999"})), 401, policy.ReasonInvalidToken},
-		{"user claim with a newline", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa"}, claims(iss, map[string]any{"sub": "eve\r\nx-tenant-id: acme"})), 401, policy.ReasonInvalidToken},
+		{"alg none", b64(map[string]any{"alg": "none", "kid": "rsa"}) + "." + parts[1] + ".", 401, reason.TokenSignature},
+		{"alg none with a signature", b64(map[string]any{"alg": "none", "kid": "rsa"}) + "." + parts[1] + "." + parts[2], 401, reason.TokenAlgorithm},
+		{"alg NoNe", b64(map[string]any{"alg": "NoNe", "kid": "rsa"}) + "." + parts[1] + "." + parts[2], 401, reason.TokenAlgorithm},
+		{"HS256 signed with the public key", testkit.Sign(t, pubDER, "HS256", map[string]any{"kid": "rsa"}, c), 401, reason.TokenAlgorithm},
+		{"RS384 not allowed for the issuer", testkit.Sign(t, good, "RS384", map[string]any{"kid": "rsa"}, c), 401, reason.TokenAlgorithm},
+		{"no kid", testkit.Sign(t, good, "RS256", nil, c), 401, reason.TokenUnknownKey},
+		{"unknown kid", testkit.Sign(t, good, "RS256", map[string]any{"kid": "nope"}, c), 401, reason.TokenUnknownKey},
+		{"path-like kid", testkit.Sign(t, good, "RS256", map[string]any{"kid": "../../dev/null"}, c), 401, reason.TokenUnknownKey},
+		{"sql-like kid", testkit.Sign(t, good, "RS256", map[string]any{"kid": "' OR 1=1 --"}, c), 401, reason.TokenUnknownKey},
+		{"jku to an attacker key", testkit.Sign(t, attacker, "RS256", map[string]any{"kid": "rsa", "jku": "https://attacker.example/jwks.json"}, c), 401, reason.TokenSignature},
+		{"x5u to an attacker key", testkit.Sign(t, attacker, "RS256", map[string]any{"kid": "rsa", "x5u": "https://attacker.example/cert.pem"}, c), 401, reason.TokenSignature},
+		{"embedded attacker jwk", b64(map[string]any{"alg": "RS256", "kid": "rsa", "jwk": attackerJWK}) + "." + parts[1] + "." + parts[2], 401, reason.TokenSignature},
+		{"unknown crit extension", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa", "crit": []string{"exp-ext"}, "exp-ext": 1}, c), 401, reason.InvalidToken},
+		{"key under 2048 bits", testkit.Sign(t, short, "RS256", map[string]any{"kid": "short"}, c), 401, reason.TokenUnknownKey},
+		{"signature stripped", parts[0] + "." + parts[1] + ".", 401, reason.TokenSignature},
+		{"signature altered", parts[0] + "." + parts[1] + "." + strings.Repeat("A", len(parts[2])), 401, reason.TokenSignature},
+		{"payload altered", parts[0] + "." + b64(claims(iss, map[string]any{"sub": "admin"})) + "." + parts[2], 401, reason.TokenSignature},
+		{"two segments", parts[0] + "." + parts[1], 401, reason.InvalidToken},
+		{"four segments", valid + ".x", 401, reason.InvalidToken},
+		{"oversized", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa"}, claims(iss, map[string]any{"pad": strings.Repeat("x", 9000)})), 401, reason.TokenTooLarge},
+		{"issuer A signed with issuer B's key", testkit.Sign(t, env.other, "RS256", map[string]any{"kid": "o1"}, c), 401, reason.TokenUnknownKey},
+		{"issuer B's kid, A's claims, B's key", testkit.Sign(t, env.other, "RS256", map[string]any{"kid": "rsa"}, c), 401, reason.TokenSignature},
+		{"wrong audience", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa"}, claims(iss, map[string]any{"aud": "someone-else"})), 401, reason.TokenAudience},
+		{"client_id ignored when aud is present", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa"}, claims(iss, map[string]any{"aud": "x", "client_id": "portcullis-test"})), 401, reason.TokenAudience},
+		{"missing exp", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa"}, claims(iss, map[string]any{"exp": nil})), 401, reason.InvalidToken},
+		{"exp as a string", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa"}, claims(iss, map[string]any{"exp": "9999999999"})), 401, reason.InvalidToken},
+		{"user claim with a newline", testkit.Sign(t, good, "RS256", map[string]any{"kid": "rsa"}, claims(iss, map[string]any{"sub": "eve\r\nx-tenant-id: acme"})), 401, reason.InvalidToken},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,7 +234,7 @@ func TestJWTRules(t *testing.T) {
 	})
 	t.Run("ES256 key cannot verify as RS256", func(t *testing.T) {
 		tok := testkit.Sign(t, good, "RS256", map[string]any{"kid": "ec"}, c)
-		wantDeny(t, env.decide(tok), 401, policy.ReasonTokenSignature)
+		wantDeny(t, env.decide(tok), 401, reason.TokenSignature)
 	})
 }
 
@@ -245,7 +246,7 @@ func TestKidOptional(t *testing.T) {
 	env := newTokenEnv(t, "{ file: "+jwksPath+" }", false)
 	wantAllow(t, env.decide(testkit.Sign(t, k, "RS256", nil, claims("https://idp.example", nil))))
 	other := testkit.RSAKey(t, 2048)
-	wantDeny(t, env.decide(testkit.Sign(t, other, "RS256", nil, claims("https://idp.example", nil))), 401, policy.ReasonTokenSignature)
+	wantDeny(t, env.decide(testkit.Sign(t, other, "RS256", nil, claims("https://idp.example", nil))), 401, reason.TokenSignature)
 }
 
 // TestRealWorldTokens sends every published token, with a policy that

@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/testkit"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/reason"
 )
 
 const basePolicy = `version: 1
@@ -154,7 +155,7 @@ func TestKeyLifetime(t *testing.T) {
 		t.Fatalf("269-day-old key denied: %s", d.Reason)
 	}
 	later := policy.NewEngine(s, policy.EngineOptions{Now: func() time.Time { return time.Now().Add(48 * time.Hour) }})
-	if d := later.Decide(context.Background(), req); d.Reason != policy.ReasonKeyExpired || d.Status != 401 {
+	if d := later.Decide(context.Background(), req); d.Reason != reason.KeyExpired || d.Status != 401 {
 		t.Fatalf("271-day-old key: %d %s", d.Status, d.Reason)
 	}
 }
@@ -259,7 +260,7 @@ keys:
 	if d := at(before, "old-value"); !d.Allow || d.Credential != "app" {
 		t.Fatalf("old value during the overlap: %+v", d)
 	}
-	if d := at(after, "old-value"); d.Reason != policy.ReasonKeyExpired {
+	if d := at(after, "old-value"); d.Reason != reason.KeyExpired {
 		t.Fatalf("old value after the overlap: %s", d.Reason)
 	}
 	if d := at(after, "new-value"); !d.Allow {

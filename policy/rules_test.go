@@ -14,6 +14,7 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/testkit"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/reason"
 )
 
 // panicSource is a key source that panics, standing in for any bug below
@@ -29,7 +30,7 @@ func TestFailClosedOnPanic(t *testing.T) {
 	policy.SetSource(eng.Snapshot(), "customers", panicSource{})
 	d := eng.Decide(context.Background(), policy.Request{Method: "GET", Path: "/images", Headers: map[string]string{
 		"x-api-key": demo.Key(t, "acme"), "authorization": "Bearer " + demo.Token(t, "alice-access", time.Now(), time.Hour, nil)}})
-	if d.Allow || d.Status != 503 || d.Reason != policy.ReasonInternal || len(d.SetHeaders) != 0 {
+	if d.Allow || d.Status != 503 || d.Reason != reason.Internal || len(d.SetHeaders) != 0 {
 		t.Fatalf("panic gave %+v", d)
 	}
 }
@@ -52,7 +53,7 @@ func TestFailClosedOnTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	d := env.eng.Decide(ctx, policy.Request{Method: "GET", Path: "/", Headers: map[string]string{"authorization": "Bearer " + tok}})
-	if d.Allow || d.Status != 503 || d.Reason != policy.ReasonJWKSUnavailable {
+	if d.Allow || d.Status != 503 || d.Reason != reason.JWKSUnavailable {
 		t.Fatalf("got %+v", d)
 	}
 }
@@ -128,14 +129,14 @@ func TestTwoContextHeaders(t *testing.T) {
 	for _, tc := range []struct {
 		a, b   string
 		status int
-		reason policy.Reason
+		reason reason.Code
 		tenant string
 	}{
-		{"org-acme", "org-acme", 200, policy.ReasonAllowed, "org-acme"},
-		{"org-acme", "", 200, policy.ReasonAllowed, "org-acme"},
-		{"", "org-globex", 200, policy.ReasonAllowed, "org-globex"},
-		{"org-acme", "org-globex", 403, policy.ReasonContextConflict, ""},
-		{"u-alice", "org-acme", 403, policy.ReasonContextConflict, ""},
+		{"org-acme", "org-acme", 200, reason.Allowed, "org-acme"},
+		{"org-acme", "", 200, reason.Allowed, "org-acme"},
+		{"", "org-globex", 200, reason.Allowed, "org-globex"},
+		{"org-acme", "org-globex", 403, reason.ContextConflict, ""},
+		{"u-alice", "org-acme", 403, reason.ContextConflict, ""},
 	} {
 		d := eng.Decide(context.Background(), policy.Request{Method: "GET", Path: "/v1/x", Headers: map[string]string{
 			"authorization": auth, "instill-requester-uid": tc.a, "ib-context": tc.b}})
@@ -157,7 +158,7 @@ func TestOversizedTokenBeforeCrypto(t *testing.T) {
 	env := newTokenEnv(t, uriJWKS(idp), true)
 	k := testkit.RSAKey(t, 2048)
 	big := testkit.Sign(t, k, "RS256", map[string]any{"kid": "k"}, claims("https://idp.example", map[string]any{"pad": strings.Repeat("x", 8192)}))
-	wantDeny(t, env.decide(big), 401, policy.ReasonTokenTooLarge)
+	wantDeny(t, env.decide(big), 401, reason.TokenTooLarge)
 	small := testkit.Sign(t, k, "RS256", map[string]any{"kid": "k"}, claims("https://idp.example", nil))
-	wantDeny(t, env.decide(small), 503, policy.ReasonJWKSUnavailable)
+	wantDeny(t, env.decide(small), 503, reason.JWKSUnavailable)
 }

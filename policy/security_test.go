@@ -17,6 +17,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/testkit"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/reason"
 )
 
 func sha(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
@@ -65,11 +66,11 @@ routes:
 			d := decideWith(eng, v, "/api/x", h)
 			switch {
 			case v != m:
-				if d.Allow || d.Status != 400 || d.Reason != policy.ReasonBadRequest {
+				if d.Allow || d.Status != 400 || d.Reason != reason.BadRequest {
 					t.Errorf("method %q: allow=%v %d %s, want 400 bad_request", v, d.Allow, d.Status, d.Reason)
 				}
 			case m == "DELETE" || m == "PUT" || m == "PATCH" || m == "POST":
-				if d.Allow || d.Reason != policy.ReasonTierTooLow {
+				if d.Allow || d.Reason != reason.TierTooLow {
 					t.Errorf("method %q: allow=%v %s, want tier_too_low", v, d.Allow, d.Reason)
 				}
 			default:
@@ -140,7 +141,7 @@ func TestPersonalContextNeverNamesATenant(t *testing.T) {
 				h["ib-context"] = ctx
 			}
 			d := decideWith(eng, "GET", "/x", h)
-			if d.Allow || d.Status != 403 || d.Reason != policy.ReasonTenantNotAllowed {
+			if d.Allow || d.Status != 403 || d.Reason != reason.TenantNotAllowed {
 				t.Errorf("sub %q, ib-context %q: allow=%v %d %s tenant=%q, want 403 tenant_not_allowed",
 					sub, ctx, d.Allow, d.Status, d.Reason, d.Tenant)
 			}
@@ -190,7 +191,7 @@ func TestAudienceStringIsOneValue(t *testing.T) {
 	} {
 		tok := testkit.Sign(t, k, "RS256", map[string]any{"kid": "k"}, claims("https://idp.example", map[string]any{"aud": tc.aud}))
 		d := env.decide(tok)
-		if d.Allow != tc.ok || (!tc.ok && d.Reason != policy.ReasonTokenAudience) {
+		if d.Allow != tc.ok || (!tc.ok && d.Reason != reason.TokenAudience) {
 			t.Errorf("aud %q: allow=%v %s, want allow=%v", fmt.Sprint(tc.aud), d.Allow, d.Reason, tc.ok)
 		}
 	}
@@ -206,7 +207,7 @@ func TestPathsANormalizerCouldReadOtherwise(t *testing.T) {
 		"/images/%u002e%u002e/predictors", "/images/%ef%bc%8e%ef%bc%8e%ef%bc%8fpredictors",
 		"/images/%0a", "/images/%0d", "/images/%09", "/images/%7f", "/images/%1b", "/images/%69mages", "/images/x%3f/../predictors",
 	} {
-		if d := decideWith(eng, "GET", p, h); d.Allow || d.Status != 400 || d.Reason != policy.ReasonBadPath {
+		if d := decideWith(eng, "GET", p, h); d.Allow || d.Status != 400 || d.Reason != reason.BadPath {
 			t.Errorf("%s: allow=%v %d %s, want 400 bad_path", p, d.Allow, d.Status, d.Reason)
 		}
 	}
@@ -255,7 +256,7 @@ func TestContextHeaderSentEmpty(t *testing.T) {
 	}
 	for _, v := range []string{"", " ", "\t", "  \t ", "acme", "globex"} {
 		for name, h := range map[string]map[string]string{"service": acme, "admin": admin} {
-			if d := decideWith(eng, "GET", "/images", with(h, v)); d.Allow || d.Reason != policy.ReasonContextNotAllowed {
+			if d := decideWith(eng, "GET", "/images", with(h, v)); d.Allow || d.Reason != reason.ContextNotAllowed {
 				t.Errorf("%s with x-selected-customer %q: allow=%v %s, want context_not_allowed", name, v, d.Allow, d.Reason)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/reason"
 )
 
 // headerFlags collects repeated -H 'name: value' flags; a repeated name is
@@ -45,7 +46,7 @@ func (h *headerFlags) Set(v string) error {
 type checkResult struct {
 	Allow         bool              `json:"allow"`
 	Status        int               `json:"status"`
-	Reason        policy.Reason     `json:"reason"`
+	Reason        reason.Code       `json:"reason"`
 	Tier          string            `json:"tier"`
 	Tenant        string            `json:"tenant"`
 	TenantKind    string            `json:"tenant_kind"`

@@ -213,17 +213,15 @@ func RSAKey(t testing.TB, bits int) *rsa.PrivateKey {
 // Header formats a -H style header line.
 func Header(name, value string) string { return fmt.Sprintf("%s: %s", name, value) }
 
-// Realworld returns shared/realworld/<sub>, the third-party test data kept
-// beside the checkout. It is missing only outside the project's workspace:
-// then the test is skipped, except under CI, where it fails.
+// Realworld returns testdata/realworld/<sub>: third-party data (real
+// CheckRequests, IdP key sets, published tokens) kept in the repository
+// with its sources and licences (testdata/realworld/SOURCES.md), so every
+// test runs on a fresh clone anywhere.
 func Realworld(t testing.TB, sub string) string {
 	t.Helper()
-	dir := filepath.Join(Root(), "..", "shared", "realworld", sub)
+	dir := filepath.Join(Root(), "testdata", "realworld", sub)
 	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("realworld data missing under CI: %v", err)
-		}
-		t.Skipf("realworld data not present: %v", err)
+		t.Fatalf("realworld data missing: %v", err)
 	}
 	return dir
 }
