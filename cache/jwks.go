@@ -19,19 +19,19 @@ import (
 // skipped when the set is parsed and can never verify a token.
 const MinRSABits = 2048
 
-// Key is one verification key of a JWK set: a public key and the JWS
-// algorithms it may verify. A Key is immutable and safe for concurrent use.
-type Key struct {
+// JWK is one verification key of a JWK set: a public key and the JWS
+// algorithms it may verify. A JWK is immutable and safe for concurrent use.
+type JWK struct {
 	ID     string
 	Public crypto.PublicKey // *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
 	algs   []string
 }
 
 // Allows reports whether k may verify a signature made with alg.
-func (k *Key) Allows(alg string) bool { return slices.Contains(k.algs, alg) }
+func (k *JWK) Allows(alg string) bool { return slices.Contains(k.algs, alg) }
 
 // Equal reports whether k and o hold the same public key under the same id.
-func (k *Key) Equal(o *Key) bool {
+func (k *JWK) Equal(o *JWK) bool {
 	if k == o {
 		return true
 	}
@@ -45,20 +45,20 @@ func (k *Key) Equal(o *Key) bool {
 // KeySet is an immutable, parsed JWK set holding only the keys that can
 // verify signatures. It is safe for concurrent use.
 type KeySet struct {
-	byID    map[string][]*Key
-	anon    []*Key
-	all     []*Key
+	byID    map[string][]*JWK
+	anon    []*JWK
+	all     []*JWK
 	skipped []string
 }
 
 // Keys returns the keys whose "kid" is kid.
-func (s *KeySet) Keys(kid string) []*Key { return s.byID[kid] }
+func (s *KeySet) Keys(kid string) []*JWK { return s.byID[kid] }
 
 // Anonymous returns the keys that have no "kid".
-func (s *KeySet) Anonymous() []*Key { return s.anon }
+func (s *KeySet) Anonymous() []*JWK { return s.anon }
 
 // All returns every usable key, in document order.
-func (s *KeySet) All() []*Key { return s.all }
+func (s *KeySet) All() []*JWK { return s.all }
 
 // Len returns the number of usable keys.
 func (s *KeySet) Len() int { return len(s.all) }
@@ -83,7 +83,7 @@ func ParseKeySet(data []byte) (*KeySet, error) {
 		return nil, errors.New(`parsing JWK set: no "keys" array (a JWK set is {"keys": [...]}; ` +
 			`certificate maps and single keys are not accepted)`)
 	}
-	s := &KeySet{byID: map[string][]*Key{}}
+	s := &KeySet{byID: map[string][]*JWK{}}
 	for i, raw := range *doc.Keys {
 		k, why := parseKey(raw)
 		if k == nil {
@@ -121,7 +121,7 @@ func joinOr(lines []string, empty string) string {
 var rsaAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 
 // parseKey returns the usable key in raw, or nil and why it is not usable.
-func parseKey(raw json.RawMessage) (*Key, string) {
+func parseKey(raw json.RawMessage) (*JWK, string) {
 	jk, err := jwk.ParseKey(raw)
 	if err != nil {
 		return nil, "not a valid JWK: " + err.Error()
@@ -173,5 +173,5 @@ func parseKey(raw json.RawMessage) (*Key, string) {
 		}
 		algs = []string{declared}
 	}
-	return &Key{ID: jk.KeyID(), Public: rawKey, algs: algs}, ""
+	return &JWK{ID: jk.KeyID(), Public: rawKey, algs: algs}, ""
 }

@@ -19,18 +19,24 @@ import (
 	"github.com/portcullis/portcullis/reason"
 )
 
+// Decider answers authorization questions; *policy.Engine is one. It must be
+// safe for concurrent use and must never fail: a failure is a deny.
+type Decider interface {
+	Decide(ctx context.Context, req policy.Request) policy.Decision
+}
+
 // Observer is told of every decision, after it is made, and of every panic
 // an adapter recovered from. Implementations must be safe for concurrent
 // use and must not block.
 type Observer interface {
-	Observe(ctx context.Context, c Check, d *policy.Decision, elapsed time.Duration)
+	Observe(ctx context.Context, c CheckInfo, d *policy.Decision, elapsed time.Duration)
 	// Panicked reports a panic recovered in where ("grpc", "forward-auth"),
 	// with the stack of the goroutine that panicked. The check was denied.
 	Panicked(ctx context.Context, where string, value any, stack []byte)
 }
 
-// Check describes one check for an Observer: never a credential.
-type Check struct {
+// CheckInfo describes one check for an Observer: never a credential.
+type CheckInfo struct {
 	Transport string // "grpc" or "http"
 	RequestID string
 	Method    string
@@ -39,7 +45,7 @@ type Check struct {
 
 // Server is the ext_authz v3 gRPC service. It is safe for concurrent use.
 type Server struct {
-	engine   *policy.Engine
+	decider  Decider
 	observer Observer
 	// responses holds encoded CheckResponses by what determines them, so
 	// the same caller's next check reuses its response instead of building
@@ -61,46 +67,53 @@ const responseCacheSize = 4096
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
 
-// NewServer returns a Server deciding with engine and reporting to observer
-// (which may be nil).
-func NewServer(engine *policy.Engine, observer Observer) *Server {
+// NewServer returns a Server deciding with decider and reporting to
+// observer (which may be nil).
+func NewServer(decider Decider, observer Observer) *Server {
 	c, _ := lru.New[respKey, *authv3.CheckResponse](responseCacheSize)
-	return &Server{engine: engine, observer: observer, responses: c}
+	return &Server{decider: decider, observer: observer, responses: c}
 }
 
-// Check answers one CheckRequest. It always returns a response and a nil
-// error: decode failures and panics are denies.
+// Check answers one CheckRequest: decode, decide (on one pinned snapshot),
+// encode. It always returns a response and a nil error: decode failures and
+// panics are denies.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
 	start := time.Now()
 	var d policy.Decision
-	var c Check
+	var info CheckInfo
 	defer func() {
 		if p := recover(); p != nil {
 			d = policy.Deny(reason.Internal)
-			resp = Encode(&d)
+			resp = encode(&d)
 			recovered(ctx, s.observer, "grpc", p)
 		}
 		if s.observer != nil {
-			s.observer.Observe(ctx, c, &d, time.Since(start))
+			s.observer.Observe(ctx, info, &d, time.Since(start))
 		}
 	}()
 	preq, ok := Decode(req)
-	c = Check{Transport: "grpc", RequestID: requestID(req, preq.Headers), Method: preq.Method, Path: withoutQuery(preq.Path)}
+	info = CheckInfo{Transport: "grpc", RequestID: requestID(req, preq.Headers), Method: preq.Method, Path: withoutQuery(preq.Path)}
 	if !ok {
 		d = policy.Deny(reason.BadRequest)
 	} else {
-		d = s.engine.Decide(ctx, preq)
+		d = s.decider.Decide(ctx, preq)
 	}
-	if d.Policy == "" { // not from a snapshot: encode afresh
-		return Encode(&d), nil
+	return s.response(&d), nil
+}
+
+// response encodes d, reusing the encoded response of an earlier decision
+// with the same identity under the same snapshot.
+func (s *Server) response(d *policy.Decision) *authv3.CheckResponse {
+	if d.PolicyVersion == "" { // not from a snapshot: encode afresh
+		return encode(d)
 	}
-	k := respKey{d.Policy, d.Tier, d.Tenant, d.TenantKind, d.User, d.Credential, d.Reason}
+	k := respKey{d.PolicyVersion, d.Tier, d.Tenant, d.TenantKind, d.User, d.Credential, d.Reason}
 	if r, hit := s.responses.Get(k); hit {
-		return r, nil
+		return r
 	}
-	r := Encode(&d)
+	r := encode(d)
 	s.responses.Add(k, r)
-	return r, nil
+	return r
 }
 
 // Decode lifts a CheckRequest's HTTP attributes into a policy.Request. It
@@ -174,11 +187,11 @@ func withoutQuery(p string) string {
 	return p
 }
 
-// Encode turns a Decision into Envoy's CheckResponse: on allow, the headers
+// encode turns a Decision into Envoy's CheckResponse: on allow, the headers
 // to set (overwrite, never append) and to remove, and the identity as
 // dynamic metadata; on deny, the HTTP status, the JSON body and
 // WWW-Authenticate on a 401, with the matching gRPC code.
-func Encode(d *policy.Decision) *authv3.CheckResponse {
+func encode(d *policy.Decision) *authv3.CheckResponse {
 	if d.Allow {
 		ok := &authv3.OkHttpResponse{HeadersToRemove: d.RemoveHeaders}
 		ok.Headers = make([]*corev3.HeaderValueOption, len(d.SetHeaders))
@@ -196,9 +209,9 @@ func Encode(d *policy.Decision) *authv3.CheckResponse {
 		headers = append(headers, overwrite("www-authenticate", c))
 	}
 	return &authv3.CheckResponse{
-		Status: &status.Status{Code: int32(GRPCCode(d.Status)), Message: string(d.Reason)},
+		Status: &status.Status{Code: int32(grpcCode(d.Status())), Message: string(d.Reason)},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status())},
 			Headers: headers,
 			Body:    string(d.Body()),
 		}},
@@ -206,8 +219,8 @@ func Encode(d *policy.Decision) *authv3.CheckResponse {
 	}
 }
 
-// GRPCCode maps a deny's HTTP status to the CheckResponse status code.
-func GRPCCode(httpStatus int) codes.Code {
+// grpcCode maps a deny's HTTP status to the CheckResponse status code.
+func grpcCode(httpStatus int) codes.Code {
 	switch httpStatus {
 	case 200:
 		return codes.OK
@@ -226,7 +239,8 @@ func overwrite(name, value string) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{
 		Header:       &corev3.HeaderValue{Key: name, Value: value},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		Append:       wrapperspb.Bool(false), // for Envoy releases before append_action
+		//lint:ignore SA1019 deprecated in Envoy's API, still read by Envoy releases before append_action
+		Append: wrapperspb.Bool(false),
 	}
 }
 

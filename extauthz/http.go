@@ -58,7 +58,7 @@ var modes = []string{ModeAuto, ModeTraefik, ModeNginx, ModeIngressNginx, ModeEnv
 // ingress-nginx (auth_request), or Envoy's ext_authz http_service, with
 // the same decisions as the gRPC Server. It is safe for concurrent use.
 type HTTPHandler struct {
-	engine   *policy.Engine
+	decider  Decider
 	observer Observer
 	mode     string
 	prefix   string
@@ -91,10 +91,10 @@ func DefaultTrustedProxies() []netip.Prefix {
 
 var _ http.Handler = (*HTTPHandler)(nil)
 
-// NewHTTPHandler returns a forward-auth handler deciding with engine and
+// NewHTTPHandler returns a forward-auth handler deciding with decider and
 // reporting to observer (which may be nil). It fails only for an unknown
 // mode.
-func NewHTTPHandler(engine *policy.Engine, observer Observer, opts HTTPOptions) (*HTTPHandler, error) {
+func NewHTTPHandler(decider Decider, observer Observer, opts HTTPOptions) (*HTTPHandler, error) {
 	if opts.Mode == "" {
 		opts.Mode = ModeAuto
 	}
@@ -105,7 +105,7 @@ func NewHTTPHandler(engine *policy.Engine, observer Observer, opts HTTPOptions) 
 	if len(trusted) == 0 {
 		trusted = DefaultTrustedProxies()
 	}
-	return &HTTPHandler{engine: engine, observer: observer, mode: opts.Mode, prefix: opts.PathPrefix,
+	return &HTTPHandler{decider: decider, observer: observer, mode: opts.Mode, prefix: opts.PathPrefix,
 		trusted: trusted, warn: newWarnLimiter(opts.Logger, 10*time.Second)}, nil
 }
 
@@ -115,7 +115,7 @@ func NewHTTPHandler(engine *policy.Engine, observer Observer, opts HTTPOptions) 
 func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var d policy.Decision
-	var c Check
+	var c CheckInfo
 	mode := ""
 	defer func() {
 		if p := recover(); p != nil {
@@ -129,7 +129,7 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	req, m, problem := h.decode(r)
 	mode = m
-	c = Check{Transport: "http", RequestID: req.Headers["x-request-id"], Method: req.Method, Path: withoutQuery(req.Path)}
+	c = CheckInfo{Transport: "http", RequestID: req.Headers["x-request-id"], Method: req.Method, Path: withoutQuery(req.Path)}
 	switch {
 	case problem == errUntrusted:
 		d = policy.Deny(reason.UntrustedProxy)
@@ -137,7 +137,7 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.warn.warn(r.Context(), problem)
 		d = policy.Deny(reason.BadRequest)
 	default:
-		d = h.engine.Decide(r.Context(), req)
+		d = h.decider.Decide(r.Context(), req)
 	}
 }
 
@@ -338,7 +338,7 @@ func writeDecision(w http.ResponseWriter, d *policy.Decision, mode string) {
 	if c := d.Challenge(); c != "" {
 		hdr.Set("WWW-Authenticate", c)
 	}
-	w.WriteHeader(d.Status)
+	w.WriteHeader(d.Status())
 	_, _ = w.Write(d.Body())
 }
 

@@ -1,7 +1,11 @@
 package policy
 
+// This file holds the question a check asks and the answer it gets.
+
 import (
 	"encoding/json"
+	"fmt"
+	"runtime"
 
 	"github.com/portcullis/portcullis/reason"
 )
@@ -32,24 +36,27 @@ const (
 // RemoveHeaders. Tier, User and Credential describe what the credentials
 // earned even on a deny (e.g. tier_too_low), for logs and the check CLI.
 type Decision struct {
-	Allow      bool
-	Status     int // 200, or the deny status (400, 401, 403, 503)
-	Reason     reason.Code
-	Tier       string
-	Tenant     string
-	TenantKind string
-	User       string
-	Credential string // the API key's id, never the key
-	Issuer     string // the id of the issuer whose token was verified
-	Policy     string // Version of the snapshot that decided
+	Allow         bool
+	Reason        reason.Code
+	Tier          string
+	Tenant        string
+	TenantKind    string
+	User          string
+	Credential    string // the API key's id, never the key
+	Issuer        string // the id of the issuer whose token was verified
+	PolicyVersion string // Version of the snapshot that decided; "" when none did
 
 	SetHeaders    []Header // on allow: normalized headers to set (overwrite)
 	RemoveHeaders []string // on allow: headers the proxy must delete; never also in SetHeaders
 }
 
+// Status returns the HTTP status of the decision: 200 on allow, else the
+// deny's (400, 401, 403, 503).
+func (d *Decision) Status() int { return d.Reason.Status() }
+
 // Challenge returns the WWW-Authenticate value for a 401, else "".
 func (d *Decision) Challenge() string {
-	if d.Status != 401 {
+	if d.Status() != 401 {
 		return ""
 	}
 	if d.Reason == reason.MissingCredential {
@@ -85,8 +92,15 @@ func (d *Decision) EachMetadata(f func(key, value string)) {
 
 // Deny returns the deny Decision for r, for adapters that refuse a request
 // before it reaches an Engine (e.g. a CheckRequest without HTTP attributes).
-func Deny(r reason.Code) Decision { return deny(r) }
+func Deny(r reason.Code) Decision { return Decision{Reason: r} }
 
-func deny(r reason.Code) Decision {
-	return Decision{Status: r.Status(), Reason: r}
+// PanicValue describes a recovered panic value for a log line without
+// risking a secret: a runtime error's own message (index out of range, nil
+// dereference: never data), else only the value's type, since a panic
+// raised with a formatted value might carry a request's key or token.
+func PanicValue(v any) string {
+	if err, ok := v.(runtime.Error); ok {
+		return err.Error()
+	}
+	return fmt.Sprintf("panic value of type %T (not shown: it may hold request data)", v)
 }

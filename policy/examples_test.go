@@ -53,9 +53,9 @@ func runExample(t *testing.T, example string, cases []exampleCase) {
 				method = "GET"
 			}
 			d := eng.Decide(context.Background(), policy.Request{Method: method, Path: tc.path, Headers: h})
-			if d.Allow != tc.allow || d.Status != tc.status || (tc.reason != "" && d.Reason != tc.reason) {
+			if d.Allow != tc.allow || d.Status() != tc.status || (tc.reason != "" && d.Reason != tc.reason) {
 				t.Fatalf("got allow=%v status=%d reason=%s, want allow=%v status=%d reason=%s",
-					d.Allow, d.Status, d.Reason, tc.allow, tc.status, tc.reason)
+					d.Allow, d.Status(), d.Reason, tc.allow, tc.status, tc.reason)
 			}
 			assertNoSecret(t, d, h)
 			if tc.tier != "" && d.Tier != tc.tier {
@@ -238,8 +238,8 @@ func TestThreeTiersTokenTime(t *testing.T) {
 			tok := demo.Token(t, "alice-access", tc.at, time.Hour, tc.extra)
 			d := eng.Decide(context.Background(), policy.Request{Method: "GET", Path: "/images", Headers: map[string]string{
 				"x-api-key": demo.Key(t, "acme"), "authorization": "Bearer " + tok}})
-			if d.Allow || d.Status != 401 || d.Reason != tc.reason {
-				t.Fatalf("got %v %d %s, want 401 %s", d.Allow, d.Status, d.Reason, tc.reason)
+			if d.Allow || d.Status() != 401 || d.Reason != tc.reason {
+				t.Fatalf("got %v %d %s, want 401 %s", d.Allow, d.Status(), d.Reason, tc.reason)
 			}
 		})
 	}

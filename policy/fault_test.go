@@ -160,10 +160,10 @@ func TestFaultsUnderLoad(t *testing.T) {
 				r := reqs[(i+w)%len(reqs)]
 				d := eng.Decide(context.Background(), r.req)
 				decisions.Add(1)
-				if d.Allow == (d.Status != 200) || (!d.Allow && len(d.SetHeaders)+len(d.RemoveHeaders) > 0) {
+				if d.Allow == (d.Status() != 200) || (!d.Allow && len(d.SetHeaders)+len(d.RemoveHeaders) > 0) {
 					fail("inconsistent decision %+v", d)
 				}
-				if r.token && d.Status == 503 && d.Reason == reason.JWKSUnavailable {
+				if r.token && d.Status() == 503 && d.Reason == reason.JWKSUnavailable {
 					if everKnown.Load() {
 						fail("503 after the key set was known (stale keys must be served)")
 					}
@@ -175,11 +175,11 @@ func TestFaultsUnderLoad(t *testing.T) {
 				if r.token {
 					everKnown.Store(true)
 				}
-				want, ok := r.expects[d.Policy]
+				want, ok := r.expects[d.PolicyVersion]
 				if !ok {
-					fail("decided by unknown policy version %q", d.Policy)
-				} else if d.Status != want.status || d.Reason != want.reason {
-					fail("request %d under %s: %d %s, want %d %s", (i+w)%len(reqs), d.Policy, d.Status, d.Reason, want.status, want.reason)
+					fail("decided by unknown policy version %q", d.PolicyVersion)
+				} else if d.Status() != want.status || d.Reason != want.reason {
+					fail("request %d under %s: %d %s, want %d %s", (i+w)%len(reqs), d.PolicyVersion, d.Status(), d.Reason, want.status, want.reason)
 				}
 			}
 		}()

@@ -26,8 +26,8 @@ import (
 // never both.
 func assertDecisionShape(t *testing.T, d policy.Decision) {
 	t.Helper()
-	if d.Allow != (d.Status == 200) {
-		t.Fatalf("allow=%v with status %d", d.Allow, d.Status)
+	if d.Allow != (d.Status() == 200) {
+		t.Fatalf("allow=%v with status %d", d.Allow, d.Status())
 	}
 	if !d.Allow {
 		if len(d.SetHeaders)+len(d.RemoveHeaders) > 0 {

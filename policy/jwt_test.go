@@ -103,15 +103,15 @@ func uriJWKS(idp *testkit.IdP) string { return "{ uri: " + idp.URL() + " }" }
 
 func wantDeny(t *testing.T, d policy.Decision, status int, reason reason.Code) {
 	t.Helper()
-	if d.Allow || d.Status != status || d.Reason != reason {
-		t.Fatalf("got allow=%v %d %s, want %d %s", d.Allow, d.Status, d.Reason, status, reason)
+	if d.Allow || d.Status() != status || d.Reason != reason {
+		t.Fatalf("got allow=%v %d %s, want %d %s", d.Allow, d.Status(), d.Reason, status, reason)
 	}
 }
 
 func wantAllow(t *testing.T, d policy.Decision) {
 	t.Helper()
 	if !d.Allow {
-		t.Fatalf("denied %d %s", d.Status, d.Reason)
+		t.Fatalf("denied %d %s", d.Status(), d.Reason)
 	}
 }
 
@@ -269,8 +269,8 @@ func TestRealWorldTokens(t *testing.T) {
 				for _, h := range []string{"Bearer " + rec.Token, rec.Token} {
 					d := env.Decide(context.Background(), policy.Request{Method: "GET", Path: "/x",
 						Headers: map[string]string{"authorization": h}})
-					if d.Allow || d.Status != 401 {
-						t.Fatalf("%.20s…: got allow=%v %d %s, want 401", h, d.Allow, d.Status, d.Reason)
+					if d.Allow || d.Status() != 401 {
+						t.Fatalf("%.20s…: got allow=%v %d %s, want 401", h, d.Allow, d.Status(), d.Reason)
 					}
 				}
 			})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/internal/testkit"
+	"github.com/portcullis/portcullis/keys"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/reason"
 )
@@ -155,8 +156,8 @@ func TestKeyLifetime(t *testing.T) {
 		t.Fatalf("269-day-old key denied: %s", d.Reason)
 	}
 	later := policy.NewEngine(s, policy.EngineOptions{Now: func() time.Time { return time.Now().Add(48 * time.Hour) }})
-	if d := later.Decide(context.Background(), req); d.Reason != reason.KeyExpired || d.Status != 401 {
-		t.Fatalf("271-day-old key: %d %s", d.Status, d.Reason)
+	if d := later.Decide(context.Background(), req); d.Reason != reason.KeyExpired || d.Status() != 401 {
+		t.Fatalf("271-day-old key: %d %s", d.Status(), d.Reason)
 	}
 }
 
@@ -235,7 +236,7 @@ func TestExamplesValidate(t *testing.T) {
 func TestRotatedKeyOverlap(t *testing.T) {
 	sum := func(s string) string { d := sha256.Sum256([]byte(s)); return hex.EncodeToString(d[:]) }
 	until := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
-	keys := `version: 1
+	keysYAML := `version: 1
 keys:
   - id: app
     sha256: ` + sum("new-value") + `
@@ -245,12 +246,15 @@ keys:
     previous:
       - { sha256: ` + sum("old-value") + `, expires: "` + until.Format(time.RFC3339) + `" }
 `
-	s, err := loadString(t, basePolicy+"keys_file: keys.yaml\n", map[string]string{"keys.yaml": keys})
+	s, err := loadString(t, basePolicy+"keys_file: keys.yaml\n", map[string]string{"keys.yaml": keysYAML})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s.Keys()) != 1 || len(s.Keys()[0].Previous()) != 1 {
-		t.Fatalf("keys %+v", s.Keys())
+	if s.Keys().Len() != 1 {
+		t.Fatalf("%d keys, want 1 (a rotated key is one key)", s.Keys().Len())
+	}
+	if entries, err := keys.CheckFile(s.KeysFile()); err != nil || len(entries) != 1 || len(entries[0].Previous) != 1 {
+		t.Fatalf("keys file entries %+v, %v", entries, err)
 	}
 	at := func(now time.Time, key string) policy.Decision {
 		e := policy.NewEngine(s, policy.EngineOptions{Now: func() time.Time { return now }})
@@ -266,7 +270,7 @@ keys:
 	if d := at(after, "new-value"); !d.Allow {
 		t.Fatalf("new value: %s", d.Reason)
 	}
-	bad := strings.Replace(keys, `, expires: "`+until.Format(time.RFC3339)+`"`, "", 1)
+	bad := strings.Replace(keysYAML, `, expires: "`+until.Format(time.RFC3339)+`"`, "", 1)
 	if _, err := loadString(t, basePolicy+"keys_file: keys.yaml\n", map[string]string{"keys.yaml": bad}); err == nil ||
 		!strings.Contains(err.Error(), "keys[0].previous[0].expires: required") {
 		t.Fatalf("previous without expiry: %v", err)

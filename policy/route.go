@@ -1,8 +1,13 @@
 package policy
 
+// This file holds the route step: the method and path rules, and the route
+// table (first match wins; no match is a deny).
+
 import (
 	"slices"
 	"strings"
+
+	"github.com/portcullis/portcullis/reason"
 )
 
 // route is one compiled entry of the route table.
@@ -159,14 +164,23 @@ func (r *route) matches(method, path string) bool {
 	return len(path) == len(r.prefix) || strings.HasSuffix(r.prefix, "/") || path[len(r.prefix)] == '/'
 }
 
-// match returns the first route that applies, or nil.
-func (s *Snapshot) match(method, path string) *route {
+// route returns the first route that applies to method and the raw path,
+// or why the request is refused before any route: a method that is not an
+// upper-case token, a path that is not canonical, no route at all.
+func (s *Snapshot) route(method, rawPath string) (*route, reason.Code) {
+	if !methodToken(method) {
+		return nil, reason.BadRequest
+	}
+	path, ok := routePath(rawPath)
+	if !ok {
+		return nil, reason.BadPath
+	}
 	for i := range s.routes {
 		if s.routes[i].matches(method, path) {
-			return &s.routes[i]
+			return &s.routes[i], ""
 		}
 	}
-	return nil
+	return nil, reason.NoRoute
 }
 
 // methodToken reports whether m is a method Portcullis routes on: 1 to 32

@@ -30,7 +30,7 @@ func TestFailClosedOnPanic(t *testing.T) {
 	policy.SetSource(eng.Snapshot(), "customers", panicSource{})
 	d := eng.Decide(context.Background(), policy.Request{Method: "GET", Path: "/images", Headers: map[string]string{
 		"x-api-key": demo.Key(t, "acme"), "authorization": "Bearer " + demo.Token(t, "alice-access", time.Now(), time.Hour, nil)}})
-	if d.Allow || d.Status != 503 || d.Reason != reason.Internal || len(d.SetHeaders) != 0 {
+	if d.Allow || d.Status() != 503 || d.Reason != reason.Internal || len(d.SetHeaders) != 0 {
 		t.Fatalf("panic gave %+v", d)
 	}
 }
@@ -53,14 +53,14 @@ func TestFailClosedOnTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	d := env.eng.Decide(ctx, policy.Request{Method: "GET", Path: "/", Headers: map[string]string{"authorization": "Bearer " + tok}})
-	if d.Allow || d.Status != 503 || d.Reason != reason.JWKSUnavailable {
+	if d.Allow || d.Status() != 503 || d.Reason != reason.JWKSUnavailable {
 		t.Fatalf("got %+v", d)
 	}
 }
 
 func TestNoSnapshotDenies(t *testing.T) {
 	eng := policy.NewEngine(nil, policy.EngineOptions{})
-	if d := eng.Decide(context.Background(), policy.Request{Method: "GET", Path: "/"}); d.Allow || d.Status != 503 {
+	if d := eng.Decide(context.Background(), policy.Request{Method: "GET", Path: "/"}); d.Allow || d.Status() != 503 {
 		t.Fatalf("got %+v", d)
 	}
 }
@@ -86,8 +86,8 @@ func TestDenyShape(t *testing.T) {
 		if !strings.HasPrefix(body, `{"error":"`) || !strings.Contains(body, `"reason":"`+string(d.Reason)+`"`) {
 			t.Errorf("body %s", body)
 		}
-		if (d.Status == 401) != (d.Challenge() != "") {
-			t.Errorf("status %d challenge %q", d.Status, d.Challenge())
+		if (d.Status() == 401) != (d.Challenge() != "") {
+			t.Errorf("status %d challenge %q", d.Status(), d.Challenge())
 		}
 		assertNoSecret(t, d, h)
 	}
@@ -140,8 +140,8 @@ func TestTwoContextHeaders(t *testing.T) {
 	} {
 		d := eng.Decide(context.Background(), policy.Request{Method: "GET", Path: "/v1/x", Headers: map[string]string{
 			"authorization": auth, "instill-requester-uid": tc.a, "ib-context": tc.b}})
-		if d.Status != tc.status || d.Reason != tc.reason || d.Tenant != tc.tenant {
-			t.Errorf("%q + %q: %d %s %q, want %d %s %q", tc.a, tc.b, d.Status, d.Reason, d.Tenant, tc.status, tc.reason, tc.tenant)
+		if d.Status() != tc.status || d.Reason != tc.reason || d.Tenant != tc.tenant {
+			t.Errorf("%q + %q: %d %s %q, want %d %s %q", tc.a, tc.b, d.Status(), d.Reason, d.Tenant, tc.status, tc.reason, tc.tenant)
 		}
 		if d.Allow && (!slices.Contains(d.RemoveHeaders, "ib-context") || !slices.Contains(d.RemoveHeaders, "instill-requester-uid")) {
 			t.Errorf("context headers not both removed: %v", d.RemoveHeaders)

@@ -1,180 +1,65 @@
 package policy
 
+// This file holds the Snapshot: one compiled policy, a few named tables.
+
 import (
+	"slices"
 	"time"
 
+	"github.com/portcullis/portcullis/authn"
 	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/keys"
 )
 
 // Snapshot is one compiled, validated policy. It is immutable once Load
-// returns it and safe for concurrent use; a request pins one Snapshot for its
-// whole life, and a reload publishes a new one.
+// returns it and safe for concurrent use; a request pins one Snapshot for
+// its whole life, and a reload publishes a new one.
 type Snapshot struct {
-	path     string
-	files    []string // every file read: policy, keys, JWKS files
-	version  string   // digest of those files' contents
-	keysFile string   // the keys file read, if any
-
-	apiKeyHeaders []string
-	bearerKeys    bool
-	jwtHeaders    []string
-	noneValues    []string
-
-	issuers map[string]*issuer // by id
-	byIss   map[string]*issuer // by "iss" claim
-
-	tenants  map[string]*tenant // by canonical name
-	aliases  map[string]string  // alias or name → canonical name
-	personal bool
-
-	keys        map[cache.Digest]*Key
-	keyList     []*Key          // file order
-	keyTenants  map[string]bool // tenants keys are bound to
-	keyLimit    int
-	keyLifetime time.Duration
-
-	tiers    []*tier // lowest first
-	tierName map[string]*tier
-
+	meta     meta            // where it came from
+	creds    authn.Extractor // where credentials are read
+	verifier *authn.Verifier // the trusted issuers
+	remotes  []*cache.Remote // their key sets fetched over HTTP
+	keys     *keys.Index     // the policy's API keys (inline and keys file)
+	tenants  tenantTable
+	tiers    tierTable
 	contexts []contextRule
 	routes   []route
-
-	up            upstream
-	alwaysRemove  []string // context headers, and credential headers when stripped
-	maxTokenBytes int
-	skew          time.Duration
-
-	remotes []*cache.Remote
+	upstream upstream
 }
 
-type tenant struct {
-	name    string
-	members map[string]bool
-}
-
-type tier struct {
-	name      string
-	rank      int // 1 = lowest
-	anyTenant bool
-	reqs      []requirement
-}
-
-type keyNeed int
-
-const (
-	keyNone keyNeed = iota
-	keyCustomer
-	keySuperuser
-	keyAny
-)
-
-type requirement struct {
-	key      keyNeed
-	issuer   *issuer
-	scopes   []string
-	groups   []string
-	tokenUse string
-}
-
-type contextRule struct {
-	header string
-	tiers  map[string]bool // nil = any tier
-}
-
-type upstream struct {
-	tenant, tenantKind, user, tier, credential string // "" = not sent
-	strip                                      bool
-}
-
-// Key is one API key entry. Only the SHA-256 digest of the key is held.
-// It is laid out for a million of them: what every check reads inline,
-// what only tools read (label, description, rotation) behind one pointer
-// that is nil for most keys. A Key is immutable once loaded.
-type Key struct {
-	ID        string
-	Digest    cache.Digest
-	Tenant    string
-	User      string
-	Superuser bool
-	Disabled  bool
-	Rotated   bool  // this entry stands for an old value of key ID
-	created   int64 // Unix seconds
-	expires   int64 // Unix seconds, effective (explicit, or created + the policy's key lifetime); 0 = never
-	tier      *tier
-	meta      *keyMeta
-}
-
-type keyMeta struct {
-	tierName    string // when the key was loaded without a policy (no *tier)
-	label       string
-	description string
-	previous    []Previous
-}
-
-func (k *Key) metaOrEmpty() *keyMeta {
-	if k.meta == nil {
-		return &keyMeta{}
-	}
-	return k.meta
-}
-
-// Tier returns the name of the highest tier the key may reach.
-func (k *Key) Tier() string {
-	if k.tier != nil {
-		return k.tier.name
-	}
-	return k.metaOrEmpty().tierName
-}
-
-// Label returns the key's human-readable name.
-func (k *Key) Label() string { return k.metaOrEmpty().label }
-
-// Description returns what the key is for.
-func (k *Key) Description() string { return k.metaOrEmpty().description }
-
-// Previous returns the old values of a rotated key, each valid until its
-// Expires.
-func (k *Key) Previous() []Previous { return k.metaOrEmpty().previous }
-
-// Created returns when the key was made.
-func (k *Key) Created() time.Time { return unixTime(k.created) }
-
-// Expires returns the key's effective expiry (zero: never).
-func (k *Key) Expires() time.Time { return unixTime(k.expires) }
-
-// expiredAt reports whether the key has expired at now.
-func (k *Key) expiredAt(now time.Time) bool { return k.expires != 0 && now.Unix() >= k.expires }
-
-func unixTime(s int64) time.Time {
-	if s == 0 {
-		return time.Time{}
-	}
-	return time.Unix(s, 0).UTC()
-}
-
-// Previous is an old value of a rotated key.
-type Previous struct {
-	Digest  cache.Digest
-	Expires time.Time
+// meta is what a Snapshot was built from.
+type meta struct {
+	version     string   // digest of every file's content
+	files       []string // every file read: policy, keys, JWKS files
+	keysFile    string   // the keys file read, if any
+	keyLimit    int
+	keyLifetime time.Duration
 }
 
 // Version identifies the snapshot's content: the first 12 hex digits of a
 // SHA-256 over every file it was built from. Equal files, equal version.
-func (s *Snapshot) Version() string { return s.version }
+func (s *Snapshot) Version() string { return s.meta.version }
 
 // Files returns every file the snapshot was built from (policy, keys file,
 // JWKS files), for a watcher to reload on change.
-func (s *Snapshot) Files() []string { return s.files }
+func (s *Snapshot) Files() []string { return slices.Clone(s.meta.files) }
 
 // KeysFile returns the keys file the snapshot read, or "" when its keys
 // are inline in the policy.
-func (s *Snapshot) KeysFile() string { return s.keysFile }
+func (s *Snapshot) KeysFile() string { return s.meta.keysFile }
 
-// Keys returns the API key entries in file order.
-func (s *Snapshot) Keys() []*Key { return s.keyList }
+// KeyLimit returns the policy's key_limit (0: none).
+func (s *Snapshot) KeyLimit() int { return s.meta.keyLimit }
+
+// KeyLifetime returns the policy's key_lifetime: how long a key without an
+// expiry of its own works after its creation (0: forever).
+func (s *Snapshot) KeyLifetime() time.Duration { return s.meta.keyLifetime }
+
+// Keys returns the policy's key index (read-only).
+func (s *Snapshot) Keys() *keys.Index { return s.keys }
 
 // Remotes returns the remote JWK sets the snapshot's issuers use.
-func (s *Snapshot) Remotes() []*cache.Remote { return s.remotes }
+func (s *Snapshot) Remotes() []*cache.Remote { return slices.Clone(s.remotes) }
 
 // JWKSTried reports whether every remote JWK set of the snapshot has
 // finished one fetch, successfully or not (what readiness waits for).
@@ -197,22 +82,13 @@ func (s *Snapshot) ContextHeaders() []string {
 }
 
 // CredentialHeaders returns the header names credentials are read from.
-func (s *Snapshot) CredentialHeaders() []string {
-	out := append([]string(nil), s.apiKeyHeaders...)
-	if s.bearerKeys {
-		out = appendNew(out, "authorization")
-	}
-	for _, h := range s.jwtHeaders {
-		out = appendNew(out, h)
+func (s *Snapshot) CredentialHeaders() []string { return s.creds.Headers() }
+
+// Tiers returns the tier names, lowest first.
+func (s *Snapshot) Tiers() []string {
+	out := make([]string, len(s.tiers.list))
+	for i, t := range s.tiers.list {
+		out[i] = t.name
 	}
 	return out
-}
-
-func appendNew(list []string, v string) []string {
-	for _, x := range list {
-		if x == v {
-			return list
-		}
-	}
-	return append(list, v)
 }

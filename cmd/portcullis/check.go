@@ -92,7 +92,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	d := eng.Decide(ctx, policy.Request{Method: *method, Path: *path, Host: *host, Headers: headers.m})
 
 	res := checkResult{
-		Allow: d.Allow, Status: d.Status, Reason: d.Reason, Tier: d.Tier, Tenant: d.Tenant,
+		Allow: d.Allow, Status: d.Status(), Reason: d.Reason, Tier: d.Tier, Tenant: d.Tenant,
 		TenantKind: d.TenantKind, User: d.User, Credential: d.Credential,
 		SetHeaders: map[string]string{}, RemoveHeaders: []string{},
 	}
@@ -136,6 +136,6 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portcullis validate: %s is invalid\n", file)
 		return exitFailed
 	}
-	fmt.Fprintf(stdout, "%s: valid (%d keys, %d files)\n", file, len(snap.Keys()), len(snap.Files()))
+	fmt.Fprintf(stdout, "%s: valid (%d keys, %d files)\n", file, snap.Keys().Len(), len(snap.Files()))
 	return exitOK
 }

@@ -14,6 +14,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/portcullis/portcullis/internal/testkit"
+	"github.com/portcullis/portcullis/keys"
 )
 
 // checkKey runs `portcullis check` on the bearer-key-style policy at pol
@@ -49,7 +50,7 @@ func TestKeysLifecycle(t *testing.T) {
 	// new: printed once, added to the file, works.
 	out := mustRun(t, 0, "keys", "new", "--policy", pol, "--tenant", "app", "--id", "ci", "--label", "CI bot", "--description", "deploys", "--quiet")
 	k1 := strings.TrimSpace(out)
-	if !strings.HasPrefix(k1, DefaultKeyPrefix) || strings.Contains(k1, "\n") {
+	if !strings.HasPrefix(k1, keys.DefaultPrefix) || strings.Contains(k1, "\n") {
 		t.Fatalf("new printed %q", out)
 	}
 	if b, _ := os.ReadFile(keysFile); strings.Contains(string(b), k1) {
@@ -64,7 +65,7 @@ func TestKeysLifecycle(t *testing.T) {
 	// list never shows a secret or a full hash.
 	list := mustRun(t, 0, "keys", "list", "--policy", pol)
 	listJSON := mustRun(t, 0, "keys", "list", "--policy", pol, "--json")
-	for _, secret := range []string{k1, hashKey(k1), testkit.Load(t, "bearer-key").Keys["app"]} {
+	for _, secret := range []string{k1, keys.DigestOf(k1).String(), testkit.Load(t, "bearer-key").Keys["app"]} {
 		if strings.Contains(list+listJSON, secret) {
 			t.Fatal("list shows a secret")
 		}
@@ -135,7 +136,7 @@ func TestKeysLimit(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("version: 1\nkeys:\n")
 	for i := range 200 {
-		fmt.Fprintf(&b, "  - { id: t%d, sha256: %s, tenant: w, tier: service, created: 2026-11-01 }\n", i, hashKey(fmt.Sprint(i)))
+		fmt.Fprintf(&b, "  - { id: t%d, sha256: %s, tenant: w, tier: service, created: 2026-11-01 }\n", i, keys.DigestOf(fmt.Sprint(i)).String())
 	}
 	if err := os.WriteFile(filepath.Join(dir, "keys.yaml"), []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -222,7 +223,7 @@ func TestKeysWithRunningServer(t *testing.T) {
 
 	// 4 allowed; 1 denied as revoked (the finished old value is an unknown key: no id to count).
 	_, body := p.get(t, "/keys/usage")
-	var u usageReport
+	var u keys.Report
 	if err := json.Unmarshal([]byte(body), &u); err != nil {
 		t.Fatal(err)
 	}

@@ -1,21 +1,20 @@
-package main
+package telemetry
+
+// This file holds the server's Prometheus metrics.
 
 import (
-	"context"
-	"log/slog"
-	"time"
+	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/portcullis/portcullis/extauthz"
 	"github.com/portcullis/portcullis/policy"
 )
 
-// metrics are the server's Prometheus metrics, all prefixed portcullis_.
-// Label values are bounded: results, the policy's tier names, reason codes,
-// configured JWKS addresses. No label ever holds a client value.
-type metrics struct {
+// Metrics are the server's Prometheus metrics. They are safe for
+// concurrent use.
+type Metrics struct {
 	reg        *prometheus.Registry
 	checks     *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
@@ -26,8 +25,10 @@ type metrics struct {
 	panics     *prometheus.CounterVec
 }
 
-func newMetrics(eng func() *policy.Engine) *metrics {
-	m := &metrics{
+// NewMetrics returns the metrics, reading the token cache's figures from
+// the engine engine returns at scrape time.
+func NewMetrics(engine func() *policy.Engine) *Metrics {
+	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portcullis_checks_total", Help: "Authorization checks by transport, result, earned tier and reason.",
@@ -38,7 +39,7 @@ func newMetrics(eng func() *policy.Engine) *metrics {
 			Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3, 1},
 		}, []string{"transport"}),
 		jwks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "portcullis_jwks_fetches_total", Help: "JWK set fetches by address and result.",
+			Name: "portcullis_jwks_fetches_total", Help: "JWK set fetches by address (password redacted) and result.",
 		}, []string{"uri", "result"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "portcullis_policy_reloads_total", Help: "Policy reloads by trigger and result.",
@@ -56,20 +57,27 @@ func newMetrics(eng func() *policy.Engine) *metrics {
 	for _, where := range []string{"engine", "grpc", "forward-auth"} {
 		m.panics.WithLabelValues(where) // exported at 0, so an alert can watch it
 	}
-	hits := func() float64 { h, _ := eng().TokenCacheStats(); return float64(h) }
-	misses := func() float64 { _, mi := eng().TokenCacheStats(); return float64(mi) }
+	hits := func() float64 { h, _ := engine().TokenCacheStats(); return float64(h) }
+	misses := func() float64 { _, mi := engine().TokenCacheStats(); return float64(mi) }
 	m.reg.MustRegister(m.checks, m.latency, m.jwks, m.reloads, m.generation, m.keys, m.panics,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "portcullis_token_cache_hits_total", Help: "Verified-token cache hits."}, hits),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "portcullis_token_cache_misses_total", Help: "Verified-token cache misses."}, misses),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_token_cache_entries", Help: "Verified tokens cached."},
-			func() float64 { return float64(eng().CachedTokens()) }),
+			func() float64 { return float64(engine().CachedTokens()) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
 }
 
-func (m *metrics) jwksFetched(uri string, err error) {
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler { return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}) }
+
+// Register adds more collectors (the key store's, say) to the registry.
+func (m *Metrics) Register(cs ...prometheus.Collector) { m.reg.MustRegister(cs...) }
+
+// JWKSFetched counts one fetch of the JWK set at uri (already redacted).
+func (m *Metrics) JWKSFetched(uri string, err error) {
 	result := "success"
 	if err != nil {
 		result = "failure"
@@ -77,37 +85,17 @@ func (m *metrics) jwksFetched(uri string, err error) {
 	m.jwks.WithLabelValues(uri, result).Inc()
 }
 
-// observer counts every decision and logs it at debug level.
-type observer struct {
-	m     *metrics
-	log   *slog.Logger
-	usage *usage
+// Reloaded counts one policy reload by its trigger.
+func (m *Metrics) Reloaded(trigger string, ok bool) {
+	result := "success"
+	if !ok {
+		result = "failure"
+	}
+	m.reloads.WithLabelValues(trigger, result).Inc()
 }
 
-var _ extauthz.Observer = (*observer)(nil)
-
-func (o *observer) Observe(ctx context.Context, c extauthz.Check, d *policy.Decision, elapsed time.Duration) {
-	result := "deny"
-	if d.Allow {
-		result = "allow"
-	}
-	o.m.checks.WithLabelValues(c.Transport, result, d.Tier, string(d.Reason)).Inc()
-	o.m.latency.WithLabelValues(c.Transport).Observe(elapsed.Seconds())
-	if o.usage != nil {
-		o.usage.record(d.Credential, d.Allow, time.Now())
-	}
-	if o.log.Enabled(ctx, slog.LevelDebug) {
-		o.log.LogAttrs(ctx, slog.LevelDebug, "decision",
-			slog.String("request_id", c.RequestID), slog.String("method", c.Method), slog.String("path", c.Path),
-			slog.Bool("allow", d.Allow), slog.Int("status", d.Status), slog.String("reason", string(d.Reason)),
-			slog.String("tier", d.Tier), slog.String("tenant", d.Tenant), slog.String("user", d.User),
-			slog.String("credential", d.Credential), slog.Int64("latency_us", elapsed.Microseconds()))
-	}
-}
-
-// Panicked counts a recovered panic and logs it with its stack. The value is
-// described by policy.PanicValue, which never prints request data.
-func (o *observer) Panicked(ctx context.Context, where string, value any, stack []byte) {
-	o.m.panics.WithLabelValues(where).Inc()
-	o.log.ErrorContext(ctx, "check panicked; denied 503", "where", where, "panic", policy.PanicValue(value), "stack", string(stack))
+// Serving records the generation and key count of the policy serving now.
+func (m *Metrics) Serving(generation int64, keys int) {
+	m.generation.Set(float64(generation))
+	m.keys.Set(float64(keys))
 }

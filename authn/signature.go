@@ -1,4 +1,6 @@
-package policy
+package authn
+
+// This file holds the one cryptographic step of token verification.
 
 import (
 	"crypto"

@@ -1,4 +1,4 @@
-package policy
+package authn
 
 import (
 	"crypto"
@@ -35,8 +35,8 @@ func TestVerifySignature(t *testing.T) {
 		{"ES256", p256, p256.Public()}, {"ES384", p384, p384.Public()}, {"ES512", p521, p521.Public()},
 		{"EdDSA", edPriv, edPub},
 	}
-	if len(cases) != len(Algorithms) {
-		t.Fatalf("%d cases for %d allowed algorithms", len(cases), len(Algorithms))
+	if len(cases) != len(supported) {
+		t.Fatalf("%d cases for %d allowed algorithms", len(cases), len(supported))
 	}
 	for _, tc := range cases {
 		t.Run(tc.alg, func(t *testing.T) {

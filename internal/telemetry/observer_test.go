@@ -1,4 +1,4 @@
-package main
+package telemetry
 
 import (
 	"bytes"
@@ -18,8 +18,8 @@ import (
 // request data is described by its type only.
 func TestPanicsAreCountedAndLogged(t *testing.T) {
 	var buf bytes.Buffer
-	m := newMetrics(func() *policy.Engine { return policy.NewEngine(nil, policy.EngineOptions{}) })
-	o := &observer{m: m, log: slog.New(slog.NewJSONHandler(&buf, nil))}
+	m := NewMetrics(func() *policy.Engine { return policy.NewEngine(nil, policy.EngineOptions{}) })
+	o := NewObserver(m, slog.New(slog.NewJSONHandler(&buf, nil)), nil)
 	o.Panicked(context.Background(), "grpc", "token eyJsecret", []byte("goroutine 7 [running]:\nmain.f()"))
 	o.Panicked(context.Background(), "engine", errors.New("boom"), []byte("goroutine 8"))
 	if got := testutil.ToFloat64(m.panics.WithLabelValues("grpc")); got != 1 {

@@ -1,4 +1,6 @@
-package main
+package server
+
+// This file holds TLS for the gRPC listener, re-read from files as they rotate.
 
 import (
 	"crypto/tls"

@@ -1,0 +1,243 @@
+package authn
+
+// This file holds token verification: structure, header, issuer, key,
+// signature, then claims, through the cache of verified tokens.
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/reason"
+)
+
+// Token is what a verified JWT tells. It is immutable and shared through
+// the token cache.
+type Token struct {
+	issuer *Issuer
+	key    *cache.JWK
+	user   string
+	tenant string
+	groups []string
+	scopes []string
+	use    string
+}
+
+// Issuer returns the issuer that signed the token.
+func (t *Token) Issuer() *Issuer { return t.issuer }
+
+// User returns the user the token names ("" when none).
+func (t *Token) User() string { return t.user }
+
+// Tenant returns the tenant the token names, as written ("" when none).
+func (t *Token) Tenant() string { return t.tenant }
+
+// HasScope reports whether the token carries scope s (in "scope" or "scp").
+func (t *Token) HasScope(s string) bool { return slices.Contains(t.scopes, s) }
+
+// InGroup reports whether the token's groups include g.
+func (t *Token) InGroup(g string) bool { return slices.Contains(t.groups, g) }
+
+// Use returns the token's "token_use" (Cognito's access or id).
+func (t *Token) Use() string { return t.use }
+
+// failure is a cached verification failure, valid for the verifier it was
+// computed by only (audiences and issuers change with the policy).
+type failure struct {
+	by     *Verifier
+	reason reason.Code
+}
+
+// Tokens caches verification outcomes across policies: verified tokens
+// until their expiry, failures briefly. It is safe for concurrent use.
+type Tokens struct {
+	c *cache.Tokens[*Token, failure]
+}
+
+// NewTokens returns a cache of at most size verified tokens and failSize
+// failures, each kept for failTTL.
+func NewTokens(size, failSize int, failTTL time.Duration) *Tokens {
+	return &Tokens{c: cache.NewTokens[*Token, failure](size, failSize, failTTL)}
+}
+
+// Len returns the number of verified tokens cached.
+func (t *Tokens) Len() int { return t.c.Len() }
+
+// Stats returns how many look-ups of verified tokens hit and missed.
+func (t *Tokens) Stats() (hits, misses uint64) { return t.c.Stats() }
+
+// Verifier verifies the tokens of a policy's issuers. It is immutable and
+// safe for concurrent use.
+type Verifier struct {
+	byIss    map[string]*Issuer
+	maxBytes int
+	skew     time.Duration
+}
+
+// NewVerifier returns a Verifier trusting issuers, refusing tokens over
+// maxBytes before any crypto, and allowing skew on token times.
+func NewVerifier(issuers []*Issuer, maxBytes int, skew time.Duration) *Verifier {
+	v := &Verifier{byIss: make(map[string]*Issuer, len(issuers)), maxBytes: maxBytes, skew: skew}
+	for _, is := range issuers {
+		v.byIss[is.cfg.Issuer] = is
+	}
+	return v
+}
+
+// Issuers returns the verifier's issuers (a new slice, ordered by "iss").
+func (v *Verifier) Issuers() []*Issuer {
+	out := make([]*Issuer, 0, len(v.byIss))
+	for _, is := range v.byIss {
+		out = append(out, is)
+	}
+	slices.SortFunc(out, func(a, b *Issuer) int { return strings.Compare(a.cfg.Issuer, b.cfg.Issuer) })
+	return out
+}
+
+// Verify checks raw through tc, verifying it on a miss, and returns what it
+// tells or why it is refused.
+func (v *Verifier) Verify(ctx context.Context, tc *Tokens, raw string, now time.Time) (*Token, reason.Code) {
+	if len(raw) > v.maxBytes {
+		return nil, reason.TokenTooLarge
+	}
+	d := cache.DigestOf(raw)
+	if t, ok := tc.c.Verified(d, now); ok {
+		if v.stillTrusted(ctx, t) {
+			return t, ""
+		}
+		tc.c.Forget(d)
+	}
+	if f, ok := tc.c.Failed(d); ok && f.by == v {
+		return nil, f.reason
+	}
+	t, exp, r := v.verify(ctx, raw, now)
+	switch r {
+	case "":
+		tc.c.AddVerified(d, t, exp)
+	case reason.TokenUnknownKey, reason.JWKSUnavailable:
+		// Not cached: the key set may change any moment.
+	default:
+		tc.c.AddFailed(d, failure{by: v, reason: r})
+	}
+	return t, r
+}
+
+// stillTrusted reports whether a cached token's issuer is still this
+// verifier's, and its signing key still in the issuer's key set.
+func (v *Verifier) stillTrusted(ctx context.Context, t *Token) bool {
+	if v.byIss[t.issuer.cfg.Issuer] != t.issuer {
+		return false
+	}
+	set, err := t.issuer.cfg.Source.KeySet(ctx)
+	if err != nil {
+		return false
+	}
+	cands := set.Anonymous()
+	if t.key.ID != "" {
+		cands = set.Keys(t.key.ID)
+	}
+	for _, k := range cands {
+		if k.Equal(t.key) {
+			return true
+		}
+	}
+	return false
+}
+
+type joseHeader struct {
+	Alg  string          `json:"alg"`
+	Kid  *string         `json:"kid"`
+	Crit json.RawMessage `json:"crit"`
+}
+
+// verify does the full check of a compact JWS and returns what it says and
+// its expiry. Only the issuer's JWK set is ever used: jku, x5u and jwk
+// header fields are ignored.
+func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Token, time.Time, reason.Code) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+		return nil, time.Time{}, reason.InvalidToken
+	}
+	if parts[2] == "" {
+		return nil, time.Time{}, reason.TokenSignature
+	}
+	var hdr joseHeader
+	claims := map[string]any{}
+	if !decodeSegment(parts[0], &hdr) || !decodeSegment(parts[1], &claims) {
+		return nil, time.Time{}, reason.InvalidToken
+	}
+	if len(hdr.Crit) > 0 {
+		return nil, time.Time{}, reason.InvalidToken // no critical extension is understood
+	}
+	iss, _ := claims["iss"].(string)
+	is := v.byIss[iss]
+	if is == nil {
+		return nil, time.Time{}, reason.TokenUnknownIssuer
+	}
+	if !slices.Contains(is.cfg.Algorithms, hdr.Alg) {
+		return nil, time.Time{}, reason.TokenAlgorithm
+	}
+	kid := ""
+	if hdr.Kid != nil {
+		kid = *hdr.Kid
+	}
+	if kid == "" && is.cfg.RequireKID {
+		return nil, time.Time{}, reason.TokenUnknownKey
+	}
+	key, r := is.findKey(ctx, parts[0]+"."+parts[1], parts[2], hdr.Alg, kid)
+	if r != "" {
+		return nil, time.Time{}, r
+	}
+	t := &Token{issuer: is, key: key}
+	exp, r := v.checkClaims(is, claims, now, t)
+	if r != "" {
+		return nil, time.Time{}, r
+	}
+	return t, exp, ""
+}
+
+func decodeSegment(seg string, v any) bool {
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return false
+	}
+	return json.Unmarshal(b, v) == nil
+}
+
+// findKey returns the issuer's key whose signature over signingInput is sig.
+func (is *Issuer) findKey(ctx context.Context, signingInput, sig, alg, kid string) (*cache.JWK, reason.Code) {
+	set, err := is.cfg.Source.KeySet(ctx)
+	if err != nil {
+		return nil, reason.JWKSUnavailable
+	}
+	cands := candidates(set, kid)
+	if len(cands) == 0 && kid != "" {
+		// Maybe the IdP rotated: refetch (rate-limited by the source).
+		if set, err = is.cfg.Source.Refetch(ctx); err != nil {
+			return nil, reason.JWKSUnavailable
+		}
+		cands = candidates(set, kid)
+	}
+	if len(cands) == 0 {
+		return nil, reason.TokenUnknownKey
+	}
+	for _, k := range cands {
+		if k.Allows(alg) && verifySignature(alg, k.Public, signingInput, sig) {
+			return k, ""
+		}
+	}
+	return nil, reason.TokenSignature
+}
+
+// candidates returns the keys a token with kid may be signed with: those
+// with that kid, or every key for a token without one.
+func candidates(set *cache.KeySet, kid string) []*cache.JWK {
+	if kid != "" {
+		return set.Keys(kid)
+	}
+	return set.All()
+}

@@ -1,0 +1,278 @@
+package server
+
+// This file holds the Server: New opens everything, Run serves, Drain stops.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/extauthz"
+	"github.com/portcullis/portcullis/internal/telemetry"
+	"github.com/portcullis/portcullis/keys"
+	"github.com/portcullis/portcullis/policy"
+)
+
+// Config is what `portcullis serve` is told on its command line.
+type Config struct {
+	Policy          string
+	GRPCAddr        string // host:port or unix:///path
+	AdminAddr       string
+	HTTPAddr        string // forward-auth; "" = off
+	HTTPPathPrefix  string
+	HTTPMode        string
+	TrustedProxies  []netip.Prefix
+	Reflection      bool
+	TLSCert         string
+	TLSKey          string
+	ClientCA        string
+	Pprof           bool
+	IdleTimeout     time.Duration // HTTP listeners
+	ReadTimeout     time.Duration // HTTP listeners
+	MaxStreams      uint32        // gRPC streams per connection
+	ShutdownTimeout time.Duration
+	Version         string // the binary's, for the serving line
+}
+
+// Server is one running Portcullis. Its methods are safe for concurrent use.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	metrics  *telemetry.Metrics
+	usage    *keys.Usage
+	jwks     *cache.Registry
+	engine   *policy.Engine
+	reloader *reloader
+	grpc     *grpc.Server
+	health   *health.Server
+	fwd      *http.Server // nil without --http-addr
+	admin    *http.Server
+	lis      listeners
+	draining atomic.Bool
+}
+
+type listeners struct{ grpc, admin, fwd net.Listener }
+
+func (l listeners) close() {
+	for _, x := range []net.Listener{l.grpc, l.admin, l.fwd} {
+		if x != nil {
+			x.Close()
+		}
+	}
+}
+
+// New loads the policy and opens every listener; nothing is served until
+// Run. It fails on an invalid policy, a listener that cannot be opened or
+// unusable TLS files.
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, log: log, usage: keys.NewUsage()}
+	s.metrics = telemetry.NewMetrics(func() *policy.Engine { return s.engine })
+	s.jwks = cache.NewRegistry(cache.RemoteOptions{OnFetch: s.jwksFetched}, true)
+	snap, err := policy.Load(cfg.Policy, policy.LoadOptions{JWKS: s.jwks})
+	if err != nil {
+		return nil, fmt.Errorf("loading policy: %w", err)
+	}
+	obs := telemetry.NewObserver(s.metrics, log, s.usage)
+	s.engine = policy.NewEngine(snap, policy.EngineOptions{OnPanic: func(v any, stack []byte) {
+		obs.Panicked(context.Background(), "engine", v, stack)
+	}})
+	s.publish(snap)
+	releaseLoadGarbage()
+	if err := s.services(obs); err != nil {
+		return nil, err
+	}
+	if s.lis, err = s.listen(); err != nil {
+		return nil, err
+	}
+	s.reloader = newReloader(s, snap)
+	return s, nil
+}
+
+// publish makes snap the one serving, and commits what it uses.
+func (s *Server) publish(snap *policy.Snapshot) {
+	s.engine.Swap(snap)
+	s.jwks.Commit(snap.Remotes())
+	s.usage.Track(snap.Keys())
+}
+
+func (s *Server) jwksFetched(uri string, err error) {
+	s.metrics.JWKSFetched(uri, err)
+	if err != nil {
+		s.log.Warn("JWK set fetch failed; serving the last good set, if any", "uri", uri, "error", err.Error())
+		return
+	}
+	s.log.Info("JWK set fetched", "uri", uri)
+}
+
+// services builds the gRPC server, the forward-auth handler and the admin
+// handler.
+func (s *Server) services(obs *telemetry.Observer) error {
+	opts := []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(4 << 20),
+		grpc.MaxConcurrentStreams(s.cfg.MaxStreams),
+	}
+	if s.cfg.TLSCert != "" {
+		tf := &tlsFiles{cert: s.cfg.TLSCert, key: s.cfg.TLSKey, clientCA: s.cfg.ClientCA}
+		tc, err := tf.serverConfig()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
+	}
+	s.grpc = grpc.NewServer(opts...)
+	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(s.engine, obs))
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if s.cfg.Reflection {
+		reflection.Register(s.grpc)
+	}
+	if s.cfg.HTTPAddr != "" {
+		h, err := extauthz.NewHTTPHandler(s.engine, obs, extauthz.HTTPOptions{Mode: s.cfg.HTTPMode,
+			PathPrefix: s.cfg.HTTPPathPrefix, TrustedProxies: s.cfg.TrustedProxies, Logger: s.log})
+		if err != nil {
+			return err
+		}
+		s.fwd = s.httpServer(h)
+	}
+	s.admin = s.httpServer(s.adminMux())
+	return nil
+}
+
+// httpServer returns an HTTP server for h with every timeout set: a slow or
+// idle client cannot hold a connection forever. Go's built-in answer to
+// "OPTIONS *" is off, so that request reaches h (and is checked) too.
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:                      h,
+		ReadHeaderTimeout:            5 * time.Second,
+		ReadTimeout:                  s.cfg.ReadTimeout,
+		IdleTimeout:                  s.cfg.IdleTimeout,
+		MaxHeaderBytes:               1 << 20,
+		DisableGeneralOptionsHandler: true,
+	}
+}
+
+func (s *Server) listen() (listeners, error) {
+	var l listeners
+	var err error
+	if l.grpc, err = listen(s.cfg.GRPCAddr); err != nil {
+		return l, fmt.Errorf("gRPC listener: %w", err)
+	}
+	if l.admin, err = net.Listen("tcp", s.cfg.AdminAddr); err != nil {
+		l.close()
+		return listeners{}, fmt.Errorf("admin listener: %w", err)
+	}
+	if s.fwd != nil {
+		if l.fwd, err = net.Listen("tcp", s.cfg.HTTPAddr); err != nil {
+			l.close()
+			return listeners{}, fmt.Errorf("forward-auth listener: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// listen opens a TCP listener, or a unix socket for "unix:///path" (a
+// stale socket file from a previous run is removed first).
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix://"); ok {
+		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(path)
+		}
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", addr)
+}
+
+func addrString(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	if l.Addr().Network() == "unix" {
+		return "unix://" + l.Addr().String()
+	}
+	return l.Addr().String()
+}
+
+// Reload asks for the policy to be reloaded; it never blocks (a request
+// already waiting covers this one too).
+func (s *Server) Reload(trigger string) { s.reloader.request(reloadRequest{trigger: trigger}) }
+
+// Run serves until ctx ends or a listener fails, and returns the failure
+// (nil when ctx ended). Call Drain afterwards.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 3)
+	go func() { errc <- s.grpc.Serve(s.lis.grpc) }()
+	go func() { errc <- s.admin.Serve(s.lis.admin) }()
+	if s.fwd != nil {
+		go func() { errc <- s.fwd.Serve(s.lis.fwd) }()
+	}
+	go s.reloader.run(ctx)
+	snap := s.engine.Snapshot()
+	s.log.Info("portcullis serving", "version", s.cfg.Version, "go", runtime.Version(),
+		"grpc_addr", addrString(s.lis.grpc), "admin_addr", addrString(s.lis.admin), "http_addr", addrString(s.lis.fwd),
+		"tls", s.cfg.TLSCert != "", "mtls", s.cfg.ClientCA != "", "reflection", s.cfg.Reflection, "policy", s.cfg.Policy,
+		"generation", 1, "policy_version", snap.Version(), "keys", snap.Keys().Len())
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) {
+			return nil
+		}
+		return err
+	}
+}
+
+// Drain stops serving: health turns NOT_SERVING and /readyz 503, checks in
+// flight finish (until ctx ends, then connections are closed), then
+// everything stops.
+func (s *Server) Drain(ctx context.Context) {
+	s.draining.Store(true)
+	s.health.Shutdown()
+	stopped := make(chan struct{})
+	go func() {
+		if s.fwd != nil {
+			_ = s.fwd.Shutdown(ctx) // waits for in-flight forward-auth checks
+		}
+		s.grpc.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		s.log.Warn("shutdown timeout: closing remaining connections", "timeout", s.cfg.ShutdownTimeout.String())
+		s.grpc.Stop()
+	}
+	actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.admin.Shutdown(actx)
+	s.reloader.close()
+	s.jwks.Close()
+	s.log.Info("portcullis stopped")
+}
+
+// releaseLoadGarbage collects what loading a policy left behind (a large
+// keys file makes hundreds of MB of short-lived garbage) and returns it to
+// the OS, so resident memory reflects the policy, not its parsing.
+func releaseLoadGarbage() { debug.FreeOSMemory() }

@@ -1,0 +1,57 @@
+package telemetry
+
+// This file holds the observer every check reports to.
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/portcullis/portcullis/extauthz"
+	"github.com/portcullis/portcullis/keys"
+	"github.com/portcullis/portcullis/policy"
+)
+
+// Observer counts every decision, logs it at debug level and records its
+// key's usage. It is safe for concurrent use and never blocks.
+type Observer struct {
+	m     *Metrics
+	log   *slog.Logger
+	usage *keys.Usage
+}
+
+var _ extauthz.Observer = (*Observer)(nil)
+
+// NewObserver returns an Observer reporting to m, log and usage (which may
+// be nil).
+func NewObserver(m *Metrics, log *slog.Logger, usage *keys.Usage) *Observer {
+	return &Observer{m: m, log: log, usage: usage}
+}
+
+// Observe counts d and, at debug level, logs it: request id, method, path
+// without query, outcome, identity by id, latency. Never a credential.
+func (o *Observer) Observe(ctx context.Context, c extauthz.CheckInfo, d *policy.Decision, elapsed time.Duration) {
+	result := "deny"
+	if d.Allow {
+		result = "allow"
+	}
+	o.m.checks.WithLabelValues(c.Transport, result, d.Tier, string(d.Reason)).Inc()
+	o.m.latency.WithLabelValues(c.Transport).Observe(elapsed.Seconds())
+	if o.usage != nil {
+		o.usage.Record(d.Credential, d.Allow, time.Now())
+	}
+	if o.log.Enabled(ctx, slog.LevelDebug) {
+		o.log.LogAttrs(ctx, slog.LevelDebug, "decision",
+			slog.String("request_id", c.RequestID), slog.String("method", c.Method), slog.String("path", c.Path),
+			slog.Bool("allow", d.Allow), slog.Int("status", d.Status()), slog.String("reason", string(d.Reason)),
+			slog.String("tier", d.Tier), slog.String("tenant", d.Tenant), slog.String("user", d.User),
+			slog.String("credential", d.Credential), slog.Int64("latency_us", elapsed.Microseconds()))
+	}
+}
+
+// Panicked counts a recovered panic and logs it with its stack. The value is
+// described by policy.PanicValue, which never prints request data.
+func (o *Observer) Panicked(ctx context.Context, where string, value any, stack []byte) {
+	o.m.panics.WithLabelValues(where).Inc()
+	o.log.ErrorContext(ctx, "check panicked; denied 503", "where", where, "panic", policy.PanicValue(value), "stack", string(stack))
+}

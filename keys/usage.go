@@ -1,0 +1,95 @@
+package keys
+
+// This file holds per-key usage accounting.
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// KeyUsage is one key's usage as a Report gives it.
+type KeyUsage struct {
+	ID       string     `json:"id"`
+	Allowed  uint64     `json:"allowed"`
+	Denied   uint64     `json:"denied"`
+	LastUsed *time.Time `json:"last_used,omitempty"`
+}
+
+// Report is the usage of every key counted since Since, as the server's
+// GET /keys/usage serves it and portcullis keys list --admin reads it.
+type Report struct {
+	Since time.Time  `json:"since"`
+	Keys  []KeyUsage `json:"keys"`
+}
+
+// Usage counts checks per key id in memory: allowed, denied, last used.
+// It is kept out of Prometheus on purpose (one series per key would be
+// unbounded); only the ids it was told to track are counted, so it is
+// bounded by the number of keys. It is safe for concurrent use, and
+// recording takes no lock once a key has been seen.
+type Usage struct {
+	since time.Time
+	known atomic.Pointer[map[string]bool]
+	m     sync.Map // id → *counters
+}
+
+type counters struct {
+	allowed, denied atomic.Uint64
+	last            atomic.Int64 // Unix nanoseconds
+}
+
+// NewUsage returns a Usage counting from now.
+func NewUsage() *Usage { return &Usage{since: time.Now().UTC()} }
+
+// Track sets the key ids to count, dropping the counters of the others.
+func (u *Usage) Track(x *Index) {
+	ids := make(map[string]bool, x.Len())
+	x.Each(func(k APIKey) { ids[k.ID] = true })
+	u.known.Store(&ids)
+	u.m.Range(func(id, _ any) bool {
+		if !ids[id.(string)] {
+			u.m.Delete(id)
+		}
+		return true
+	})
+}
+
+// Record counts one check of key id ("" is no key).
+func (u *Usage) Record(id string, allowed bool, now time.Time) {
+	if id == "" {
+		return
+	}
+	if k := u.known.Load(); k == nil || !(*k)[id] {
+		return
+	}
+	v, ok := u.m.Load(id)
+	if !ok {
+		v, _ = u.m.LoadOrStore(id, &counters{})
+	}
+	c := v.(*counters)
+	if allowed {
+		c.allowed.Add(1)
+	} else {
+		c.denied.Add(1)
+	}
+	c.last.Store(now.UnixNano())
+}
+
+// Report returns the counts so far, by key id.
+func (u *Usage) Report() Report {
+	r := Report{Since: u.since, Keys: []KeyUsage{}}
+	u.m.Range(func(id, v any) bool {
+		c := v.(*counters)
+		k := KeyUsage{ID: id.(string), Allowed: c.allowed.Load(), Denied: c.denied.Load()}
+		if n := c.last.Load(); n != 0 {
+			t := time.Unix(0, n).UTC()
+			k.LastUsed = &t
+		}
+		r.Keys = append(r.Keys, k)
+		return true
+	})
+	sort.Slice(r.Keys, func(i, j int) bool { return r.Keys[i].ID < r.Keys[j].ID })
+	return r
+}

@@ -1,0 +1,101 @@
+package policy
+
+// This file compiles the policy's API keys (inline, and its keys file) into
+// the key index, checking each entry against the policy: its tier, its
+// tenant (bound by canonical name), its user (never a tenant's name).
+
+import (
+	"os"
+
+	"github.com/portcullis/portcullis/internal/source"
+	"github.com/portcullis/portcullis/keys"
+)
+
+// keyCompiler checks and indexes key entries one at a time.
+type keyCompiler struct {
+	c       *compiler
+	b       *keys.IndexBuilder
+	ids     []string
+	users   []string
+	where   []keys.At
+	fileSrc *source.File // the keys file, once an entry of it was read
+}
+
+func (c *compiler) apiKeys(f *policyFile) {
+	c.s.meta.keyLimit = f.KeyLimit
+	c.s.meta.keyLifetime = c.duration("key_lifetime", f.KeyLifetime)
+	if f.KeyLimit < 0 {
+		c.errf("key_limit", "must not be negative")
+	}
+	file := f.KeysFile
+	if c.opts.KeysFile != "" {
+		file = c.opts.KeysFile
+	}
+	path := ""
+	if file != "" {
+		path = c.rel(file)
+	}
+	kc := &keyCompiler{c: c, b: keys.NewIndexBuilder(len(f.Keys) + keys.SizeHint(path))}
+	for i := range f.Keys {
+		at := keys.At{File: c.src, Index: i}
+		kc.add(f.Keys[i].Entry(&c.p, at), at)
+	}
+	if path != "" {
+		if _, err := os.Stat(path); err != nil {
+			c.errf("keys_file", "cannot read keys file: %v", err)
+		} else if keys.ReadFile(path, &c.p, keys.ReadOptions{Digest: c.digest}, kc.add) {
+			c.s.meta.files = append(c.s.meta.files, path)
+			c.s.meta.keysFile = path
+		}
+	}
+	c.s.keys = kc.b.Build()
+	kc.finish(f)
+}
+
+func (kc *keyCompiler) add(e *keys.Entry, at keys.At) {
+	c := kc.c
+	if at.File != c.src {
+		kc.fileSrc = at.File
+	}
+	if e.Tier != "" && c.s.tiers.byName[e.Tier] == nil {
+		at.Problem(&c.p, ".tier", "unknown tier %q (%s)", e.Tier, c.tierNames())
+	}
+	if c.s.tenants.personal && e.User == "" && e.Tenant == "" {
+		at.Problem(&c.p, "", "a key needs a tenant or a user")
+	}
+	// A key is bound to its tenant's canonical name, never an alias: the
+	// tenant header carries one name per tenant.
+	if e.Digest != (keys.Digest{}) {
+		if taken, field := kc.b.Add(e, c.s.canonical(e.Tenant), c.s.meta.keyLifetime); taken != "" {
+			at.Problem(&c.p, field, "same key as %q", taken)
+		}
+	}
+	kc.ids = append(kc.ids, e.ID)
+	kc.users = append(kc.users, e.User)
+	kc.where = append(kc.where, at)
+}
+
+// finish checks what needs every key: the limit, unique ids, users that
+// name no tenant.
+func (kc *keyCompiler) finish(f *policyFile) {
+	c, n := kc.c, len(kc.ids)
+	if n > 0 && f.Credentials.APIKey == nil {
+		c.errf("keys", "keys are configured but credentials.api_key is not, so no key is ever read")
+	}
+	if f.KeyLimit > 0 && n > f.KeyLimit {
+		src, at := c.src, "key_limit"
+		if kc.fileSrc != nil {
+			src, at = kc.fileSrc, "keys"
+		}
+		c.p.Addf(src, at, "%d keys exceed the policy's key_limit of %d; revoke keys or raise key_limit", n, f.KeyLimit)
+	}
+	keys.DuplicateIDs(n, func(i int) string { return kc.ids[i] }, func(i int) {
+		kc.where[i].Problem(&c.p, ".id", "duplicate key id %q", kc.ids[i])
+	})
+	for i, u := range kc.users {
+		if u != "" && c.s.tenantNamed(u) {
+			kc.where[i].Problem(&c.p, ".user", "%q is also a tenant's name or alias; users and tenants share "+
+				"the tenant header, so a user id must not name a tenant: give the user another id", u)
+		}
+	}
+}

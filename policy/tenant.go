@@ -1,0 +1,160 @@
+package policy
+
+// This file holds the tenant step: the tenant table, the context headers
+// that select a tenant, and which tenant a caller acts for.
+
+import (
+	"strings"
+
+	"github.com/portcullis/portcullis/reason"
+)
+
+// tenant is one organization of the policy.
+type tenant struct {
+	name    string
+	members map[string]bool
+}
+
+// tenantTable holds the policy's tenants by canonical name, every alias
+// (and name) to its canonical name, and whether users without a tenant act
+// in a personal context.
+type tenantTable struct {
+	byName   map[string]*tenant
+	aliases  map[string]string
+	personal bool
+}
+
+// contextRule is one context header, and the tiers that may send it (nil:
+// any tier).
+type contextRule struct {
+	header string
+	tiers  map[string]bool
+}
+
+// canonical returns the tenant name v (a name or an alias) stands for, or
+// v itself when the policy does not name it.
+func (s *Snapshot) canonical(v string) string {
+	if n, ok := s.tenants.aliases[v]; ok {
+		return n
+	}
+	return v
+}
+
+// known reports whether name is a tenant of the policy or of some key.
+func (s *Snapshot) known(name string) bool {
+	_, ok := s.tenants.byName[name]
+	return ok || s.keys.HasTenant(name)
+}
+
+// tenantNamed reports whether v is the name or an alias of a tenant of the
+// policy, or a tenant some key is bound to: users and tenants share the
+// tenant header, so no personal context may carry such a value.
+func (s *Snapshot) tenantNamed(v string) bool {
+	_, ok := s.tenants.aliases[v]
+	return ok || s.keys.HasTenant(v)
+}
+
+func (s *Snapshot) isMember(tenant, user string) bool {
+	t := s.tenants.byName[tenant]
+	return t != nil && user != "" && t.members[user]
+}
+
+// sameTenant denies a key bound to a tenant (or user) combined with a token
+// of another tenant (or user): no cross-tenant confusion.
+func (s *Snapshot) sameTenant(c *caller) reason.Code {
+	k, t := c.key, c.token
+	if k == nil || t == nil {
+		return ""
+	}
+	if k.User != "" && t.User() != "" && k.User != t.User() {
+		return reason.TenantMismatch
+	}
+	switch {
+	case k.Tenant == "":
+		return ""
+	case t.Tenant() != "":
+		if s.canonical(t.Tenant()) != k.Tenant {
+			return reason.TenantMismatch
+		}
+	case !s.isMember(k.Tenant, t.User()):
+		return reason.TenantMismatch
+	}
+	return ""
+}
+
+// tenant resolves the tenant the caller acts for: the one a context header
+// selects, if the caller may act for it; else the key's tenant, the token's
+// tenant claim or the caller's personal context.
+func (s *Snapshot) tenant(h map[string]string, c *caller) (string, string, reason.Code) {
+	var name, kind string
+	for _, rule := range s.contexts {
+		raw, sent := h[rule.header]
+		if !sent {
+			continue
+		}
+		// Sent at all, even empty, by a tier that may not: 403.
+		if rule.tiers != nil && !rule.tiers[c.tier.name] {
+			return "", "", reason.ContextNotAllowed
+		}
+		v := strings.TrimSpace(raw)
+		if v == "" {
+			continue
+		}
+		n, k, r := s.selectTenant(v, c)
+		if r != "" {
+			return "", "", r
+		}
+		if name != "" && n != name {
+			return "", "", reason.ContextConflict
+		}
+		name, kind = n, k
+	}
+	if name != "" {
+		return name, kind, ""
+	}
+	return s.baseTenant(c)
+}
+
+func (s *Snapshot) baseTenant(c *caller) (string, string, reason.Code) {
+	switch {
+	case c.key != nil && c.key.Tenant != "":
+		return c.key.Tenant, KindOrganization, ""
+	case c.token != nil && c.token.Tenant() != "":
+		return s.canonical(c.token.Tenant()), KindOrganization, ""
+	case s.tenants.personal && c.user != "":
+		if s.tenantNamed(c.user) {
+			// The user's id is a tenant's name or alias: acting "as
+			// themself" would put that tenant in the tenant header.
+			return "", "", reason.TenantNotAllowed
+		}
+		return c.user, KindPersonal, ""
+	}
+	return "", "", ""
+}
+
+// selectTenant checks a context header value against what the caller may
+// act for: a key bound to a tenant acts for it alone; otherwise the caller's
+// own user id (personal), a tenant it is a member of, its token's tenant, or
+// for tiers with any_tenant, any known tenant.
+func (s *Snapshot) selectTenant(v string, c *caller) (string, string, reason.Code) {
+	if c.key != nil && c.key.Tenant != "" {
+		if s.canonical(v) == c.key.Tenant {
+			return c.key.Tenant, KindOrganization, ""
+		}
+		if !c.tier.anyTenant {
+			return "", "", reason.TenantNotAllowed
+		}
+	}
+	if s.tenants.personal && c.user != "" && v == c.user && !s.tenantNamed(v) {
+		return c.user, KindPersonal, ""
+	}
+	n := s.canonical(v)
+	if !s.known(n) {
+		return "", "", reason.TenantNotAllowed
+	}
+	if c.tier.anyTenant || s.isMember(n, c.user) ||
+		(c.token != nil && c.token.Tenant() != "" && s.canonical(c.token.Tenant()) == n) {
+		return n, KindOrganization, ""
+	}
+	return "", "", reason.TenantNotAllowed
+}
