@@ -140,7 +140,7 @@ func TestHTTPServiceHeaders(t *testing.T) {
 		}
 	}
 	req := map[string]bool{}
-	for _, p := range hs.GetAuthorizationRequest().GetAllowedHeaders().GetPatterns() {
+	for _, p := range ea.GetAllowedHeaders().GetPatterns() {
 		req[p.GetExact()] = true
 		if familyHeader(p.GetExact()) || p.GetPrefix() != "" || p.GetSafeRegex() != nil || p.GetContains() != "" || p.GetSuffix() != "" {
 			t.Errorf("allowed_headers pattern %v could forward a client's X-Forwarded-*/X-Original-*/Forwarded", p)

@@ -10,13 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/portcullis/portcullis/extauthz"
 	"github.com/portcullis/portcullis/internal/testkit"
@@ -86,9 +88,8 @@ func golden(t *testing.T, name string, resp *authv3.CheckResponse) {
 	if err := protojson.Unmarshal(b, want); err != nil {
 		t.Fatal(err)
 	}
-	if !proto.Equal(resp, want) {
-		got, _ := protojson.Marshal(resp)
-		t.Errorf("response differs from %s:\n got %s", path, got)
+	if diff := cmp.Diff(want, resp, protocmp.Transform()); diff != "" {
+		t.Errorf("response differs from %s (-want +got; go test ./extauthz -update rewrites it):\n%s", path, diff)
 	}
 }
 
@@ -106,6 +107,7 @@ func TestCheckThreeTiers(t *testing.T) {
 		}
 		set := map[string]string{}
 		for _, h := range ok.GetHeaders() {
+			//lint:ignore SA1019 append is checked on purpose: Envoy releases before append_action read it
 			if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD || h.GetAppend() == nil || h.GetAppend().GetValue() {
 				t.Errorf("%s is not set with overwrite: %v", h.GetHeader().GetKey(), h)
 			}

@@ -84,14 +84,6 @@ func serveOne(t *testing.T, h http.Handler, method, target string, headers [][2]
 	return r
 }
 
-func pairs(m map[string]string) [][2]string {
-	var out [][2]string
-	for k, v := range m {
-		out = append(out, [2]string{k, v})
-	}
-	return out
-}
-
 // asProxy describes the original request (method, request target, host) in
 // the headers of mode's proxy, and returns the forward-auth request's own
 // method and target.

@@ -345,3 +345,30 @@ func FormatEntry(e *Entry) string {
 	b, _ := yaml.Marshal(l.seq)
 	return strings.TrimSpace(string(b))
 }
+
+// Location is a keys file to work on and, when a policy uses it, the
+// policy's default key lifetime and how to validate a candidate file with
+// that policy (nil: as a keys file alone).
+type Location struct {
+	Path     string
+	Lifetime time.Duration
+	Validate func(candidate string) error
+}
+
+// Editor returns an Editor of the file that validates each result.
+func (l Location) Editor() Editor { return Editor{Path: l.Path, Validate: l.Validate} }
+
+// Entries returns the keys as written, refused (ErrRefused) when the file
+// does not validate.
+func (l Location) Entries() ([]*Entry, error) {
+	if l.Validate != nil {
+		if err := l.Validate(l.Path); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrRefused, err)
+		}
+	}
+	es, err := CheckFile(l.Path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	return es, nil
+}

@@ -3,7 +3,12 @@ package keys
 // This file holds per-key usage accounting.
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,4 +97,33 @@ func (u *Usage) Report() Report {
 	})
 	sort.Slice(r.Keys, func(i, j int) bool { return r.Keys[i].ID < r.Keys[j].ID })
 	return r
+}
+
+// FetchReport reads the usage Report a running server serves on its admin
+// listener (GET /keys/usage), by key id.
+func FetchReport(ctx context.Context, admin string) (map[string]KeyUsage, error) {
+	if !strings.Contains(admin, "://") {
+		admin = "http://" + admin
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(admin, "/")+"/keys/usage", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	var body Report
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return nil, err
+	}
+	out := make(map[string]KeyUsage, len(body.Keys))
+	for _, k := range body.Keys {
+		out[k.ID] = k
+	}
+	return out, nil
 }

@@ -25,7 +25,7 @@ func benchDecide(b *testing.B, eng *policy.Engine, reqs []policy.Request) {
 }
 
 func threeTiersBench(b *testing.B, opts policy.EngineOptions) (*policy.Engine, func(token string) policy.Request, func(name string) string) {
-	eng, demo := engineFor(&testing.T{}, "three-tiers")
+	eng, demo := engineFor(b, "three-tiers")
 	eng = policy.NewEngine(eng.Snapshot(), opts)
 	key := demo.Key(b, "acme")
 	req := func(tok string) policy.Request {
@@ -49,10 +49,30 @@ func BenchmarkDecideKeyOnly(b *testing.B) {
 }
 
 // BenchmarkDecideCachedToken: key + an already-verified RS256 token, the
-// cached decision of DESIGN.md §6.
+// cached decision of the performance contract (docs/design.md §6).
 func BenchmarkDecideCachedToken(b *testing.B) {
 	eng, req, mint := threeTiersBench(b, policy.EngineOptions{})
 	benchDecide(b, eng, []policy.Request{req(mint("alice-access"))})
+}
+
+// BenchmarkDecideCachedParallel: the cached decision from GOMAXPROCS
+// goroutines at once. Run with -cpu 1,2,4: a path without an exclusive
+// lock scales with the cores.
+func BenchmarkDecideCachedParallel(b *testing.B) {
+	eng, req, mint := threeTiersBench(b, policy.EngineOptions{})
+	r := req(mint("alice-access"))
+	ctx := context.Background()
+	eng.Decide(ctx, r)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if d := eng.Decide(ctx, r); !d.Allow {
+				b.Errorf("denied: %s", d.Reason)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkDecideFirstSightRS256: every check verifies an RS256 signature

@@ -30,7 +30,7 @@ type exampleCase struct {
 	cred   string
 }
 
-func engineFor(t *testing.T, example string) (*policy.Engine, *testkit.Demo) {
+func engineFor(t testing.TB, example string) (*policy.Engine, *testkit.Demo) {
 	t.Helper()
 	demo := testkit.Load(t, example)
 	s, err := policy.Load(demo.Policy(), policy.LoadOptions{})
@@ -52,8 +52,11 @@ func runExample(t *testing.T, example string, cases []exampleCase) {
 			if method == "" {
 				method = "GET"
 			}
+			if tc.reason == "" {
+				t.Fatal("the case names no reason: say which one the decision must give")
+			}
 			d := eng.Decide(context.Background(), policy.Request{Method: method, Path: tc.path, Headers: h})
-			if d.Allow != tc.allow || d.Status() != tc.status || (tc.reason != "" && d.Reason != tc.reason) {
+			if d.Allow != tc.allow || d.Status() != tc.status || d.Reason != tc.reason {
 				t.Fatalf("got allow=%v status=%d reason=%s, want allow=%v status=%d reason=%s",
 					d.Allow, d.Status(), d.Reason, tc.allow, tc.status, tc.reason)
 			}
@@ -128,30 +131,30 @@ func TestThreeTiers(t *testing.T) {
 	}
 	runExample(t, "three-tiers", []exampleCase{
 		{name: "key only GET is service", path: "/images/1", headers: key("acme"),
-			allow: true, status: 200, tier: "service", tenant: "acme", kind: "organization", cred: "acme"},
+			allow: true, status: 200, reason: reason.Allowed, tier: "service", tenant: "acme", kind: "organization", cred: "acme"},
 		{name: "key only HEAD is service", method: "HEAD", path: "/images", headers: key("acme"),
-			allow: true, status: 200, tier: "service", tenant: "acme", kind: "organization"},
+			allow: true, status: 200, reason: reason.Allowed, tier: "service", tenant: "acme", kind: "organization"},
 		{name: "query string ignored for routing", path: "/images?x=/predictors", headers: key("acme"),
-			allow: true, status: 200, tier: "service", tenant: "acme", kind: "organization"},
+			allow: true, status: 200, reason: reason.Allowed, tier: "service", tenant: "acme", kind: "organization"},
 		{name: "key only POST is denied", method: "POST", path: "/images", headers: key("acme"),
 			status: 403, reason: reason.TierTooLow, tier: "service"},
 		{name: "no authorization header at all is service", path: "/images", headers: map[string]string{"x-api-key": "key:acme"},
-			allow: true, status: 200, tier: "service", tenant: "acme", kind: "organization"},
+			allow: true, status: 200, reason: reason.Allowed, tier: "service", tenant: "acme", kind: "organization"},
 		{name: "access token makes admin", method: "POST", path: "/images",
 			headers: with(key("acme"), "authorization", "Bearer token:alice-access"),
-			allow:   true, status: 200, tier: "admin", tenant: "acme", kind: "organization", user: "alice@acme.com", cred: "acme"},
+			allow:   true, status: 200, reason: reason.Allowed, tier: "admin", tenant: "acme", kind: "organization", user: "alice@acme.com", cred: "acme"},
 		{name: "bearer scheme is case-insensitive", method: "POST", path: "/collections/9",
 			headers: with(key("acme"), "authorization", "bearer token:alice-access"),
-			allow:   true, status: 200, tier: "admin", tenant: "acme", kind: "organization"},
+			allow:   true, status: 200, reason: reason.Allowed, tier: "admin", tenant: "acme", kind: "organization"},
 		{name: "raw id token makes admin", method: "DELETE", path: "/collections",
 			headers: with(key("acme"), "authorization", "token:alice-id"),
-			allow:   true, status: 200, tier: "admin", tenant: "acme", kind: "organization", user: "alice@acme.com"},
+			allow:   true, status: 200, reason: reason.Allowed, tier: "admin", tenant: "acme", kind: "organization", user: "alice@acme.com"},
 		{name: "token without openid scope stays service", method: "POST", path: "/images",
 			headers: with(key("acme"), "authorization", "Bearer token:alice-noscope"),
 			status:  403, reason: reason.TierTooLow, tier: "service"},
 		{name: "token without openid scope still reads", path: "/images",
 			headers: with(key("acme"), "authorization", "Bearer token:alice-noscope"),
-			allow:   true, status: 200, tier: "service", tenant: "acme", kind: "organization"},
+			allow:   true, status: 200, reason: reason.Allowed, tier: "service", tenant: "acme", kind: "organization"},
 		{name: "another tenant's token is denied", path: "/images",
 			headers: with(key("globex"), "authorization", "Bearer token:alice-access"),
 			status:  403, reason: reason.TenantMismatch},
@@ -160,7 +163,7 @@ func TestThreeTiers(t *testing.T) {
 			status:  403, reason: reason.TenantMismatch},
 		{name: "bob with his own key is admin of globex", method: "POST", path: "/images",
 			headers: with(key("globex"), "authorization", "Bearer token:bob-access"),
-			allow:   true, status: 200, tier: "admin", tenant: "globex", kind: "organization", user: "bob@globex.com"},
+			allow:   true, status: 200, reason: reason.Allowed, tier: "admin", tenant: "globex", kind: "organization", user: "bob@globex.com"},
 		{name: "no key is 401", path: "/images", headers: map[string]string{"authorization": "None"},
 			status: 401, reason: reason.MissingCredential},
 		{name: "token without key grants nothing", path: "/images", headers: map[string]string{"authorization": "Bearer token:alice-access"},
@@ -175,13 +178,13 @@ func TestThreeTiers(t *testing.T) {
 			status: 401, reason: reason.InvalidToken},
 		{name: "superuser on predictors", path: "/predictors",
 			headers: with(key("root"), "authorization", "Bearer token:root-access"),
-			allow:   true, status: 200, tier: "superuser", user: "root@portcullis.example", cred: "root"},
+			allow:   true, status: 200, reason: reason.Allowed, tier: "superuser", user: "root@portcullis.example", cred: "root"},
 		{name: "superuser selects a customer", path: "/predictors/p1",
 			headers: with(key("root"), "authorization", "Bearer token:root-access", "x-selected-customer", "acme"),
-			allow:   true, status: 200, tier: "superuser", tenant: "acme", kind: "organization"},
+			allow:   true, status: 200, reason: reason.Allowed, tier: "superuser", tenant: "acme", kind: "organization"},
 		{name: "superuser selects a customer by alias", method: "POST", path: "/images",
 			headers: with(key("root"), "authorization", "Bearer token:root-access", "x-selected-customer", "org_2f9c"),
-			allow:   true, status: 200, tier: "superuser", tenant: "acme", kind: "organization"},
+			allow:   true, status: 200, reason: reason.Allowed, tier: "superuser", tenant: "acme", kind: "organization"},
 		{name: "superuser needs a tenant on tenant routes", path: "/images",
 			headers: with(key("root"), "authorization", "Bearer token:root-access"),
 			status:  403, reason: reason.TenantRequired},
@@ -204,7 +207,7 @@ func TestThreeTiers(t *testing.T) {
 			status:  403, reason: reason.TierTooLow, tier: "admin"},
 		{name: "spoofed tenant header is overwritten", path: "/images",
 			headers: with(key("acme"), "x-tenant-id", "globex", "x-auth-tier", "superuser"),
-			allow:   true, status: 200, tier: "service", tenant: "acme", kind: "organization"},
+			allow:   true, status: 200, reason: reason.Allowed, tier: "service", tenant: "acme", kind: "organization"},
 		{name: "no route", path: "/admin", headers: key("acme"), status: 403, reason: reason.NoRoute},
 		{name: "prefix is segment-aware", path: "/imagesx", headers: key("acme"), status: 403, reason: reason.NoRoute},
 		{name: "dot-segment path", path: "/images/../predictors", headers: key("acme"), status: 400, reason: reason.BadPath},
@@ -263,9 +266,9 @@ func testPersonalContexts(t *testing.T, example, header string, aliceOrgs []stri
 	}
 	cases := []exampleCase{
 		{name: "no header is personal", path: "/v1/models", headers: alice,
-			allow: true, status: 200, tier: "admin", tenant: "u-alice", kind: "personal", user: "u-alice", cred: "alice"},
+			allow: true, status: 200, reason: reason.Allowed, tier: "admin", tenant: "u-alice", kind: "personal", user: "u-alice", cred: "alice"},
 		{name: "own user id is personal", path: "/v1/models", headers: ctx(alice, "u-alice"),
-			allow: true, status: 200, tenant: "u-alice", kind: "personal"},
+			allow: true, status: 200, reason: reason.Allowed, tenant: "u-alice", kind: "personal"},
 		{name: "bob with an org he is not in", path: "/v1/models", headers: ctx(bob, "org-acme"),
 			status: 403, reason: reason.TenantNotAllowed},
 		{name: "alice acting as bob", path: "/v1/models", headers: ctx(alice, "u-bob"),
@@ -273,13 +276,13 @@ func testPersonalContexts(t *testing.T, example, header string, aliceOrgs []stri
 		{name: "alice with an unknown org", path: "/v1/models", headers: ctx(alice, "org-initech"),
 			status: 403, reason: reason.TenantNotAllowed},
 		{name: "bob reads personally", path: "/v1/models", headers: bob,
-			allow: true, status: 200, tier: "service", tenant: "u-bob", kind: "personal"},
+			allow: true, status: 200, reason: reason.Allowed, tier: "service", tenant: "u-bob", kind: "personal"},
 		{name: "bob may not write", method: "POST", path: "/v1/models", headers: bob,
 			status: 403, reason: reason.TierTooLow, tier: "service"},
 		{name: "alice may write", method: "POST", path: "/v1/models", headers: alice,
-			allow: true, status: 200, tier: "admin", tenant: "u-alice", kind: "personal"},
+			allow: true, status: 200, reason: reason.Allowed, tier: "admin", tenant: "u-alice", kind: "personal"},
 		{name: "scheme is case-insensitive", path: "/v1/x", headers: map[string]string{"authorization": "BEARER key:alice"},
-			allow: true, status: 200, tenant: "u-alice", kind: "personal"},
+			allow: true, status: 200, reason: reason.Allowed, tenant: "u-alice", kind: "personal"},
 		{name: "no credentials", path: "/v1/models", status: 401, reason: reason.MissingCredential},
 		{name: "unknown key", path: "/v1/models", headers: map[string]string{"authorization": "Bearer nope"},
 			status: 401, reason: reason.InvalidAPIKey},
@@ -289,9 +292,9 @@ func testPersonalContexts(t *testing.T, example, header string, aliceOrgs []stri
 	for _, org := range aliceOrgs {
 		cases = append(cases,
 			exampleCase{name: "alice acts for " + org, path: "/v1/models", headers: ctx(alice, org),
-				allow: true, status: 200, tier: "admin", tenant: org, kind: "organization", user: "u-alice"},
+				allow: true, status: 200, reason: reason.Allowed, tier: "admin", tenant: org, kind: "organization", user: "u-alice"},
 			exampleCase{name: "alice writes for " + org, method: "PUT", path: "/v1/models/1", headers: ctx(alice, org),
-				allow: true, status: 200, tier: "admin", tenant: org, kind: "organization"})
+				allow: true, status: 200, reason: reason.Allowed, tier: "admin", tenant: org, kind: "organization"})
 	}
 	runExample(t, example, cases)
 }
@@ -299,9 +302,9 @@ func testPersonalContexts(t *testing.T, example, header string, aliceOrgs []stri
 func TestBearerKey(t *testing.T) {
 	runExample(t, "bearer-key", []exampleCase{
 		{name: "bearer key", path: "/api/v2/chat", headers: map[string]string{"authorization": "Bearer key:app"},
-			allow: true, status: 200, tier: "service", tenant: "app", kind: "organization", cred: "app"},
+			allow: true, status: 200, reason: reason.Allowed, tier: "service", tenant: "app", kind: "organization", cred: "app"},
 		{name: "scheme case-insensitive", method: "POST", path: "/api/v2/chat", headers: map[string]string{"authorization": "bEaReR key:app"},
-			allow: true, status: 200, tier: "service", tenant: "app", kind: "organization"},
+			allow: true, status: 200, reason: reason.Allowed, tier: "service", tenant: "app", kind: "organization"},
 		{name: "revoked key", path: "/api/v2/chat", headers: map[string]string{"authorization": "Bearer key:revoked"},
 			status: 401, reason: reason.KeyDisabled},
 		{name: "outside /api/", path: "/healthz", headers: map[string]string{"authorization": "Bearer key:app"},
@@ -314,7 +317,7 @@ func TestBearerKey(t *testing.T) {
 func TestWorkspaceToken(t *testing.T) {
 	runExample(t, "workspace-token", []exampleCase{
 		{name: "workspace token", path: "/v1/models", headers: map[string]string{"rime-api-key": "key:ws1-alice"},
-			allow: true, status: 200, tier: "service", tenant: "workspace-1", kind: "organization", user: "alice", cred: "ws1-alice"},
+			allow: true, status: 200, reason: reason.Allowed, tier: "service", tenant: "workspace-1", kind: "organization", user: "alice", cred: "ws1-alice"},
 		{name: "expired by the default lifetime", path: "/v1/models", headers: map[string]string{"rime-api-key": "key:expired"},
 			status: 401, reason: reason.KeyExpired},
 		{name: "bearer is not read", path: "/v1/models", headers: map[string]string{"authorization": "Bearer key:ws1-alice"},

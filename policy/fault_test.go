@@ -22,6 +22,8 @@ import (
 
 // flakyIdP serves a JWK set on a fixed loopback address; the test can swap
 // the set, make it answer 503, or stop and restart its listener.
+//
+//lint:ignore ST1003 "IdP" is how identity provider is written
 type flakyIdP struct {
 	addr string
 	mu   sync.Mutex

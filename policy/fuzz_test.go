@@ -47,7 +47,7 @@ func assertDecisionShape(t *testing.T, d policy.Decision) {
 // decision shape, and allows only with a real demo key; a client-sent
 // tenant never becomes the upstream tenant unless the key grants it.
 func FuzzDecide(f *testing.F) {
-	eng, demo := engineFor(&testing.T{}, "three-tiers")
+	eng, demo := engineFor(f, "three-tiers")
 	keys := map[string]string{}
 	for id, k := range demo.Keys {
 		keys[k] = id
@@ -94,7 +94,7 @@ func FuzzToken(f *testing.F) {
 	if err := os.WriteFile(jwks, testkit.JWKS(f, map[string]crypto.PublicKey{"rsa": rsaKey.Public(), "ec": ecKey.Public()}), 0o644); err != nil {
 		f.Fatal(err)
 	}
-	env := newTokenEnv(&testing.T{}, "{ file: "+jwks+" }", true)
+	env := newTokenEnv(f, "{ file: "+jwks+" }", true)
 	c := claims("https://idp.example", nil)
 	valid := []string{
 		testkit.Sign(f, rsaKey, "RS256", map[string]any{"kid": "rsa"}, c),

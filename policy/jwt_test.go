@@ -50,7 +50,7 @@ type tokenEnv struct {
 	other crypto.Signer
 }
 
-func newTokenEnv(t *testing.T, jwks string, requireKID bool) *tokenEnv {
+func newTokenEnv(t testing.TB, jwks string, requireKID bool) *tokenEnv {
 	t.Helper()
 	dir := t.TempDir()
 	other := testkit.RSAKey(t, 2048)
@@ -72,7 +72,7 @@ func newTokenEnv(t *testing.T, jwks string, requireKID bool) *tokenEnv {
 	return &tokenEnv{eng: policy.NewEngine(s, policy.EngineOptions{}), other: other}
 }
 
-func write(t *testing.T, path string, b []byte) {
+func write(t testing.TB, path string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)

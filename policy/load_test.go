@@ -26,7 +26,7 @@ routes:
   - { prefix: /, tier: service }
 `
 
-func loadString(t *testing.T, y string, files map[string]string) (*policy.Snapshot, error) {
+func loadString(t testing.TB, y string, files map[string]string) (*policy.Snapshot, error) {
 	t.Helper()
 	dir := t.TempDir()
 	for name, body := range files {

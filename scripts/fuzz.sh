@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 t=${FUZZTIME:-10s}
 targets=(
   "./policy FuzzRoutePath"
-  "./policy FuzzExtract"
+  "./authn FuzzExtract"
   "./policy FuzzDecide"
   "./policy FuzzToken"
   "./policy FuzzLoad"

@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Installs the real tools the tests drive: helm (from the Go module proxy, at
-# a pinned version, into .tools/bin) for the chart checks, and nginx (Debian's
-# nginx-light, with the auth_request module) for the forward-auth end-to-end
-# test. Safe to run again: it installs only what is missing. Without root or
-# apt-get it says what to install and the nginx test is skipped (it fails
-# under CI).
+# Installs the real tools the checks and tests drive: staticcheck and helm
+# (from the Go module proxy, at pinned versions, into .tools/bin), and nginx
+# (Debian's nginx-light, with the auth_request module) for the forward-auth
+# end-to-end tests. Safe to run again: it installs only what is missing.
+# Without root or apt-get it says what to install; the tests that need it
+# then fail under CI and are skipped elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+STATICCHECK_VERSION=v0.8.2
 HELM_VERSION=v3.22.0
+staticcheck=.tools/bin/staticcheck
+if ! { [ -x "$staticcheck" ] && go version -m "$staticcheck" 2>/dev/null | grep -q "honnef.co/go/tools[[:space:]]*$STATICCHECK_VERSION"; }; then
+  echo "install-deps: building staticcheck $STATICCHECK_VERSION from the Go module proxy"
+  GOBIN="$PWD/.tools/bin" GOFLAGS=-mod=mod go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+
 helm=.tools/bin/helm
 # The module version recorded in the binary says which helm it is.
 if ! { [ -x "$helm" ] && go version -m "$helm" 2>/dev/null | grep -q "helm.sh/helm/v3[[:space:]]*$HELM_VERSION"; }; then

@@ -26,7 +26,9 @@ type noop struct{}
 
 func header(k, v string) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: k, Value: v},
-		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD, Append: wrapperspb.Bool(false)}
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		//lint:ignore SA1019 set for Envoy releases before append_action, as Portcullis does
+		Append: wrapperspb.Bool(false)}
 }
 
 func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {

@@ -82,60 +82,28 @@ func fail(stderr io.Writer, cmd string, err error) int {
 	return exitUsage
 }
 
-// keysFile is the keys file a command works on, and the policy that uses it
-// when known (for its tiers, key_limit and key_lifetime).
-type keysFile struct {
-	path     string
-	policy   string
-	lifetime time.Duration
-}
-
-// openKeys resolves --policy or --keys into the keys file to work on.
-func openKeys(policyPath, keysPath string) (*keysFile, error) {
+// openKeys resolves --policy or --keys into the keys file to work on; with
+// a policy, every change is validated with it.
+func openKeys(policyPath, keysPath string) (keys.Location, error) {
 	switch {
 	case policyPath != "" && keysPath != "":
-		return nil, errors.New("give --policy or --keys, not both")
+		return keys.Location{}, errors.New("give --policy or --keys, not both")
 	case keysPath != "":
-		return &keysFile{path: keysPath}, nil
-	case policyPath != "":
-		snap, err := policy.Load(policyPath, policy.LoadOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("%w: the policy does not validate now; fix it first:\n%v", keys.ErrRefused, err)
-		}
-		if snap.KeysFile() == "" {
-			return nil, fmt.Errorf("%w: %s keeps its keys inline; move them to a keys_file to manage them with portcullis keys", keys.ErrRefused, policyPath)
-		}
-		return &keysFile{path: snap.KeysFile(), policy: policyPath, lifetime: snap.KeyLifetime()}, nil
+		return keys.Location{Path: keysPath}, nil
+	case policyPath == "":
+		return keys.Location{}, errors.New("give --policy FILE or --keys FILE")
 	}
-	return nil, errors.New("give --policy FILE or --keys FILE")
-}
-
-// editor changes the keys file, validating each result with the policy
-// (or as a keys file alone).
-func (f *keysFile) editor() keys.Editor {
-	ed := keys.Editor{Path: f.path}
-	if f.policy != "" {
-		ed.Validate = func(candidate string) error {
-			_, err := policy.Load(f.policy, policy.LoadOptions{KeysFile: candidate})
-			return err
-		}
-	}
-	return ed
-}
-
-// entries returns the keys as written, refused when the file does not
-// validate (with the policy, when there is one).
-func (f *keysFile) entries() ([]*keys.Entry, error) {
-	if f.policy != "" {
-		if _, err := policy.Load(f.policy, policy.LoadOptions{}); err != nil {
-			return nil, fmt.Errorf("%w: %v", keys.ErrRefused, err)
-		}
-	}
-	es, err := keys.CheckFile(f.path)
+	snap, err := policy.Load(policyPath, policy.LoadOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", keys.ErrRefused, err)
+		return keys.Location{}, fmt.Errorf("%w: the policy does not validate now; fix it first:\n%v", keys.ErrRefused, err)
 	}
-	return es, nil
+	if snap.KeysFile() == "" {
+		return keys.Location{}, fmt.Errorf("%w: %s keeps its keys inline; move them to a keys_file to manage them with portcullis keys", keys.ErrRefused, policyPath)
+	}
+	return keys.Location{Path: snap.KeysFile(), Lifetime: snap.KeyLifetime(), Validate: func(candidate string) error {
+		_, err := policy.Load(policyPath, policy.LoadOptions{KeysFile: candidate})
+		return err
+	}}, nil
 }
 
 func runKeysHash(stdin io.Reader, stdout, stderr io.Writer) int {
@@ -214,14 +182,14 @@ func runKeysNew(args []string, stdout, stderr io.Writer) int {
 	}
 	f, err := openKeys(*policyPath, *keysPath)
 	if err == nil {
-		err = f.editor().Edit(func(l *keys.List) error { l.Add(e); return nil })
+		err = f.Editor().Edit(func(l *keys.List) error { l.Add(e); return nil })
 	}
 	if err != nil {
 		return fail(stderr, "new", err)
 	}
 	fmt.Fprintln(stdout, key)
 	if !*quiet {
-		fmt.Fprintf(stderr, "key %s added to %s; the key above is shown once: store it now\n", e.ID, f.path)
+		fmt.Fprintf(stderr, "key %s added to %s; the key above is shown once: store it now\n", e.ID, f.Path)
 	}
 	return exitOK
 }
@@ -254,7 +222,7 @@ func runKeysRotate(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, "rotate", err)
 	}
 	now, key := time.Now().UTC().Truncate(time.Second), ""
-	err = f.editor().Edit(func(l *keys.List) error {
+	err = f.Editor().Edit(func(l *keys.List) error {
 		if *finish {
 			return l.FinishRotation(id)
 		}
@@ -277,7 +245,7 @@ func runKeysRotate(args []string, stdout, stderr io.Writer) int {
 		if lap > 0 {
 			msg = "the old value keeps working until " + now.Add(lap).Format(time.RFC3339)
 		}
-		fmt.Fprintf(stderr, "key %s rotated in %s; %s; the key above is shown once: store it now\n", id, f.path, msg)
+		fmt.Fprintf(stderr, "key %s rotated in %s; %s; the key above is shown once: store it now\n", id, f.Path, msg)
 	}
 	return exitOK
 }
@@ -308,7 +276,7 @@ func runKeysRevoke(args []string, stdout, stderr io.Writer) int {
 	f, err := openKeys(*policyPath, *keysPath)
 	var ids []string
 	if err == nil {
-		err = f.editor().Edit(func(l *keys.List) (err error) { ids, err = l.Revoke(m, *del); return err })
+		err = f.Editor().Edit(func(l *keys.List) (err error) { ids, err = l.Revoke(m, *del); return err })
 	}
 	if err != nil {
 		return fail(stderr, "revoke", err)

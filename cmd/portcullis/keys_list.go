@@ -4,13 +4,12 @@ package main
 // keys, never a secret or a full digest.
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -96,14 +95,14 @@ func runKeysList(args []string, stdout, stderr io.Writer) int {
 	f, err := openKeys(*policyPath, *keysPath)
 	var es []*keys.Entry
 	if err == nil {
-		es, err = f.entries()
+		es, err = f.Entries()
 	}
 	if err != nil {
 		return fail(stderr, "list", err)
 	}
-	rs := rows(es, time.Now(), f.lifetime)
+	rs := rows(es, time.Now(), f.Lifetime)
 	if *admin != "" {
-		u, err := fetchUsage(*admin)
+		u, err := keys.FetchReport(context.Background(), *admin)
 		if err != nil {
 			return fail(stderr, "list", fmt.Errorf("%w: usage from %s: %v", keys.ErrRefused, *admin, err))
 		}
@@ -131,7 +130,7 @@ func runKeysExpiring(args []string, stdout, stderr io.Writer) int {
 	f, err := openKeys(*policyPath, *keysPath)
 	var es []*keys.Entry
 	if err == nil {
-		es, err = f.entries()
+		es, err = f.Entries()
 	}
 	if err != nil {
 		return fail(stderr, "expiring", err)
@@ -139,36 +138,11 @@ func runKeysExpiring(args []string, stdout, stderr io.Writer) int {
 	now := time.Now()
 	var soon []*keys.Entry
 	for _, e := range es {
-		if exp := e.ExpiresAt(f.lifetime); !e.Disabled && !exp.IsZero() && now.Before(exp) && exp.Before(now.Add(win)) {
+		if exp := e.ExpiresAt(f.Lifetime); !e.Disabled && !exp.IsZero() && now.Before(exp) && exp.Before(now.Add(win)) {
 			soon = append(soon, e)
 		}
 	}
-	sort.Slice(soon, func(i, j int) bool { return soon[i].ExpiresAt(f.lifetime).Before(soon[j].ExpiresAt(f.lifetime)) })
-	printRows(stdout, rows(soon, now, f.lifetime), *asJSON)
+	sort.Slice(soon, func(i, j int) bool { return soon[i].ExpiresAt(f.Lifetime).Before(soon[j].ExpiresAt(f.Lifetime)) })
+	printRows(stdout, rows(soon, now, f.Lifetime), *asJSON)
 	return exitOK
-}
-
-// fetchUsage reads a running server's /keys/usage.
-func fetchUsage(admin string) (map[string]keys.KeyUsage, error) {
-	if !strings.Contains(admin, "://") {
-		admin = "http://" + admin
-	}
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(strings.TrimRight(admin, "/") + "/keys/usage")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	var body keys.Report
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, err
-	}
-	out := make(map[string]keys.KeyUsage, len(body.Keys))
-	for _, k := range body.Keys {
-		out[k.ID] = k
-	}
-	return out, nil
 }

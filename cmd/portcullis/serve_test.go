@@ -27,30 +27,30 @@ import (
 	"github.com/portcullis/portcullis/internal/testkit"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// binPath is the real binary, built once per test run (with the race
+// detector) by TestMain and removed after.
+var binPath string
 
-// portcullisBinary builds the real binary once per test run.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "portcullis-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binPath = filepath.Join(dir, "portcullis")
+	if out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building portcullis: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// portcullisBinary returns the binary TestMain built.
 func portcullisBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "portcullis-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "portcullis")
-		out, err := exec.Command("go", "build", "-race", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("%v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("building portcullis: %v", buildErr)
-	}
 	return binPath
 }
 

@@ -11,6 +11,8 @@ import (
 // IdP serves a JWK set over loopback HTTP, as an identity provider would;
 // the test can replace the set or take the IdP down. It is safe for
 // concurrent use and closes when the test ends.
+//
+//lint:ignore ST1003 "IdP" is how identity provider is written
 type IdP struct {
 	srv  *httptest.Server
 	hits atomic.Int32
@@ -21,6 +23,8 @@ type IdP struct {
 }
 
 // NewIdP serves doc (a JWK set document).
+//
+//lint:ignore ST1003 "IdP" is how identity provider is written
 func NewIdP(t testing.TB, doc []byte) *IdP {
 	idp := &IdP{doc: doc}
 	idp.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
