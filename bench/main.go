@@ -1,4 +1,4 @@
-// Command bench is the load harness of DESIGN.md §6: it builds portcullis
+// Command bench is the load harness of docs/design.md §6: it builds portcullis
 // and a no-op ext_authz server, drives both with the same ext_authz client
 // load in alternating runs, and prints requests/s, latency percentiles,
 // server CPU per check and peak RSS, with the portcullis/no-op ratio.

@@ -1,5 +1,7 @@
 package cache
 
+// This file holds JWK sets: parsing a set and keeping the keys that can verify.
+
 import (
 	"bytes"
 	"crypto"

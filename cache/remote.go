@@ -1,5 +1,8 @@
 package cache
 
+// This file holds the sources of JWK sets: static, and fetched over HTTP
+// with refresh; and the registry sharing fetched sets across policies.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,7 @@
 package cache
 
+// This file holds the cache of token verification outcomes.
+
 import (
 	"crypto/sha256"
 	"sync"

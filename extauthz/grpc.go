@@ -1,5 +1,7 @@
 package extauthz
 
+// This file holds the ext_authz v3 gRPC service: CheckRequest in, CheckResponse out.
+
 import (
 	"context"
 	"strings"

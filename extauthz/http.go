@@ -1,5 +1,8 @@
 package extauthz
 
+// This file holds forward-auth over HTTP: the modes, and how each reads the
+// request being checked.
+
 import (
 	"fmt"
 	"log/slog"

@@ -168,8 +168,17 @@ func ReadFile(path string, p *source.Problems, opts ReadOptions, add func(*Entry
 
 var keyIndexRe = regexp.MustCompile(`^keys\[(\d+)\]`)
 
-// streamJSON decodes a JSON keys file {"version": 1, "keys": [...]} one
-// entry at a time. Problems get their line from the entry's offset.
+// jsonStream is a JSON keys file {"version": 1, "keys": [...]} being
+// decoded one entry at a time.
+type jsonStream struct {
+	path    string
+	dec     *json.Decoder
+	offsets []int64 // where each entry starts, for problem lines
+	file    *source.File
+}
+
+// streamJSON decodes the JSON keys file at path, calling add with each
+// entry. Problems get their line from the entry's offset.
 func streamJSON(path string, p *source.Problems, opts ReadOptions, add func(*Entry, At)) error {
 	fh, err := os.Open(path)
 	if err != nil {
@@ -185,73 +194,81 @@ func streamJSON(path string, p *source.Problems, opts ReadOptions, add func(*Ent
 		fmt.Fprintf(opts.Digest, "\x00%s\x00%d\x00", path, fi.Size())
 		r = io.TeeReader(fh, opts.Digest)
 	}
-	dec := json.NewDecoder(bufio.NewReaderSize(r, 1<<16))
-	dec.DisallowUnknownFields()
-
-	var offsets []int64 // where each entry starts, for problem lines
-	f := source.Streamed(path, func(field string) int {
-		m := keyIndexRe.FindStringSubmatch(field)
-		if m == nil {
-			return 0
-		}
-		i, _ := strconv.Atoi(m[1])
-		if i >= len(offsets) {
-			return 0
-		}
-		return source.LineAt(path, offsets[i])
-	})
-	fail := func(off int64, format string, args ...any) error {
-		loc := path
-		if l := source.LineAt(path, off); l > 0 {
-			loc += ":" + strconv.Itoa(l)
-		}
-		return fmt.Errorf("%s: %s", loc, fmt.Sprintf(format, args...))
-	}
-	delim := func(want json.Delim) error {
-		t, err := dec.Token()
-		if err != nil {
-			return fail(dec.InputOffset(), "%v", source.JSONMessage(err))
-		}
-		if d, ok := t.(json.Delim); !ok || d != want {
-			return fail(dec.InputOffset(), "want %q, found %v", want, t)
-		}
-		return nil
-	}
-	if err := delim('{'); err != nil {
+	js := &jsonStream{path: path, dec: json.NewDecoder(bufio.NewReaderSize(r, 1<<16))}
+	js.dec.DisallowUnknownFields()
+	js.file = source.Streamed(path, js.line)
+	if err := js.delim('{'); err != nil {
 		return err
 	}
-	for dec.More() {
-		t, err := dec.Token()
+	for js.dec.More() {
+		t, err := js.dec.Token()
 		if err != nil {
-			return fail(dec.InputOffset(), "%v", source.JSONMessage(err))
+			return js.fail(js.dec.InputOffset(), "%v", source.JSONMessage(err))
 		}
 		switch t {
 		case "version":
 			var v int
-			if err := dec.Decode(&v); err != nil || v != 1 {
-				return fail(dec.InputOffset(), "version: want 1")
+			if err := js.dec.Decode(&v); err != nil || v != 1 {
+				return js.fail(js.dec.InputOffset(), "version: want 1")
 			}
 		case "keys":
-			if err := delim('['); err != nil {
-				return err
-			}
-			for i := 0; dec.More(); i++ {
-				offsets = append(offsets, dec.InputOffset())
-				var fe FileEntry
-				if err := dec.Decode(&fe); err != nil {
-					return fail(offsets[i], "keys[%d]: %v", i, source.JSONMessage(err))
-				}
-				at := At{File: f, Index: i}
-				add(fe.Entry(p, at), at)
-			}
-			if err := delim(']'); err != nil {
+			if err := js.entries(p, add); err != nil {
 				return err
 			}
 		default:
-			return fail(dec.InputOffset(), "unknown field %q (misspelled, or not valid here)", t)
+			return js.fail(js.dec.InputOffset(), "unknown field %q (misspelled, or not valid here)", t)
 		}
 	}
-	return delim('}')
+	return js.delim('}')
+}
+
+// entries decodes the keys array.
+func (js *jsonStream) entries(p *source.Problems, add func(*Entry, At)) error {
+	if err := js.delim('['); err != nil {
+		return err
+	}
+	for i := 0; js.dec.More(); i++ {
+		js.offsets = append(js.offsets, js.dec.InputOffset())
+		var fe FileEntry
+		if err := js.dec.Decode(&fe); err != nil {
+			return js.fail(js.offsets[i], "keys[%d]: %v", i, source.JSONMessage(err))
+		}
+		at := At{File: js.file, Index: i}
+		add(fe.Entry(p, at), at)
+	}
+	return js.delim(']')
+}
+
+// line returns the line of the field path "keys[i]…", for problems.
+func (js *jsonStream) line(field string) int {
+	m := keyIndexRe.FindStringSubmatch(field)
+	if m == nil {
+		return 0
+	}
+	i, _ := strconv.Atoi(m[1])
+	if i >= len(js.offsets) {
+		return 0
+	}
+	return source.LineAt(js.path, js.offsets[i])
+}
+
+func (js *jsonStream) fail(off int64, format string, args ...any) error {
+	loc := js.path
+	if l := source.LineAt(js.path, off); l > 0 {
+		loc += ":" + strconv.Itoa(l)
+	}
+	return fmt.Errorf("%s: %s", loc, fmt.Sprintf(format, args...))
+}
+
+func (js *jsonStream) delim(want json.Delim) error {
+	t, err := js.dec.Token()
+	if err != nil {
+		return js.fail(js.dec.InputOffset(), "%v", source.JSONMessage(err))
+	}
+	if d, ok := t.(json.Delim); !ok || d != want {
+		return js.fail(js.dec.InputOffset(), "want %q, found %v", want, t)
+	}
+	return nil
 }
 
 // SizeHint guesses how many entries the keys file at path holds, to size

@@ -160,7 +160,7 @@ func b64(v any) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// TestJWTRules covers the JWT rules of DESIGN.md §4: algorithm allow-list
+// TestJWTRules covers the JWT rules of docs/design.md §4: algorithm allow-list
 // (never none, never HMAC with the public key), kid required and looked up in
 // the issuer's set only (jku/x5u/jwk ignored), bounded size, one issuer's
 // keys never verifying another's tokens.

@@ -217,7 +217,7 @@ func TestExamplesValidate(t *testing.T) {
 			t.Errorf("%s: %v", ex, err)
 		}
 	}
-	// Every example names the same upstream headers (CONTRACT.md §3).
+	// Every example names the same upstream headers (README, "What the upstream receives").
 	for _, ex := range []string{"three-tiers", "ib-context", "requester-uid", "bearer-key", "workspace-token"} {
 		b, err := os.ReadFile(filepath.Join(testkit.Example(ex), "policy.yaml"))
 		if err != nil {

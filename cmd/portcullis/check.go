@@ -1,5 +1,7 @@
 package main
 
+// This file holds `portcullis check` and `portcullis validate`.
+
 import (
 	"context"
 	"encoding/json"
@@ -42,7 +44,7 @@ func (h *headerFlags) Set(v string) error {
 	return nil
 }
 
-// checkResult is the JSON printed by check (CONTRACT.md §1).
+// checkResult is the JSON check prints (README, "Two commands").
 type checkResult struct {
 	Allow         bool              `json:"allow"`
 	Status        int               `json:"status"`

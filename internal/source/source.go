@@ -1,5 +1,8 @@
 package source
 
+// This file holds decoding, line look-ups, problems and the value parsers
+// every configuration file shares.
+
 import (
 	"bufio"
 	"bytes"

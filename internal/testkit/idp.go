@@ -1,5 +1,7 @@
 package testkit
 
+// This file holds a loopback identity provider serving a JWK set.
+
 import (
 	"net/http"
 	"net/http/httptest"

@@ -1,0 +1,83 @@
+package keys_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/keys"
+)
+
+// TestIndex: a key and its previous values are found by digest, each old
+// value expiring no later than the key; a digest given twice is refused and
+// named; Len counts keys, not values.
+func TestIndex(t *testing.T) {
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	b := keys.NewIndexBuilder(2)
+	e := &keys.Entry{ID: "app", Digest: keys.DigestOf("new"), Tenant: "org_2f9c", Tier: "service", Created: now,
+		Previous: []keys.Previous{{Digest: keys.DigestOf("old"), Expires: now.Add(time.Hour)}}}
+	if taken, _ := b.Add(e, "acme", 30*24*time.Hour); taken != "" {
+		t.Fatalf("refused: %s", taken)
+	}
+	dup := &keys.Entry{ID: "other", Digest: keys.DigestOf("x"), Previous: []keys.Previous{{Digest: keys.DigestOf("old")}}}
+	if taken, field := b.Add(dup, "", 0); taken != "app" || field != ".previous[0].sha256" {
+		t.Fatalf("a repeated digest: taken %q field %q", taken, field)
+	}
+	x := b.Build()
+	if x.Len() != 1 || !x.HasTenant("acme") || x.HasTenant("org_2f9c") {
+		t.Fatalf("len %d, tenants acme %v alias %v", x.Len(), x.HasTenant("acme"), x.HasTenant("org_2f9c"))
+	}
+	k, ok := x.Lookup(keys.DigestOf("new"))
+	if !ok || k.ID != "app" || k.Tenant != "acme" || k.Rotated || !k.Expires().Equal(now.Add(30*24*time.Hour)) {
+		t.Fatalf("new value: %+v %v", k, ok)
+	}
+	old, ok := x.Lookup(keys.DigestOf("old"))
+	if !ok || !old.Rotated || old.ExpiredAt(now) || !old.ExpiredAt(now.Add(time.Hour)) {
+		t.Fatalf("old value: %+v %v", old, ok)
+	}
+	if _, ok := x.Lookup(keys.DigestOf("x")); ok {
+		t.Fatal("a refused entry was indexed")
+	}
+}
+
+func TestEntryState(t *testing.T) {
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		e        keys.Entry
+		lifetime time.Duration
+		want     string
+	}{
+		{keys.Entry{Created: now.Add(-time.Hour)}, 0, keys.StateActive},
+		{keys.Entry{Created: now.Add(-time.Hour), Disabled: true}, 0, keys.StateDisabled},
+		{keys.Entry{Created: now.Add(-48 * time.Hour)}, 24 * time.Hour, keys.StateExpired},
+		{keys.Entry{Created: now.Add(-48 * time.Hour), Expires: now.Add(time.Hour)}, 24 * time.Hour, keys.StateActive},
+		{keys.Entry{Created: now, Previous: []keys.Previous{{Expires: now.Add(time.Minute)}}}, 0, keys.StateRotating},
+	} {
+		if got := tc.e.State(now, tc.lifetime); got != tc.want {
+			t.Errorf("%+v: %s, want %s", tc.e, got, tc.want)
+		}
+	}
+}
+
+// TestNewAndFormat: a minted key is the prefix and 43 base62 characters,
+// never twice the same; its entry line carries the digest, not the key.
+func TestNewAndFormat(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		k, err := keys.New(keys.DefaultPrefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest, ok := strings.CutPrefix(k, keys.DefaultPrefix)
+		if !ok || len(rest) != 43 || strings.Trim(rest, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != "" || seen[k] {
+			t.Fatalf("minted %q", k)
+		}
+		seen[k] = true
+	}
+	line := keys.FormatEntry(&keys.Entry{ID: "ci", Digest: keys.DigestOf("secret"), Tenant: "acme", Tier: "service",
+		Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)})
+	if !strings.Contains(line, keys.DigestOf("secret").String()) || strings.Contains(line, "secret,") ||
+		!strings.HasPrefix(line, "- {") || !strings.Contains(line, "2026-01-02T03:04:05Z") {
+		t.Fatalf("entry %q", line)
+	}
+}
