@@ -143,6 +143,35 @@ func (b *IndexBuilder) put(d Digest, k APIKey) {
 	b.x.keys = append(b.x.keys, k)
 }
 
+// account counts k as a key (when it is not an old value) and its tenant.
+func (b *IndexBuilder) account(k APIKey) {
+	if !k.Rotated {
+		b.x.entries++
+	}
+	if k.Tenant != "" {
+		b.x.tenants[k.Tenant] = true
+	}
+}
+
+// AddValue indexes one value of a key as it is: a store's key (its current
+// value, or an old one with Rotated set). A digest already indexed is
+// replaced.
+func (b *IndexBuilder) AddValue(d Digest, k APIKey) {
+	k.Tenant, k.Tier = b.str(k.Tenant), b.str(k.Tier)
+	if i, dup := b.x.byDigest[d]; dup {
+		b.x.keys[i] = k
+		return
+	}
+	b.put(d, k)
+	b.account(k)
+}
+
+// NewAPIKey returns the APIKey a check sees for a key of a store (no
+// superuser keys there), expiring at expires (zero: never).
+func NewAPIKey(id, tenant, user, tier string, disabled, rotated bool, expires time.Time) APIKey {
+	return APIKey{ID: id, Tenant: tenant, User: user, Tier: tier, Disabled: disabled, Rotated: rotated, expires: unix(expires)}
+}
+
 // Build returns the Index.
 func (b *IndexBuilder) Build() *Index {
 	x := b.x

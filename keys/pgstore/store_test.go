@@ -1,0 +1,321 @@
+package pgstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/portcullis/portcullis/internal/testkit"
+	"github.com/portcullis/portcullis/keys"
+	"github.com/portcullis/portcullis/keys/pgstore"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testkit.StopSharedPostgreSQL()
+	os.Exit(code)
+}
+
+// env is a migrated database with a store and a running mirror.
+type env struct {
+	dsn    string
+	store  *pgstore.Store
+	mirror *pgstore.Mirror
+}
+
+func newEnv(t *testing.T, pg *testkit.PostgreSQL, opts pgstore.MirrorOptions) *env {
+	t.Helper()
+	ctx := context.Background()
+	dsn := pg.Database(t)
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pgstore.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := pgstore.NewMirror(cfg, opts)
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { m.Run(mctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &env{dsn: dsn, store: pgstore.New(pool), mirror: m}
+}
+
+func (e *env) wait(t *testing.T, version int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.mirror.Wait(ctx, version); err != nil {
+		t.Fatalf("mirror at version %d, waiting for %d: %v", e.mirror.Version(), version, err)
+	}
+}
+
+func (e *env) create(t *testing.T, id, user, plain string) pgstore.Key {
+	t.Helper()
+	k, err := e.store.Create(context.Background(), pgstore.NewKey{ID: id, User: user, Tier: "service", Label: id,
+		CreatedBy: "test", Digest: keys.DigestOf(plain), Start: plain[:4], CreatedAt: time.Now()}, pgstore.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func (e *env) found(plain string) bool {
+	_, ok := e.mirror.Keys().Lookup(keys.DigestOf(plain))
+	return ok
+}
+
+func all(pgstore.Key) bool { return true }
+
+// TestMigrateIsIdempotent: migrating twice, or from two replicas at once,
+// leaves one schema.
+func TestMigrateIsIdempotent(t *testing.T) {
+	pg := testkit.SharedPostgreSQL(t)
+	pool, err := pgxpool.New(context.Background(), pg.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := pgstore.Migrate(context.Background(), pool)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := pgstore.Migrate(context.Background(), pool); err != nil || v != 1 {
+		t.Fatalf("schema %d, %v", v, err)
+	}
+}
+
+// TestMirrorFollowsChanges: creates, refreshes with and without overlap,
+// disables and deletes reach the mirror in version order; between merges
+// and after them, every lookup answers as the store does.
+func TestMirrorFollowsChanges(t *testing.T) {
+	e := newEnv(t, testkit.SharedPostgreSQL(t), pgstore.MirrorOptions{MergeAt: 3})
+	ctx := context.Background()
+	for i := range 10 {
+		k := e.create(t, fmt.Sprint("k", i), "u", fmt.Sprint("value-", i))
+		e.wait(t, k.Version)
+	}
+	for i := range 10 {
+		if !e.found(fmt.Sprint("value-", i)) {
+			t.Fatalf("key %d not mirrored", i)
+		}
+	}
+	k, err := e.store.Refresh(ctx, "k1", pgstore.Refresh{Digest: keys.DigestOf("value-1b"), Start: "valu", Overlap: time.Hour, Now: time.Now()}, "test", all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wait(t, k.Version)
+	if !e.found("value-1") || !e.found("value-1b") {
+		t.Fatal("during the overlap both values must be found")
+	}
+	if old, _ := e.mirror.Keys().Lookup(keys.DigestOf("value-1")); !old.Rotated {
+		t.Error("the old value is not marked as old")
+	}
+	k, _ = e.store.Refresh(ctx, "k1", pgstore.Refresh{Digest: keys.DigestOf("value-1c"), Start: "valu", Now: time.Now()}, "test", all)
+	e.wait(t, k.Version)
+	if e.found("value-1") || e.found("value-1b") || !e.found("value-1c") {
+		t.Fatal("a refresh without overlap must drop every old value")
+	}
+	off := true
+	k, _ = e.store.Update(ctx, "k2", pgstore.Patch{Disabled: &off}, "test", all)
+	e.wait(t, k.Version)
+	if got, _ := e.mirror.Keys().Lookup(keys.DigestOf("value-2")); !got.Disabled {
+		t.Fatal("disable not mirrored")
+	}
+	v, err := e.store.Delete(ctx, "k3", "test", all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wait(t, v)
+	if e.found("value-3") {
+		t.Fatal("a deleted key is still found")
+	}
+	n, v, err := e.store.DeleteAll(ctx, pgstore.Scope{All: true}, pgstore.Filter{User: "u"}, "test")
+	if err != nil || n != 9 {
+		t.Fatalf("deleted %d, %v", n, err)
+	}
+	e.wait(t, v)
+	for i := range 10 {
+		if e.found(fmt.Sprint("value-", i)) || e.found("value-1c") {
+			t.Fatalf("key %d found after deleting all", i)
+		}
+	}
+	if _, err := e.store.Get(ctx, "k4"); !errors.Is(err, pgstore.ErrNotFound) {
+		t.Fatalf("get of a deleted key: %v", err)
+	}
+	if _, err := e.store.Delete(ctx, "k4", "test", all); !errors.Is(err, pgstore.ErrNotFound) {
+		t.Fatalf("deleting twice: %v", err)
+	}
+}
+
+// TestLimitsUnderConcurrency: 20 concurrent creates against a limit of 5
+// leave exactly 5 keys, and the refused ones change nothing.
+func TestLimitsUnderConcurrency(t *testing.T) {
+	e := newEnv(t, testkit.SharedPostgreSQL(t), pgstore.MirrorOptions{})
+	ctx := context.Background()
+	before, _ := e.store.Version(ctx)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok, limited, made := 0, 0, ""
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			plain := fmt.Sprint("concurrent-", i)
+			_, err := e.store.Create(ctx, pgstore.NewKey{ID: fmt.Sprint("c", i), User: "u", Tier: "service", Label: "c",
+				CreatedBy: "test", Digest: keys.DigestOf(plain), Start: "conc", CreatedAt: time.Now()}, pgstore.Limits{PerUser: 5})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok, made = ok+1, fmt.Sprint("c", i)
+			case errors.Is(err, pgstore.ErrLimit):
+				limited++
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok != 5 || limited != 15 {
+		t.Fatalf("%d created, %d refused; want 5 and 15", ok, limited)
+	}
+	after, _ := e.store.Version(ctx)
+	if after-before != 5 {
+		t.Fatalf("version moved by %d: a refused create changed something", after-before)
+	}
+	if _, err := e.store.Create(ctx, pgstore.NewKey{ID: made, User: "other", Tier: "service", Label: "c", CreatedBy: "test",
+		Digest: keys.DigestOf("another"), Start: "anot", CreatedAt: time.Now()}, pgstore.Limits{}); !errors.Is(err, pgstore.ErrConflict) {
+		t.Fatalf("a taken id: %v", err)
+	}
+}
+
+// TestLostNotificationsArePolled: changes that send no notification reach
+// the mirror through its poll.
+func TestLostNotificationsArePolled(t *testing.T) {
+	e := newEnv(t, testkit.SharedPostgreSQL(t), pgstore.MirrorOptions{Poll: 200 * time.Millisecond})
+	quiet := &env{store: e.store.WithoutNotify(), mirror: e.mirror}
+	k := quiet.create(t, "quiet", "u", "quiet-value")
+	e.wait(t, k.Version)
+	if !e.found("quiet-value") {
+		t.Fatal("not mirrored")
+	}
+	v, _ := quiet.store.Delete(context.Background(), "quiet", "test", all)
+	e.wait(t, v)
+	if e.found("quiet-value") {
+		t.Fatal("a silent delete was not polled")
+	}
+}
+
+// TestPrunedCursorReloads: a mirror whose cursor is older than what the
+// store pruned loads everything again.
+func TestPrunedCursorReloads(t *testing.T) {
+	pg := testkit.SharedPostgreSQL(t)
+	e := newEnv(t, pg, pgstore.MirrorOptions{Poll: 200 * time.Millisecond})
+	k := e.create(t, "a", "u", "value-a")
+	e.wait(t, k.Version)
+	// While the mirror cannot see it: delete, prune, and a new key.
+	quiet := e.store.WithoutNotify()
+	v, _ := quiet.Delete(context.Background(), "a", "test", all)
+	pg.Exec(t, e.dsn, "UPDATE portcullis_keys SET revoked_at = now() - interval '2 days' WHERE id = 'a'")
+	if n, err := quiet.Prune(context.Background(), time.Now().Add(-24*time.Hour)); err != nil || n != 1 {
+		t.Fatalf("pruned %d, %v", n, err)
+	}
+	e.wait(t, v)
+	if e.found("value-a") {
+		t.Fatal("a pruned key is still found")
+	}
+	if e.mirror.Resyncs() != 1 {
+		t.Errorf("%d resyncs, want 1", e.mirror.Resyncs())
+	}
+}
+
+// TestMirrorSurvivesTheDatabase: the listener's backend killed, the server
+// stopped and started again: the last view keeps answering, the mirror
+// reconnects and catches up.
+func TestMirrorSurvivesTheDatabase(t *testing.T) {
+	pg := testkit.NewPostgreSQL(t)
+	e := newEnv(t, pg, pgstore.MirrorOptions{Poll: 200 * time.Millisecond})
+	k := e.create(t, "a", "u", "value-a")
+	e.wait(t, k.Version)
+	pg.Exec(t, e.dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%portcullis_version%' AND pid <> pg_backend_pid()")
+	k = e.create(t, "b", "u", "value-b")
+	e.wait(t, k.Version)
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !e.found("value-a") || !e.found("value-b") {
+		t.Fatal("the last mirror stopped answering while the database is down")
+	}
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.store.Pool().Reset()
+	k = e.create(t, "c", "u", "value-c")
+	e.wait(t, k.Version)
+	if !e.found("value-c") || !e.mirror.Connected() {
+		t.Fatal("not caught up after the restart")
+	}
+}
+
+// TestUsageFlush: counts from two recorders add up; last_used_at only
+// moves forward.
+func TestUsageFlush(t *testing.T) {
+	e := newEnv(t, testkit.SharedPostgreSQL(t), pgstore.MirrorOptions{})
+	e.create(t, "a", "u", "value-a")
+	ctx := context.Background()
+	now := time.Now().UTC()
+	r1, r2 := pgstore.NewUsage(e.store.Pool()), pgstore.NewUsage(e.store.Pool())
+	for range 3 {
+		r1.Record("a", true, now)
+	}
+	r2.Record("a", false, now)
+	r2.Record("a", true, now.Add(-time.Hour))
+	if err := r1.Flush(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Flush(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	days, err := e.store.Days(ctx, "a", now.Add(-48*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var allowed, denied int64
+	for _, d := range days {
+		allowed, denied = allowed+d.Allowed, denied+d.Denied
+	}
+	if allowed != 4 || denied != 1 {
+		t.Fatalf("days %+v", days)
+	}
+	k, _ := e.store.Get(ctx, "a")
+	if !k.LastUsedAt.Truncate(time.Second).Equal(now.Truncate(time.Second)) && k.LastUsedAt.Before(now.Add(-time.Second)) {
+		t.Fatalf("last_used_at %v, want %v (the older use must not move it back)", k.LastUsedAt, now)
+	}
+}
