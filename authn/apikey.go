@@ -23,11 +23,14 @@ const MaxKeyBytes = 512
 // from that about any stored key, since even a whole stored digest does not
 // give its preimage. No stored value is ever compared byte by byte with
 // anything the client sent.
-func CheckKey(idx *keys.Index, plain string, now time.Time) (keys.APIKey, bool, reason.Code) {
-	if len(plain) > MaxKeyBytes {
+//
+// A key in the minted format whose checksum does not match is refused
+// before any look-up (a mistyped or invented key costs no hashing).
+func CheckKey(set keys.Set, plain string, now time.Time) (keys.APIKey, bool, reason.Code) {
+	if len(plain) > MaxKeyBytes || !keys.WellFormed(plain) {
 		return keys.APIKey{}, false, reason.InvalidAPIKey
 	}
-	k, ok := idx.Lookup(keys.DigestOf(plain))
+	k, ok := set.Lookup(keys.DigestOf(plain))
 	switch {
 	case !ok:
 		return k, false, reason.InvalidAPIKey

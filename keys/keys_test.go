@@ -59,8 +59,12 @@ func TestEntryState(t *testing.T) {
 	}
 }
 
-// TestNewAndFormat: a minted key is the prefix and 43 base62 characters,
-// never twice the same; its entry line carries the digest, not the key.
+// TestNewAndFormat: a minted key is the prefix, 43 base62 characters and
+// a 6-character checksum, never twice the same, well formed, and refused
+// as soon as any character changes; its entry line carries the digest,
+// not the key.
+const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
 func TestNewAndFormat(t *testing.T) {
 	seen := map[string]bool{}
 	for range 100 {
@@ -69,15 +73,37 @@ func TestNewAndFormat(t *testing.T) {
 			t.Fatal(err)
 		}
 		rest, ok := strings.CutPrefix(k, keys.DefaultPrefix)
-		if !ok || len(rest) != 43 || strings.Trim(rest, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != "" || seen[k] {
+		if !ok || len(rest) != 49 || strings.Trim(rest, base62) != "" || seen[k] || !keys.WellFormed(k) {
 			t.Fatalf("minted %q", k)
 		}
 		seen[k] = true
+		for i := len(keys.DefaultPrefix); i < len(k); i++ {
+			for _, c := range base62 {
+				if byte(c) != k[i] && keys.WellFormed(k[:i]+string(c)+k[i+1:]) {
+					t.Fatalf("%q with position %d changed to %c passes the checksum", k, i, c)
+				}
+			}
+		}
 	}
 	line := keys.FormatEntry(&keys.Entry{ID: "ci", Digest: keys.DigestOf("secret"), Tenant: "acme", Tier: "service",
 		Created: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)})
 	if !strings.Contains(line, keys.DigestOf("secret").String()) || strings.Contains(line, "secret,") ||
 		!strings.HasPrefix(line, "- {") || !strings.Contains(line, "2026-01-02T03:04:05Z") {
 		t.Fatalf("entry %q", line)
+	}
+}
+
+// TestOlderFormatsAreWellFormed: keys of other formats are left to the
+// look-up: the 43-character keys minted before checksums, other prefixes,
+// the 40-character customer keys.
+func TestOlderFormatsAreWellFormed(t *testing.T) {
+	for _, k := range []string{keys.DefaultPrefix + strings.Repeat("a", 43), "0123456789012345678901234567890123456789",
+		"sk_test_" + strings.Repeat("Z", 49), keys.DefaultPrefix + strings.Repeat("a", 50), ""} {
+		if !keys.WellFormed(k) {
+			t.Errorf("%q refused", k)
+		}
+	}
+	if keys.WellFormed(keys.DefaultPrefix + strings.Repeat("a", 49)) {
+		t.Error("an invented key in the minted format passed")
 	}
 }

@@ -56,7 +56,7 @@ func (c *compiler) credentials(f *policyFile) {
 func (c *compiler) issuers(f *policyFile) map[string]*authn.Issuer {
 	out := map[string]*authn.Issuer{}
 	byIss := map[string]string{}
-	if len(f.Issuers) > 0 && f.Credentials.JWT == nil {
+	if len(f.Issuers) > 0 && f.Credentials.JWT == nil && (f.KeysAPI == nil || f.KeysAPI.SelfService == nil) {
 		c.errf("issuers", "issuers are configured but credentials.jwt is not, so no token is ever read")
 	}
 	for _, id := range sortedKeys(f.Issuers) {

@@ -93,7 +93,7 @@ func (kc *keyCompiler) finish(f *policyFile) {
 		kc.where[i].Problem(&c.p, ".id", "duplicate key id %q", kc.ids[i])
 	})
 	for i, u := range kc.users {
-		if u != "" && c.s.tenantNamed(u) {
+		if u != "" && c.s.tenantNamed(u, nil) {
 			kc.where[i].Problem(&c.p, ".user", "%q is also a tenant's name or alias; users and tenants share "+
 				"the tenant header, so a user id must not name a tenant: give the user another id", u)
 		}

@@ -43,6 +43,7 @@ type Decision struct {
 	TenantKind    string
 	User          string
 	Credential    string // the API key's id, never the key
+	FromStore     bool   // the key is one of the key store's (not the policy's)
 	Issuer        string // the id of the issuer whose token was verified
 	PolicyVersion string // Version of the snapshot that decided; "" when none did
 

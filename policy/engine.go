@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/authn"
+	"github.com/portcullis/portcullis/keys"
 	"github.com/portcullis/portcullis/reason"
 )
 
@@ -19,10 +20,26 @@ type EngineOptions struct {
 	FailureCacheSize int              // failed tokens kept; default 10,000
 	FailureTTL       time.Duration    // how long a failure is remembered; default 10s
 	Now              func() time.Time // clock; default time.Now
+	// Store, when set, holds the keys of the policy's key store (a mirror of
+	// the database): checks look keys up in the policy, then in it.
+	Store Store
 	// OnPanic, when set, is told of every panic Decide recovered from (the
 	// check was denied 503), with the stack of the goroutine that panicked.
 	// It must be safe for concurrent use.
 	OnPanic func(value any, stack []byte)
+}
+
+// Store is where an Engine finds the key store's keys. Implementations are
+// safe for concurrent use and never block: a check never waits on a database.
+type Store interface {
+	Keys() keys.Set // the keys as held now
+	Loaded() bool   // whether every key was loaded once
+}
+
+// storeView is the store as one check sees it, pinned at its start.
+type storeView struct {
+	keys   keys.Set // nil: no store
+	loaded bool
 }
 
 // Engine decides requests against the current Snapshot. It is safe for
@@ -30,6 +47,7 @@ type EngineOptions struct {
 // one atomically without disturbing checks in flight.
 type Engine struct {
 	snap    atomic.Pointer[Snapshot]
+	store   Store
 	tokens  *authn.Tokens
 	now     func() time.Time
 	onPanic func(value any, stack []byte)
@@ -50,7 +68,7 @@ func NewEngine(s *Snapshot, opts EngineOptions) *Engine {
 		opts.Now = time.Now
 	}
 	e := &Engine{tokens: authn.NewTokens(opts.TokenCacheSize, opts.FailureCacheSize, opts.FailureTTL),
-		now: opts.Now, onPanic: opts.OnPanic}
+		now: opts.Now, onPanic: opts.OnPanic, store: opts.Store}
 	e.snap.Store(s)
 	return e
 }
@@ -82,13 +100,17 @@ func (e *Engine) Decide(ctx context.Context, req Request) (d Decision) {
 	if s == nil {
 		return Deny(reason.Internal)
 	}
-	d = s.decide(ctx, e.tokens, req, e.now())
+	var st storeView
+	if e.store != nil {
+		st = storeView{keys: e.store.Keys(), loaded: e.store.Loaded()}
+	}
+	d = s.decide(ctx, e.tokens, req, &st, e.now())
 	d.PolicyVersion = s.meta.version
 	return d
 }
 
 // decide runs the pipeline on one pinned snapshot.
-func (s *Snapshot) decide(ctx context.Context, tc *authn.Tokens, req Request, now time.Time) Decision {
+func (s *Snapshot) decide(ctx context.Context, tc *authn.Tokens, req Request, st *storeView, now time.Time) Decision {
 	rt, r := s.route(req.Method, req.Path)
 	if r != "" {
 		return Deny(r)
@@ -103,7 +125,7 @@ func (s *Snapshot) decide(ctx context.Context, tc *authn.Tokens, req Request, no
 	if cr.Key == "" && cr.Token == "" {
 		return Deny(reason.MissingCredential)
 	}
-	c, r := s.verify(ctx, tc, cr, now)
+	c, r := s.verify(ctx, tc, cr, st, now)
 	if r != "" {
 		return c.deny(r)
 	}

@@ -24,6 +24,8 @@ type policyFile struct {
 	Routes          []routeFile           `yaml:"routes"`
 	UpstreamHeaders upstreamFile          `yaml:"upstream_headers"`
 	Limits          limitsFile            `yaml:"limits"`
+	KeysStore       *keysStoreFile        `yaml:"keys_store"`
+	KeysAPI         *keysAPIFile          `yaml:"keys_api"`
 }
 
 type credentialsFile struct {
@@ -107,4 +109,32 @@ type upstreamFile struct {
 type limitsFile struct {
 	MaxTokenBytes int    `yaml:"max_token_bytes"`
 	ClockSkew     string `yaml:"clock_skew"`
+}
+
+type keysStoreFile struct {
+	Postgres *struct {
+		DSNEnv string `yaml:"dsn_env"`
+	} `yaml:"postgres"`
+}
+
+type keysAPIFile struct {
+	ManagementTokensFile string           `yaml:"management_tokens_file"`
+	SelfService          *selfServiceFile `yaml:"self_service"`
+	PerUserLimit         int              `yaml:"per_user_limit"`
+}
+
+type selfServiceFile struct {
+	Issuers     []string `yaml:"issuers"`
+	Tiers       []string `yaml:"tiers"`
+	AdminGroups []string `yaml:"admin_groups"`
+}
+
+// tokensFile is a management tokens file: the digests of the tokens the
+// platform's backend calls the key-management API with.
+type tokensFile struct {
+	Version int `yaml:"version"`
+	Tokens  []struct {
+		ID     string `yaml:"id"`
+		SHA256 string `yaml:"sha256"`
+	} `yaml:"tokens"`
 }

@@ -43,7 +43,7 @@ func (s *Snapshot) allow(r reason.Code, c *caller, tenant, kind string) Decision
 		d.Tier = c.tier.name
 	}
 	if c.key != nil {
-		d.Credential = c.key.ID
+		d.Credential, d.FromStore = c.key.ID, c.store
 	}
 	u := &s.upstream
 	d.SetHeaders = make([]Header, 0, 5)

@@ -3,12 +3,14 @@ package policy
 // This file holds the Snapshot: one compiled policy, a few named tables.
 
 import (
+	"context"
 	"slices"
 	"time"
 
 	"github.com/portcullis/portcullis/authn"
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/keys"
+	"github.com/portcullis/portcullis/reason"
 )
 
 // Snapshot is one compiled, validated policy. It is immutable once Load
@@ -25,6 +27,8 @@ type Snapshot struct {
 	contexts []contextRule
 	routes   []route
 	upstream upstream
+	store    *KeyStore // nil: keys only in the policy
+	api      *KeysAPI  // nil: no key-management API
 }
 
 // meta is what a Snapshot was built from.
@@ -89,6 +93,45 @@ func (s *Snapshot) Tiers() []string {
 	out := make([]string, len(s.tiers.list))
 	for i, t := range s.tiers.list {
 		out[i] = t.name
+	}
+	return out
+}
+
+// KeyStore returns where the policy keeps keys besides its own, or nil.
+func (s *Snapshot) KeyStore() *KeyStore { return s.store }
+
+// KeysAPI returns who may manage the store's keys through the API, or nil.
+func (s *Snapshot) KeysAPI() *KeysAPI { return s.api }
+
+// Canonical returns the canonical name of tenant v (a name or an alias) and
+// whether the policy knows it.
+func (s *Snapshot) Canonical(v string) (string, bool) {
+	n, ok := s.tenants.aliases[v]
+	return n, ok
+}
+
+// IsMember reports whether user is a member of tenant (canonical name).
+func (s *Snapshot) IsMember(tenant, user string) bool { return s.isMember(tenant, user) }
+
+// NamesTenant reports whether v is a tenant's name or alias, or a tenant
+// the policy's keys are bound to: no user may be called so.
+func (s *Snapshot) NamesTenant(v string) bool { return s.tenantNamed(v, nil) }
+
+// HasTier reports whether the policy defines tier.
+func (s *Snapshot) HasTier(tier string) bool { return s.tiers.byName[tier] != nil }
+
+// VerifyToken verifies a JWT against the policy's issuers, through tc.
+func (s *Snapshot) VerifyToken(ctx context.Context, tc *authn.Tokens, raw string, now time.Time) (*authn.Token, reason.Code) {
+	return s.verifier.Verify(ctx, tc, raw, now)
+}
+
+// TenantsOf returns the tenants user is a member of, by canonical name.
+func (s *Snapshot) TenantsOf(user string) []string {
+	var out []string
+	for _, name := range sortedKeys(s.tenants.byName) {
+		if s.isMember(name, user) {
+			out = append(out, name)
+		}
 	}
 	return out
 }

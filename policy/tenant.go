@@ -6,6 +6,8 @@ package policy
 import (
 	"strings"
 
+	"github.com/portcullis/portcullis/keys"
+
 	"github.com/portcullis/portcullis/reason"
 )
 
@@ -40,18 +42,19 @@ func (s *Snapshot) canonical(v string) string {
 	return v
 }
 
-// known reports whether name is a tenant of the policy or of some key.
-func (s *Snapshot) known(name string) bool {
+// known reports whether name is a tenant of the policy or of some key (of
+// the policy, or of the store's keys db, which may be nil).
+func (s *Snapshot) known(name string, db keys.Set) bool {
 	_, ok := s.tenants.byName[name]
-	return ok || s.keys.HasTenant(name)
+	return ok || s.keys.HasTenant(name) || (db != nil && db.HasTenant(name))
 }
 
 // tenantNamed reports whether v is the name or an alias of a tenant of the
 // policy, or a tenant some key is bound to: users and tenants share the
 // tenant header, so no personal context may carry such a value.
-func (s *Snapshot) tenantNamed(v string) bool {
+func (s *Snapshot) tenantNamed(v string, db keys.Set) bool {
 	_, ok := s.tenants.aliases[v]
-	return ok || s.keys.HasTenant(v)
+	return ok || s.keys.HasTenant(v) || (db != nil && db.HasTenant(v))
 }
 
 func (s *Snapshot) isMember(tenant, user string) bool {
@@ -122,7 +125,7 @@ func (s *Snapshot) baseTenant(c *caller) (string, string, reason.Code) {
 	case c.token != nil && c.token.Tenant() != "":
 		return s.canonical(c.token.Tenant()), KindOrganization, ""
 	case s.tenants.personal && c.user != "":
-		if s.tenantNamed(c.user) {
+		if s.tenantNamed(c.user, c.db) {
 			// The user's id is a tenant's name or alias: acting "as
 			// themself" would put that tenant in the tenant header.
 			return "", "", reason.TenantNotAllowed
@@ -145,11 +148,11 @@ func (s *Snapshot) selectTenant(v string, c *caller) (string, string, reason.Cod
 			return "", "", reason.TenantNotAllowed
 		}
 	}
-	if s.tenants.personal && c.user != "" && v == c.user && !s.tenantNamed(v) {
+	if s.tenants.personal && c.user != "" && v == c.user && !s.tenantNamed(v, c.db) {
 		return c.user, KindPersonal, ""
 	}
 	n := s.canonical(v)
-	if !s.known(n) {
+	if !s.known(n, c.db) {
 		return "", "", reason.TenantNotAllowed
 	}
 	if c.tier.anyTenant || s.isMember(n, c.user) ||

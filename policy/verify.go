@@ -15,6 +15,8 @@ import (
 // caller is who the verified credentials say is calling, and, once
 // granted, at which tier.
 type caller struct {
+	db     keys.Set     // the store's keys, pinned for the check (nil: none)
+	store  bool         // the key came from the store
 	key    *keys.APIKey // nil: no key presented (or not found)
 	token  *authn.Token // nil: no token presented
 	keyID  string       // the presented key's id, when it was found (even refused)
@@ -25,10 +27,17 @@ type caller struct {
 
 // verify checks the presented key and token. On a refusal the caller still
 // names what was identified (the key's id), for the deny.
-func (s *Snapshot) verify(ctx context.Context, tc *authn.Tokens, cr authn.Credentials, now time.Time) (*caller, reason.Code) {
-	c := &caller{}
+func (s *Snapshot) verify(ctx context.Context, tc *authn.Tokens, cr authn.Credentials, st *storeView, now time.Time) (*caller, reason.Code) {
+	c := &caller{db: st.keys}
 	if cr.Key != "" {
 		k, found, r := authn.CheckKey(s.keys, cr.Key, now)
+		if !found && st.keys != nil && s.store != nil && keys.WellFormed(cr.Key) {
+			k, found, r = authn.CheckKey(st.keys, cr.Key, now)
+			c.store = found
+			if !found && !st.loaded {
+				r = reason.StoreUnavailable // it may be a store key not loaded yet
+			}
+		}
 		if found {
 			c.keyID = k.ID
 		}
@@ -53,7 +62,7 @@ func (s *Snapshot) verify(ctx context.Context, tc *authn.Tokens, cr authn.Creden
 // deny returns the deny r with what the caller's credentials identified.
 func (c *caller) deny(r reason.Code) Decision {
 	d := Deny(r)
-	d.Credential, d.User, d.Issuer = c.keyID, c.user, c.issuer
+	d.Credential, d.User, d.Issuer, d.FromStore = c.keyID, c.user, c.issuer, c.store
 	if c.tier != nil {
 		d.Tier = c.tier.name
 	}

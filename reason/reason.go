@@ -37,8 +37,9 @@ const (
 	TenantRequired    Code = "tenant_required"
 	UntrustedProxy    Code = "untrusted_proxy" // forward-auth from a peer not in the trusted proxies
 
-	JWKSUnavailable Code = "jwks_unavailable"
-	Internal        Code = "internal_error"
+	JWKSUnavailable  Code = "jwks_unavailable"
+	StoreUnavailable Code = "store_unavailable" // a key the store may hold, before its keys were ever loaded
+	Internal         Code = "internal_error"
 )
 
 type info struct {
@@ -78,8 +79,9 @@ var reasons = map[Code]info{
 	TenantRequired:    {403, "this route needs a tenant"},
 	UntrustedProxy:    {403, "request did not come through a trusted proxy"},
 
-	JWKSUnavailable: {503, "token issuer keys unavailable"},
-	Internal:        {503, "authorization check failed"},
+	JWKSUnavailable:  {503, "token issuer keys unavailable"},
+	StoreUnavailable: {503, "API keys not loaded yet"},
+	Internal:         {503, "authorization check failed"},
 }
 
 // Status returns the HTTP status for r: 200, 400, 401, 403 or 503. An

@@ -20,6 +20,7 @@ import (
 
 const serveUsage = `usage: portcullis serve --policy FILE [--grpc-addr 127.0.0.1:9001 | unix:///path] [--admin-addr 127.0.0.1:9090]
                         [--http-addr 127.0.0.1:9002 --http-mode traefik|nginx|ingress-nginx|envoy [--http-path-prefix P] [--trusted-proxies CIDRs]]
+                        [--keys-api-addr 127.0.0.1:9003] [--no-migrate]
                         [--reflection] [--tls-cert F --tls-key F [--client-ca F]] [--log-level info]`
 
 func runServe(ctx context.Context, args []string, stderr io.Writer) int {
@@ -44,6 +45,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 10*time.Second, "HTTP listeners: the longest time to read one request, headers and body")
 	fs.UintVar(&maxStreams, "max-concurrent-streams", 1024, "gRPC: concurrent streams (checks in flight) per connection")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiling under /debug/pprof/ on the admin listener")
+	fs.StringVar(&cfg.KeysAPIAddr, "keys-api-addr", "", "key-management API listener (needs a policy keys_store); off when empty")
+	fs.BoolVar(&cfg.NoMigrate, "no-migrate", false, "do not migrate the key store's schema at start (portcullis db migrate does)")
+	fs.DurationVar(&cfg.UsageFlush, "usage-flush", 10*time.Second, "how often key usage is written to the key store")
 	fs.StringVar(&trusted, "trusted-proxies", "127.0.0.0/8,::1/128", "peers allowed to ask over HTTP (comma-separated CIDRs)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, serveUsage)
@@ -63,7 +67,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	var level slog.Level
 	if cfg.Policy == "" || fs.NArg() > 0 || level.UnmarshalText([]byte(logLevel)) != nil ||
 		(cfg.TLSCert == "") != (cfg.TLSKey == "") || (cfg.ClientCA != "" && cfg.TLSCert == "") ||
-		cfg.IdleTimeout <= 0 || cfg.ReadTimeout <= 0 || maxStreams == 0 || maxStreams > 1<<31 {
+		cfg.IdleTimeout <= 0 || cfg.ReadTimeout <= 0 || maxStreams == 0 || maxStreams > 1<<31 || cfg.UsageFlush <= 0 {
 		fs.Usage()
 		return exitUsage
 	}

@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,9 @@ type Config struct {
 	IdleTimeout     time.Duration // HTTP listeners
 	ReadTimeout     time.Duration // HTTP listeners
 	MaxStreams      uint32        // gRPC streams per connection
+	KeysAPIAddr     string        // the key-management API; "" = off
+	NoMigrate       bool          // do not migrate the key store's schema at start
+	UsageFlush      time.Duration // how often key usage is written to the key store
 	ShutdownTimeout time.Duration
 	Version         string // the binary's, for the serving line
 }
@@ -66,8 +70,11 @@ type Server struct {
 	health   *health.Server
 	fwd      *http.Server // nil without --http-addr
 	admin    *http.Server
+	keys     *keyStore // nil without a policy keys_store
+	tls      *tls.Config
 	lis      listeners
 	draining atomic.Bool
+	stop     context.CancelFunc // ends the background work Run started
 }
 
 type listeners struct{ grpc, admin, fwd net.Listener }
@@ -92,19 +99,36 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("loading policy: %w", err)
 	}
 	obs := telemetry.NewObserver(s.metrics, log, s.usage)
-	s.engine = policy.NewEngine(snap, policy.EngineOptions{OnPanic: func(v any, stack []byte) {
-		obs.Panicked(context.Background(), "engine", v, stack)
-	}})
+	if s.keys, err = s.openKeyStore(snap); err != nil {
+		return nil, err
+	}
+	opts := policy.EngineOptions{OnPanic: func(v any, stack []byte) { obs.Panicked(context.Background(), "engine", v, stack) }}
+	if s.keys != nil {
+		opts.Store = s.keys.mirror
+		obs.CountStoreKeys(s.keys.usage)
+	}
+	s.engine = policy.NewEngine(snap, opts)
 	s.publish(snap)
 	releaseLoadGarbage()
 	if err := s.services(obs); err != nil {
-		return nil, err
+		return nil, s.closeKeys(err)
 	}
 	if s.lis, err = s.listen(); err != nil {
-		return nil, err
+		return nil, s.closeKeys(err)
+	}
+	if err := s.keysAPI(s.keys); err != nil {
+		s.lis.close()
+		return nil, s.closeKeys(err)
 	}
 	s.reloader = newReloader(s, snap)
 	return s, nil
+}
+
+func (s *Server) closeKeys(err error) error {
+	if s.keys != nil {
+		s.keys.pool.Close()
+	}
+	return err
 }
 
 // publish makes snap the one serving, and commits what it uses.
@@ -137,6 +161,7 @@ func (s *Server) services(obs *telemetry.Observer) error {
 		if err != nil {
 			return err
 		}
+		s.tls = tc
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	s.grpc = grpc.NewServer(opts...)
@@ -221,16 +246,25 @@ func (s *Server) Reload(trigger string) { s.reloader.request(reloadRequest{trigg
 // Run serves until ctx ends or a listener fails, and returns the failure
 // (nil when ctx ended). Call Drain afterwards.
 func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 3)
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+	errc := make(chan error, 4)
 	go func() { errc <- s.grpc.Serve(s.lis.grpc) }()
 	go func() { errc <- s.admin.Serve(s.lis.admin) }()
 	if s.fwd != nil {
 		go func() { errc <- s.fwd.Serve(s.lis.fwd) }()
 	}
-	go s.reloader.run(ctx)
+	if s.keys != nil {
+		go s.keys.run(bg, s)
+		if s.keys.api != nil {
+			go func() { errc <- serveMaybeTLS(s.keys.api, s.keys.apiLis) }()
+		}
+	}
+	go s.reloader.run(bg)
 	snap := s.engine.Snapshot()
 	s.log.Info("portcullis serving", "version", s.cfg.Version, "go", runtime.Version(),
 		"grpc_addr", addrString(s.lis.grpc), "admin_addr", addrString(s.lis.admin), "http_addr", addrString(s.lis.fwd),
+		"keys_api_addr", addrString(s.keysAPILis()),
 		"tls", s.cfg.TLSCert != "", "mtls", s.cfg.ClientCA != "", "reflection", s.cfg.Reflection, "policy", s.cfg.Policy,
 		"generation", 1, "policy_version", snap.Version(), "keys", snap.Keys().Len())
 	select {
@@ -266,10 +300,34 @@ func (s *Server) Drain(ctx context.Context) {
 	}
 	actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if s.keys != nil && s.keys.api != nil {
+		_ = s.keys.api.Shutdown(actx)
+	}
 	_ = s.admin.Shutdown(actx)
+	if s.stop != nil {
+		s.stop()
+	}
+	if s.keys != nil {
+		s.keys.close(s.log)
+	}
 	s.reloader.close()
 	s.jwks.Close()
 	s.log.Info("portcullis stopped")
+}
+
+func (s *Server) keysAPILis() net.Listener {
+	if s.keys == nil {
+		return nil
+	}
+	return s.keys.apiLis
+}
+
+// serveMaybeTLS serves srv on lis, with TLS when srv has a configuration.
+func serveMaybeTLS(srv *http.Server, lis net.Listener) error {
+	if srv.TLSConfig != nil {
+		return srv.ServeTLS(lis, "", "")
+	}
+	return srv.Serve(lis)
 }
 
 // releaseLoadGarbage collects what loading a policy left behind (a large

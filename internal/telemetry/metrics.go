@@ -4,6 +4,7 @@ package telemetry
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -98,4 +99,33 @@ func (m *Metrics) Reloaded(trigger string, ok bool) {
 func (m *Metrics) Serving(generation int64, keys int) {
 	m.generation.Set(float64(generation))
 	m.keys.Set(float64(keys))
+}
+
+// KeyStore is what the key store's metrics read: the mirror.
+type KeyStore interface {
+	Version() int64
+	Connected() bool
+	Lag(now time.Time) time.Duration
+	Resyncs() int64
+}
+
+// WatchKeyStore exports the key store mirror's state: the version applied,
+// the lag behind the database, whether the feed is connected, resyncs.
+func (m *Metrics) WatchKeyStore(ks KeyStore) {
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_keystore_version", Help: "Version of the latest key store change this replica applied."},
+			func() float64 { return float64(ks.Version()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_keystore_lag_seconds", Help: "Seconds since the mirror last saw it held every committed key change."},
+			func() float64 { return ks.Lag(time.Now()).Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_keystore_feed_connected", Help: "1 while the key store change feed is connected."},
+			func() float64 { return b2f(ks.Connected()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "portcullis_keystore_resyncs_total", Help: "Full reloads of the key store after the first."},
+			func() float64 { return float64(ks.Resyncs()) }),
+	)
 }

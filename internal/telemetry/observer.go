@@ -18,7 +18,16 @@ type Observer struct {
 	m     *Metrics
 	log   *slog.Logger
 	usage *keys.Usage
+	store Recorder
 }
+
+// Recorder counts the checks of the key store's keys (across replicas).
+type Recorder interface {
+	Record(id string, allowed bool, now time.Time)
+}
+
+// CountStoreKeys makes o count the checks of the key store's keys in r.
+func (o *Observer) CountStoreKeys(r Recorder) { o.store = r }
 
 var _ extauthz.Observer = (*Observer)(nil)
 
@@ -37,7 +46,11 @@ func (o *Observer) Observe(ctx context.Context, c extauthz.CheckInfo, d *policy.
 	}
 	o.m.checks.WithLabelValues(c.Transport, result, d.Tier, string(d.Reason)).Inc()
 	o.m.latency.WithLabelValues(c.Transport).Observe(elapsed.Seconds())
-	if o.usage != nil {
+	switch {
+	case d.Credential == "":
+	case d.FromStore && o.store != nil:
+		o.store.Record(d.Credential, d.Allow, time.Now())
+	case !d.FromStore && o.usage != nil:
 		o.usage.Record(d.Credential, d.Allow, time.Now())
 	}
 	if o.log.Enabled(ctx, slog.LevelDebug) {

@@ -37,6 +37,9 @@ type Demo struct {
 		Issuer string         `json:"issuer"`
 		Claims map[string]any `json:"claims"`
 	} `json:"tokens"`
+	// ManagementTokens are the plaintexts of the example's management tokens
+	// for the key-management API, by id.
+	ManagementTokens map[string]string `json:"management_tokens"`
 }
 
 // Root returns the repository root.

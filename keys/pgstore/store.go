@@ -144,7 +144,7 @@ type NewKey struct {
 
 // Limits bound how many keys exist (not counting deleted ones): 0 is no
 // limit. Total counts the store's keys only (a caller subtracts the keys a
-// policy holds in files).
+// policy holds in files); a negative Total means none may be added.
 type Limits struct {
 	Total   int
 	PerUser int
@@ -174,7 +174,10 @@ func (s *Store) Create(ctx context.Context, k NewKey, lim Limits) (Key, error) {
 }
 
 func checkLimits(ctx context.Context, tx pgx.Tx, user string, lim Limits) error {
-	if lim.Total > 0 {
+	switch {
+	case lim.Total < 0:
+		return fmt.Errorf("%w: key_limit (the policy's own keys fill it)", ErrLimit)
+	case lim.Total > 0:
 		var n int
 		if err := tx.QueryRow(ctx, "SELECT count(*) FROM portcullis_keys WHERE revoked_at IS NULL").Scan(&n); err != nil {
 			return err

@@ -1,0 +1,138 @@
+package server
+
+// This file holds the key store in the server: the database pool, the
+// schema migrated in the background, the mirror every check reads, usage
+// flushed in batches, and the key-management API's listener.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/portcullis/portcullis/internal/telemetry"
+	"github.com/portcullis/portcullis/keys/api"
+	"github.com/portcullis/portcullis/keys/pgstore"
+	"github.com/portcullis/portcullis/policy"
+)
+
+// keyStore is the server's part of a policy's keys_store.
+type keyStore struct {
+	pool   *pgxpool.Pool
+	store  *pgstore.Store
+	mirror *pgstore.Mirror
+	usage  *pgstore.Usage
+	api    *http.Server // nil without --keys-api-addr
+	apiLis net.Listener
+}
+
+// openKeyStore connects to the database the policy names (lazily: a
+// database down at start is retried, and the replica is not ready until
+// its keys are in).
+func (s *Server) openKeyStore(snap *policy.Snapshot) (*keyStore, error) {
+	ks := snap.KeyStore()
+	if ks == nil {
+		if s.cfg.KeysAPIAddr != "" {
+			return nil, fmt.Errorf("--keys-api-addr: the policy has no keys_store")
+		}
+		return nil, nil
+	}
+	dsn := os.Getenv(ks.DSNEnv)
+	if dsn == "" {
+		return nil, fmt.Errorf("keys_store: $%s is empty: set it to the PostgreSQL DSN (never write the DSN in the policy)", ks.DSNEnv)
+	}
+	pcfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("keys_store: $%s is not a PostgreSQL DSN: %w", ks.DSNEnv, err)
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("keys_store: %w", err)
+	}
+	feed, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("keys_store: %w", err)
+	}
+	k := &keyStore{pool: pool, store: pgstore.New(pool), usage: pgstore.NewUsage(pool),
+		mirror: pgstore.NewMirror(feed, pgstore.MirrorOptions{Log: s.log})}
+	s.metrics.WatchKeyStore(k.mirror)
+	return k, nil
+}
+
+// keysAPI builds the key-management API's server (with the gRPC
+// listener's TLS, if any) and opens its listener.
+func (s *Server) keysAPI(k *keyStore) error {
+	if k == nil || s.cfg.KeysAPIAddr == "" {
+		return nil
+	}
+	h := api.New(api.Config{Store: k.store, Mirror: k.mirror, Usage: k.usage, Policy: s.engine.Snapshot, Log: s.log,
+		Secure: s.cfg.TLSCert != ""})
+	k.api = s.httpServer(h)
+	k.api.TLSConfig = s.tls
+	lis, err := net.Listen("tcp", s.cfg.KeysAPIAddr)
+	if err != nil {
+		return fmt.Errorf("keys API listener: %w", err)
+	}
+	k.apiLis = lis
+	return nil
+}
+
+// run migrates the schema (unless --no-migrate), retrying while the
+// database is down, then follows it; usage is flushed every UsageFlush and
+// deleted keys are pruned daily.
+func (k *keyStore) run(ctx context.Context, s *Server) {
+	for !s.cfg.NoMigrate {
+		if _, err := pgstore.Migrate(ctx, k.pool); err == nil || ctx.Err() != nil {
+			break
+		} else {
+			s.log.Warn("key store schema not migrated yet; retrying", "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	go k.mirror.Run(ctx)
+	flush := time.NewTicker(s.cfg.UsageFlush)
+	defer flush.Stop()
+	prune := time.NewTicker(24 * time.Hour)
+	defer prune.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-flush.C:
+			if err := k.usage.Flush(ctx, now); err != nil {
+				s.log.Warn("key usage not flushed; kept for the next flush", "error", err.Error())
+			}
+		case now := <-prune.C:
+			if n, err := k.store.Prune(ctx, now.Add(-keyRetention)); err != nil {
+				s.log.Warn("deleted keys not pruned", "error", err.Error())
+			} else if n > 0 {
+				s.log.Info("deleted keys pruned", "keys", n)
+			}
+		}
+	}
+}
+
+// keyRetention is how long a deleted key is kept (for limits and audit).
+const keyRetention = 30 * 24 * time.Hour
+
+// close flushes what usage is left and closes the pool.
+func (k *keyStore) close(log interface{ Warn(string, ...any) }) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := k.usage.Flush(ctx, time.Now()); err != nil {
+		log.Warn("key usage lost at shutdown", "error", err.Error())
+	}
+	k.pool.Close()
+}
+
+var _ telemetry.Recorder = (*pgstore.Usage)(nil)

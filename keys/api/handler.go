@@ -1,0 +1,219 @@
+package api
+
+// This file holds the handler: routes, who is calling, answers and errors.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/portcullis/portcullis/authn"
+	"github.com/portcullis/portcullis/keys/pgstore"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/reason"
+)
+
+// Mirror is what the API reads of this replica's mirror of the store.
+type Mirror interface {
+	Version() int64
+	Connected() bool
+}
+
+// Config is what a Handler works with.
+type Config struct {
+	Store  *pgstore.Store
+	Mirror Mirror
+	Usage  *pgstore.Usage          // this replica's unflushed counts (may be nil)
+	Policy func() *policy.Snapshot // the policy serving now
+	Log    *slog.Logger            // one line per change; never a secret
+	Now    func() time.Time        // default time.Now
+	Secure bool                    // the listener serves TLS (cookies are Secure)
+}
+
+// Handler serves the key-management API. It is safe for concurrent use.
+type Handler struct {
+	cfg    Config
+	tokens *authn.Tokens
+	mux    *http.ServeMux
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// New returns a Handler for cfg.
+func New(cfg Config) *Handler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Handler{cfg: cfg, tokens: authn.NewTokens(10_000, 10_000, 10*time.Second), mux: http.NewServeMux()}
+	for pattern, f := range map[string]func(http.ResponseWriter, *http.Request, *principal) error{
+		"POST /v1/keys":              h.create,
+		"GET /v1/keys":               h.list,
+		"GET /v1/keys/{id}":          h.get,
+		"PATCH /v1/keys/{id}":        h.patch,
+		"POST /v1/keys/{id}/refresh": h.refresh,
+		"DELETE /v1/keys/{id}":       h.delete,
+		"POST /v1/keys/revoke":       h.revokeAll,
+		"GET /v1/keys/{id}/usage":    h.usage,
+	} {
+		h.mux.Handle(pattern, h.authenticated(f))
+	}
+	h.mux.HandleFunc("GET /v1/status", h.status)
+	h.mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such call: see /v1/openapi.json")
+	})
+	return h
+}
+
+// ServeHTTP answers one call. Every answer is JSON and is never cached.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	h.mux.ServeHTTP(w, r)
+}
+
+// principal is who a call acts as.
+type principal struct {
+	manager string // a management token's id; "" for a user
+	user    string
+	admin   bool     // in an admin group: manages the keys of their tenants
+	tenants []string // the tenants the user is a member of
+	snap    *policy.Snapshot
+}
+
+// by names the principal in the change log and the audit line.
+func (p *principal) by() string {
+	if p.manager != "" {
+		return "management:" + p.manager
+	}
+	return "user:" + p.user
+}
+
+// scope is every key the principal may manage.
+func (p *principal) scope() pgstore.Scope {
+	if p.manager != "" {
+		return pgstore.Scope{All: true}
+	}
+	s := pgstore.Scope{User: p.user}
+	if p.admin {
+		s.Tenants = p.tenants
+	}
+	return s
+}
+
+// may reports whether the principal manages k: theirs, or bound to a
+// tenant they administer (not another member's unbound key).
+func (p *principal) may(k pgstore.Key) bool {
+	return p.manager != "" || k.User == p.user || (p.admin && k.Tenant != "" && slices.Contains(p.tenants, k.Tenant))
+}
+
+// authenticated resolves the caller (401 when it cannot), then runs f; an
+// error f returns becomes the answer.
+func (h *Handler) authenticated(f func(http.ResponseWriter, *http.Request, *principal) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, code := h.principal(r)
+		if code != "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis-keys"`)
+			writeError(w, http.StatusUnauthorized, code, code.Message())
+			return
+		}
+		if err := f(w, r, p); err != nil {
+			h.fail(w, r, err)
+		}
+	})
+}
+
+// principal reads Authorization: Bearer <management token or user JWT>.
+func (h *Handler) principal(r *http.Request) (*principal, reason.Code) {
+	snap := h.cfg.Policy()
+	api := snap.KeysAPI()
+	raw := strings.TrimSpace(r.Header.Get("Authorization"))
+	if raw == "" {
+		return nil, reason.MissingCredential
+	}
+	tok, ok := authn.Bearer(raw)
+	if !ok || tok == "" || api == nil {
+		return nil, reason.InvalidToken
+	}
+	if id, ok := api.Manager(tok); ok {
+		return &principal{manager: id, snap: snap}, ""
+	}
+	if !authn.LooksLikeJWT(tok) {
+		return nil, reason.InvalidToken
+	}
+	t, code := snap.VerifyToken(r.Context(), h.tokens, tok, h.cfg.Now())
+	switch {
+	case code != "":
+		return nil, code
+	case !api.SelfService(t.Issuer().ID()) || t.User() == "":
+		return nil, reason.InvalidToken
+	}
+	return &principal{user: t.User(), admin: api.Admin(t), tenants: snap.TenantsOf(t.User()), snap: snap}, ""
+}
+
+// Errors a call returns that are the caller's fault, with their status
+// and reason.
+var (
+	errForbidden = errors.New("forbidden")
+	errNotFound  = errors.New("no such key")
+)
+
+func forbiddenf(format string, args ...any) error {
+	return errors.Join(errForbidden, badMessage(format, args...))
+}
+
+type message string
+
+func (m message) Error() string { return string(m) }
+
+func badMessage(format string, args ...any) message { return message(fmt.Sprintf(format, args...)) }
+
+// fail answers err: the caller's mistakes with their status, a store
+// failure as 503.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, errBadRequest):
+		writeError(w, http.StatusBadRequest, "bad_request", strings.TrimPrefix(err.Error(), errBadRequest.Error()+": "))
+	case errors.Is(err, errForbidden):
+		writeError(w, http.StatusForbidden, "forbidden", lastLine(err))
+	case errors.Is(err, errNotFound), errors.Is(err, pgstore.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no such key")
+	case errors.Is(err, pgstore.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", "the key id is taken")
+	case errors.Is(err, pgstore.ErrLimit):
+		writeError(w, http.StatusConflict, "limit_reached", strings.TrimPrefix(err.Error(), pgstore.ErrLimit.Error()+": ")+" reached")
+	case errors.Is(err, context.Canceled):
+		writeError(w, http.StatusServiceUnavailable, "store_unavailable", "the call was cancelled")
+	default:
+		h.cfg.Log.ErrorContext(r.Context(), "key store call failed", "method", r.Method, "path", r.URL.Path, "error", err.Error())
+		writeError(w, http.StatusServiceUnavailable, "store_unavailable", "the key store cannot be reached; nothing was changed")
+	}
+}
+
+func lastLine(err error) string {
+	s := err.Error()
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code reason.Code, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg, "reason": string(code)})
+}
+
+func (h *Handler) status(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"version": h.cfg.Mirror.Version(), "connected": h.cfg.Mirror.Connected()})
+}
