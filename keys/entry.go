@@ -17,6 +17,9 @@ type Digest [sha256.Size]byte
 // behind every keys file, database row and look-up.
 func DigestOf(key string) Digest { return Digest(sha256.Sum256([]byte(key))) }
 
+// Bytes returns the digest's 32 bytes.
+func (d Digest) Bytes() []byte { return d[:] }
+
 // String returns the digest as 64 lower-case hex digits, as keys files
 // write it.
 func (d Digest) String() string { return hex.EncodeToString(d[:]) }

@@ -44,6 +44,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	testkit.StopSharedPostgreSQL()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -54,21 +55,34 @@ func portcullisBinary(t *testing.T) string {
 	return binPath
 }
 
-// proc is a running `portcullis serve` with its JSON log lines.
+// proc is a running `portcullis serve` with its JSON log lines, kept
+// without bound so a chatty server never blocks on its log.
 type proc struct {
-	cmd       *exec.Cmd
-	lines     chan map[string]any
-	mu        sync.Mutex
-	raw       strings.Builder // every byte written to stderr
-	grpcAddr  string
-	adminAddr string
-	exited    chan error
+	cmd         *exec.Cmd
+	grpcAddr    string
+	adminAddr   string
+	keysAPIAddr string
+	exited      chan error
+
+	mu      sync.Mutex
+	raw     strings.Builder // every byte written to stderr
+	entries []map[string]any
+	next    int           // waitLog's read position in entries
+	more    chan struct{} // closed (and replaced) when entries grow or the process ends
+	done    bool
 }
 
 // startServe starts the binary and waits for its "serving" line.
 func startServe(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startServeEnv(t, nil, args...)
+}
+
+// startServeEnv starts the binary with env added to the environment.
+func startServeEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(portcullisBinary(t), append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -76,22 +90,8 @@ func startServe(t *testing.T, args ...string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{cmd: cmd, lines: make(chan map[string]any, 10000), exited: make(chan error, 1)}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.raw.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				p.lines <- m
-			}
-		}
-		close(p.lines)
-		p.exited <- cmd.Wait()
-	}()
+	p := &proc{cmd: cmd, exited: make(chan error, 1), more: make(chan struct{})}
+	go p.read(stderr)
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		if t.Failed() {
@@ -100,7 +100,32 @@ func startServe(t *testing.T, args ...string) *proc {
 	})
 	l := p.waitLog(t, func(m map[string]any) bool { return m["msg"] == "portcullis serving" })
 	p.grpcAddr, p.adminAddr = l["grpc_addr"].(string), l["admin_addr"].(string)
+	p.keysAPIAddr, _ = l["keys_api_addr"].(string)
 	return p
+}
+
+func (p *proc) read(stderr io.Reader) {
+	sc := bufio.NewScanner(stderr)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		isJSON := json.Unmarshal(sc.Bytes(), &m) == nil
+		p.mu.Lock()
+		p.raw.WriteString(sc.Text() + "\n")
+		if isJSON {
+			p.entries = append(p.entries, m)
+		}
+		close(p.more)
+		p.more = make(chan struct{})
+		p.mu.Unlock()
+	}
+	err := p.cmd.Wait()
+	p.mu.Lock()
+	p.done = true
+	close(p.more)
+	p.more = make(chan struct{})
+	p.mu.Unlock()
+	p.exited <- err
 }
 
 func (p *proc) log() string {
@@ -115,31 +140,70 @@ func (p *proc) waitLog(t *testing.T, match func(map[string]any) bool) map[string
 	t.Helper()
 	deadline := time.After(60 * time.Second)
 	for {
-		select {
-		case m, ok := <-p.lines:
-			if !ok {
-				t.Fatalf("server exited before the expected log line")
-			}
+		p.mu.Lock()
+		for p.next < len(p.entries) {
+			m := p.entries[p.next]
+			p.next++
 			if match(m) {
+				p.mu.Unlock()
 				return m
 			}
+		}
+		done, more := p.done, p.more
+		p.mu.Unlock()
+		if done {
+			t.Fatalf("server exited before the expected log line")
+		}
+		select {
+		case <-more:
 		case <-deadline:
 			t.Fatalf("timed out waiting for a log line")
 		}
 	}
 }
 
-// waitCount waits until the log holds text n times, counting lines already
-// read too (waitLog skips what came before its match).
+// waitFor waits until some line logged so far, or later, matches, without
+// moving waitLog's position.
+func (p *proc) waitFor(t *testing.T, match func(map[string]any) bool) {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for seen := 0; ; {
+		p.mu.Lock()
+		for ; seen < len(p.entries); seen++ {
+			if match(p.entries[seen]) {
+				p.mu.Unlock()
+				return
+			}
+		}
+		done, more := p.done, p.more
+		p.mu.Unlock()
+		if done {
+			t.Fatalf("server exited before the expected log line")
+		}
+		select {
+		case <-more:
+		case <-deadline:
+			t.Fatalf("timed out waiting for a log line")
+		}
+	}
+}
+
+// waitCount waits until the log holds text n times.
 func (p *proc) waitCount(t *testing.T, text string, n int) {
 	t.Helper()
 	deadline := time.After(60 * time.Second)
-	for strings.Count(p.log(), text) < n {
+	for {
+		p.mu.Lock()
+		got, done, more := strings.Count(p.raw.String(), text), p.done, p.more
+		p.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if done {
+			t.Fatalf("server exited with %d of %d %q lines", got, n, text)
+		}
 		select {
-		case _, ok := <-p.lines:
-			if !ok && strings.Count(p.log(), text) < n {
-				t.Fatalf("server exited with %d of %d %q lines", strings.Count(p.log(), text), n, text)
-			}
+		case <-more:
 		case <-deadline:
 			t.Fatalf("timed out waiting for %d %q lines", n, text)
 		}

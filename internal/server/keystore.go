@@ -50,6 +50,9 @@ func (s *Server) openKeyStore(snap *policy.Snapshot) (*keyStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys_store: $%s is not a PostgreSQL DSN: %w", ks.DSNEnv, err)
 	}
+	// A connection is pinged before each use: one the database dropped (a
+	// restart, a killed backend) is replaced instead of failing a call.
+	pcfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return true }
 	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("keys_store: %w", err)
@@ -111,6 +114,8 @@ func (k *keyStore) run(ctx context.Context, s *Server) {
 		case now := <-flush.C:
 			if err := k.usage.Flush(ctx, now); err != nil {
 				s.log.Warn("key usage not flushed; kept for the next flush", "error", err.Error())
+			} else {
+				s.log.Debug("key usage flushed")
 			}
 		case now := <-prune.C:
 			if n, err := k.store.Prune(ctx, now.Add(-keyRetention)); err != nil {

@@ -290,6 +290,7 @@ func (m *Mirror) apply(ctx context.Context, tx pgx.Tx, cur *keys.View, version i
 	top = top.With(changes)
 	next := keys.NewView(cur.Base(), append(append([]*keys.Layer(nil), layers...), top)...)
 	m.publish(next, version)
+	m.opts.Log.Debug("key store changes applied", "version", version, "keys_changed", len(changes))
 	if top.Len() >= m.opts.MergeAt && !m.merging {
 		m.merge(next)
 	}
