@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/portcullis/portcullis/internal/testkit"
+	"github.com/portcullis/portcullis/keys"
 )
 
 // runCLI runs one command line in-process.
@@ -250,7 +251,7 @@ func TestKeysNew(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	key, entry := lines[0], lines[len(lines)-1]
-	if !strings.HasPrefix(key, "pk_live_") || len(key) != len("pk_live_")+43 {
+	if !strings.HasPrefix(key, "pk_live_") || len(key) != len("pk_live_")+43+6 || !keys.WellFormed(key) { // 43 base62 and a checksum
 		t.Fatalf("key %q", key)
 	}
 	if strings.Count(out, key) != 1 || strings.Contains(entry, key) {
