@@ -350,17 +350,17 @@ func FormatEntry(e *Entry) string {
 // policy's default key lifetime and how to validate a candidate file with
 // that policy (nil: as a keys file alone).
 type Location struct {
-	Path     string
-	Lifetime time.Duration
-	Validate func(candidate string) error
+	Path        string
+	KeyLifetime time.Duration
+	Validate    func(candidate string) error
 }
 
 // Editor returns an Editor of the file that validates each result.
 func (l Location) Editor() Editor { return Editor{Path: l.Path, Validate: l.Validate} }
 
-// Entries returns the keys as written, refused (ErrRefused) when the file
+// entries returns the keys as written, refused (ErrRefused) when the file
 // does not validate.
-func (l Location) Entries() ([]*Entry, error) {
+func (l Location) entries() ([]*Entry, error) {
 	if l.Validate != nil {
 		if err := l.Validate(l.Path); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrRefused, err)

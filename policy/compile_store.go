@@ -145,3 +145,30 @@ func (c *compiler) managementTokens(path string, a *KeysAPI) {
 		a.managers[d] = t.ID
 	}
 }
+
+// AdmitKey checks a key an operator adds to the key store against the
+// policy, the way a file's keys are checked: a known tier, a known tenant
+// (bound by its canonical name), a user that names no tenant, a user or a
+// tenant; and gives it the policy's key_lifetime when it has no expiry.
+func (s *Snapshot) AdmitKey(e *keys.Entry) error {
+	if !s.HasTier(e.Tier) {
+		return fmt.Errorf("tier %q is not a tier of the policy (%s)", e.Tier, listing("tiers", s.Tiers()))
+	}
+	if e.Tenant != "" {
+		canon, ok := s.Canonical(e.Tenant)
+		if !ok {
+			return fmt.Errorf("tenant %q is not a tenant of the policy", e.Tenant)
+		}
+		e.Tenant = canon
+	}
+	if e.User != "" && s.NamesTenant(e.User) {
+		return fmt.Errorf("user %q is a tenant's name or alias; users and tenants share the tenant header", e.User)
+	}
+	if e.User == "" && e.Tenant == "" {
+		return fmt.Errorf("a key in the key store needs a user or a tenant")
+	}
+	if life := s.KeyLifetime(); life > 0 && e.Expires.IsZero() {
+		e.Expires = e.Created.Add(life)
+	}
+	return nil
+}

@@ -240,3 +240,69 @@ func TestKeysWithRunningServer(t *testing.T) {
 	p.signal(t, syscall.SIGTERM)
 	p.waitExit(t)
 }
+
+// TestKeysOnKeyStore: with a policy naming a key store, portcullis db
+// migrate applies the schema (twice is fine) and the keys commands work on
+// the database: new, list, check (which consults the store), rotate with
+// an overlap and --finish, revoke, expiring; keys import moves a keys
+// file's digests into the store unchanged, all or nothing.
+func TestKeysOnKeyStore(t *testing.T) {
+	dsn := testkit.SharedPostgreSQL(t).Database(t)
+	t.Setenv("PORTCULLIS_DATABASE_URL", dsn)
+	pol := selfService(t)
+	mustRun(t, 0, "db", "migrate", "--policy", pol)
+	if out := mustRun(t, 0, "db", "migrate", "--policy", pol); !strings.Contains(out, "version 1") {
+		t.Fatalf("second migrate: %s", out)
+	}
+	check := func(key string) int { return checkKeyAt(t, pol, "/v1/models", "authorization: Bearer ", key) }
+	k1 := strings.TrimSpace(mustRun(t, 0, "keys", "new", "--policy", pol, "--user", "u-alice", "--tenant", "org-acme", "--id", "cli-1", "--label", "from the CLI", "--quiet"))
+	if check(k1) != 200 {
+		t.Fatal("a store key made by the CLI does not work")
+	}
+	mustRun(t, 1, "keys", "new", "--policy", pol, "--user", "u-alice", "--id", "cli-1")  // id taken
+	mustRun(t, 1, "keys", "new", "--policy", pol, "--user", "u-alice", "--tier", "gold") // no such tier
+	mustRun(t, 1, "keys", "new", "--policy", pol, "--tenant", "org-initech")             // no such tenant
+	mustRun(t, 1, "keys", "new", "--policy", pol, "--superuser")                         // superusers stay in files
+	list := mustRun(t, 0, "keys", "list", "--policy", pol, "--json")
+	if !strings.Contains(list, `"id": "cli-1"`) || strings.Contains(list, k1) || strings.Contains(list, keys.DigestOf(k1).String()) {
+		t.Fatalf("list:\n%s", list)
+	}
+	k2 := strings.TrimSpace(mustRun(t, 0, "keys", "rotate", "cli-1", "--overlap", "1h", "--policy", pol, "--quiet"))
+	if check(k1) != 200 || check(k2) != 200 {
+		t.Fatal("during the overlap both values must work")
+	}
+	mustRun(t, 0, "keys", "rotate", "cli-1", "--finish", "--policy", pol)
+	if check(k1) != 401 || check(k2) != 200 {
+		t.Fatal("after --finish only the new value may work")
+	}
+	mustRun(t, 0, "keys", "revoke", "cli-1", "--policy", pol)
+	if check(k2) != 401 {
+		t.Fatal("a revoked store key works")
+	}
+	mustRun(t, 1, "keys", "revoke", "--user", "nobody", "--policy", pol)
+	if exp := mustRun(t, 0, "keys", "expiring", "--within", "400d", "--policy", pol); strings.Contains(exp, "cli-1") {
+		t.Errorf("a disabled key is listed as expiring:\n%s", exp)
+	}
+
+	// Import: the ib-context example's keys, digests unchanged.
+	ib := testkit.Load(t, "ib-context")
+	mustRun(t, 0, "keys", "import", "--policy", pol, filepath.Join(ib.Dir, "keys.yaml"))
+	if check(ib.Key(t, "alice")) != 200 || check(ib.Key(t, "bob")) != 200 {
+		t.Fatal("imported keys do not work")
+	}
+	mustRun(t, 1, "keys", "import", "--policy", pol, filepath.Join(ib.Dir, "keys.yaml")) // all taken: nothing imported
+	three := testkit.Load(t, "three-tiers")
+	mustRun(t, 1, "keys", "import", "--policy", pol, filepath.Join(three.Dir, "keys.yaml")) // tenants unknown here
+	mustRun(t, 2, "keys", "import", "--policy", pol)
+}
+
+// checkKeyAt runs `portcullis check` on pol with key and returns the status.
+func checkKeyAt(t *testing.T, pol, path, header, key string) int {
+	t.Helper()
+	_, out, errOut := runCLI(t, "", "check", "--policy", pol, "--path", path, "-H", header+key)
+	var r struct{ Status int }
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("check: %v\n%s%s", err, out, errOut)
+	}
+	return r.Status
+}

@@ -121,11 +121,9 @@ func TestKeyStoreTwoReplicas(t *testing.T) {
 	pol := selfService(t)
 	a := startReplica(t, pol, dsn)
 	b := startReplica(t, pol, dsn)
+	a.waitFor(t, msgIs("key store loaded"))
 	if code, body := a.get(t, "/readyz"); code != 200 {
-		a.waitFor(t, msgIs("key store loaded"))
-		if code, body = a.get(t, "/readyz"); code != 200 {
-			t.Fatalf("/readyz %d %s", code, body)
-		}
+		t.Fatalf("/readyz %d %s", code, body)
 	}
 
 	both := func(v any) {

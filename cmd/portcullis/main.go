@@ -1,39 +1,37 @@
 // Command portcullis is the Portcullis binary: an Envoy ext_authz server and
-// the offline tools around its policy.
+// the offline tools around its policy. This package wires the server
+// (serve.go) and dispatches the offline commands to internal/cli.
 //
-//	portcullis serve --policy FILE [--grpc-addr ADDR] [--admin-addr ADDR] [--reflection] [--tls-cert F --tls-key F [--client-ca F]]
+//	portcullis serve --policy FILE [--grpc-addr ADDR] [--admin-addr ADDR] [--http-addr ADDR --http-mode M] [--keys-api-addr ADDR] …
 //	portcullis check --policy FILE --method M --path P [--host H] [-H 'name: value']...
 //	portcullis validate FILE
-//	portcullis keys hash
+//	portcullis test [--policy FILE] TESTFILE...
+//	portcullis keys new|rotate|revoke|list|expiring|hash|import …
+//	portcullis db migrate --policy FILE
 //	portcullis version
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime/debug"
+
+	"github.com/portcullis/portcullis/internal/cli"
 )
 
-// Exit statuses shared by the subcommands.
-const (
-	exitOK      = 0
-	exitFailed  = 1 // validate: invalid policy; keys: change refused
-	exitUsage   = 2 // usage error, or (check) an unusable policy
-	exitDenied  = 3 // check: the request is denied
-	usageString = `usage: portcullis <command> [flags]
+const usageString = `usage: portcullis <command> [flags]
 
 commands:
   serve     run the ext_authz gRPC server
   check     decide one request offline against a policy
   validate  check a policy file (and its keys and JWKS files)
-  keys      work with API keys (hash)
+  test      run a policy's test cases
+  keys      work with API keys: new, rotate, revoke, list, expiring, hash, import
+  db        the key store's schema: migrate
   version   print the version
 `
-)
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -43,26 +41,28 @@ func main() {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageString)
-		return exitUsage
+		return cli.ExitUsage
 	}
 	switch args[0] {
 	case "serve":
 		return runServe(ctx, args[1:], stderr)
 	case "check":
-		return runCheck(ctx, args[1:], stdout, stderr)
+		return cli.Check(ctx, args[1:], stdout, stderr)
 	case "validate":
-		return runValidate(args[1:], stdout, stderr)
+		return cli.Validate(args[1:], stdout, stderr)
 	case "keys":
-		return runKeys(args[1:], stdin, stdout, stderr)
+		return cli.Keys(args[1:], stdin, stdout, stderr)
+	case "db":
+		return cli.DB(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "portcullis", version())
-		return exitOK
+		return cli.ExitOK
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usageString)
-		return exitOK
+		return cli.ExitOK
 	}
 	fmt.Fprintf(stderr, "portcullis: unknown command %q\n%s", args[0], usageString)
-	return exitUsage
+	return cli.ExitUsage
 }
 
 // version returns the module version, or the VCS revision of a local build.
@@ -80,15 +80,4 @@ func version() string {
 		}
 	}
 	return "devel"
-}
-
-// parseFlags parses args into fs, printing usage errors to stderr. It
-// returns false when the command should exit with exitUsage (or exitOK for
-// -h, reported through help).
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (ok, help bool) {
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return false, errors.Is(err, flag.ErrHelp)
-	}
-	return true, false
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/extauthz"
+	"github.com/portcullis/portcullis/internal/cli"
 	"github.com/portcullis/portcullis/internal/server"
 )
 
@@ -53,31 +54,31 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, serveUsage)
 		fs.PrintDefaults()
 	}
-	if ok, help := parseFlags(fs, args, stderr); !ok {
+	if ok, help := cli.ParseFlags(fs, args, stderr); !ok {
 		if help {
-			return exitOK
+			return cli.ExitOK
 		}
-		return exitUsage
+		return cli.ExitUsage
 	}
 	var err error
 	if cfg.TrustedProxies, err = extauthz.ParseTrustedProxies(trusted); err != nil || len(cfg.TrustedProxies) == 0 {
 		fmt.Fprintf(stderr, "portcullis serve: --trusted-proxies %q: want comma-separated CIDRs\n", trusted)
-		return exitUsage
+		return cli.ExitUsage
 	}
 	var level slog.Level
 	if cfg.Policy == "" || fs.NArg() > 0 || level.UnmarshalText([]byte(logLevel)) != nil ||
 		(cfg.TLSCert == "") != (cfg.TLSKey == "") || (cfg.ClientCA != "" && cfg.TLSCert == "") ||
 		cfg.IdleTimeout <= 0 || cfg.ReadTimeout <= 0 || maxStreams == 0 || maxStreams > 1<<31 || cfg.UsageFlush <= 0 {
 		fs.Usage()
-		return exitUsage
+		return cli.ExitUsage
 	}
 	cfg.MaxStreams, cfg.Version = uint32(maxStreams), version()
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("portcullis stopped", "error", err.Error())
-		return exitFailed
+		return cli.ExitFailed
 	}
-	return exitOK
+	return cli.ExitOK
 }
 
 // serve runs the server until SIGTERM or SIGINT (or ctx ends), reloading on

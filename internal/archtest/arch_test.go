@@ -36,11 +36,16 @@ var rules = []rule{
 	{"policy", []string{mod + "/extauthz", mod + "/internal/server", mod + "/internal/telemetry"}, "policy decides; it neither adapts nor serves"},
 	{"extauthz", []string{mod + "/internal/server", mod + "/internal/telemetry"}, "the adapters are a library: no server internals"},
 	{"internal/telemetry", []string{mod + "/internal/server"}, "telemetry is told; it runs nothing"},
+	{"keys/pgstore", append([]string{mod + "/policy", mod + "/authn", mod + "/keys/api"}, transport...),
+		"the store does what it is told: who may do it is the API's business"},
+	{"keys/api", append([]string{mod + "/internal/server", mod + "/extauthz"}, transport...), "the key-management API is a library"},
+	{"internal/cli", []string{mod + "/internal/server", "google.golang.org/grpc"}, "the offline commands run no server"},
 }
 
 // libraries must never import the binary, the server's lifecycle or the
 // test kit.
-var libraries = []string{"policy", "authn", "keys", "cache", "reason", "extauthz", "internal/source", "internal/telemetry"}
+var libraries = []string{"policy", "authn", "keys", "keys/pgstore", "keys/api", "cache", "reason", "extauthz",
+	"internal/source", "internal/telemetry", "internal/cli"}
 
 // violations returns every arrow of deps (package → everything it depends
 // on) that the rules forbid.
@@ -59,7 +64,11 @@ func violations(deps map[string][]string) []string {
 		check(mod+"/"+r.pkg, r.forbidden, r.why)
 	}
 	for _, l := range libraries {
-		check(mod+"/"+l, []string{mod + "/cmd/", mod + "/internal/server", mod + "/internal/testkit"},
+		forbidden := []string{mod + "/cmd/", mod + "/internal/server", mod + "/internal/testkit"}
+		if l != "internal/cli" {
+			forbidden = append(forbidden, mod+"/internal/cli")
+		}
+		check(mod+"/"+l, forbidden,
 			"libraries never import the binary, the server or the test kit")
 	}
 	return out

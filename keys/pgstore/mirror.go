@@ -351,3 +351,18 @@ func values(k Key) map[keys.Digest]keys.APIKey {
 	}
 	return out
 }
+
+// LoadOnce returns a mirror holding every key of the store as it is now,
+// and following nothing: for one-off commands (portcullis check).
+func LoadOnce(ctx context.Context, config *pgx.ConnConfig) (*Mirror, error) {
+	m := NewMirror(config, MirrorOptions{Log: slog.New(slog.DiscardHandler)})
+	conn, err := m.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := m.catchUp(ctx, conn); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

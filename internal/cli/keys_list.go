@@ -1,4 +1,4 @@
-package main
+package cli
 
 // This file holds `portcullis keys list` and `expiring`: tables and JSON of
 // keys, never a secret or a full digest.
@@ -90,17 +90,18 @@ func runKeysList(args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print JSON")
 	admin := fs.String("admin", "", "a running server's admin address, to show each key's usage")
 	if pos, ok := parseKeysFlags(fs, args, stderr); !ok || len(pos) > 0 {
-		return exitUsage
+		return ExitUsage
 	}
-	f, err := openKeys(*policyPath, *keysPath)
+	f, _, done, err := openKeys(*policyPath, *keysPath)
+	defer done()
 	var es []*keys.Entry
 	if err == nil {
-		es, err = f.Entries()
+		es, err = f.Entries(context.Background())
 	}
 	if err != nil {
 		return fail(stderr, "list", err)
 	}
-	rs := rows(es, time.Now(), f.Lifetime)
+	rs := rows(es, time.Now(), f.Lifetime())
 	if *admin != "" {
 		u, err := keys.FetchReport(context.Background(), *admin)
 		if err != nil {
@@ -112,7 +113,7 @@ func runKeysList(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	printRows(stdout, rs, *asJSON)
-	return exitOK
+	return ExitOK
 }
 
 func runKeysExpiring(args []string, stdout, stderr io.Writer) int {
@@ -121,16 +122,17 @@ func runKeysExpiring(args []string, stdout, stderr io.Writer) int {
 	within := fs.String("within", "14d", "window, e.g. 14d")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if pos, ok := parseKeysFlags(fs, args, stderr); !ok || len(pos) > 0 {
-		return exitUsage
+		return ExitUsage
 	}
 	win, err := source.ParseDuration(*within)
 	if err != nil {
 		return fail(stderr, "expiring", err)
 	}
-	f, err := openKeys(*policyPath, *keysPath)
+	f, _, done, err := openKeys(*policyPath, *keysPath)
+	defer done()
 	var es []*keys.Entry
 	if err == nil {
-		es, err = f.Entries()
+		es, err = f.Entries(context.Background())
 	}
 	if err != nil {
 		return fail(stderr, "expiring", err)
@@ -138,11 +140,11 @@ func runKeysExpiring(args []string, stdout, stderr io.Writer) int {
 	now := time.Now()
 	var soon []*keys.Entry
 	for _, e := range es {
-		if exp := e.ExpiresAt(f.Lifetime); !e.Disabled && !exp.IsZero() && now.Before(exp) && exp.Before(now.Add(win)) {
+		if exp := e.ExpiresAt(f.Lifetime()); !e.Disabled && !exp.IsZero() && now.Before(exp) && exp.Before(now.Add(win)) {
 			soon = append(soon, e)
 		}
 	}
-	sort.Slice(soon, func(i, j int) bool { return soon[i].ExpiresAt(f.Lifetime).Before(soon[j].ExpiresAt(f.Lifetime)) })
-	printRows(stdout, rows(soon, now, f.Lifetime), *asJSON)
-	return exitOK
+	sort.Slice(soon, func(i, j int) bool { return soon[i].ExpiresAt(f.Lifetime()).Before(soon[j].ExpiresAt(f.Lifetime())) })
+	printRows(stdout, rows(soon, now, f.Lifetime()), *asJSON)
+	return ExitOK
 }

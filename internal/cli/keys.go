@@ -1,9 +1,10 @@
-package main
+package cli
 
 // This file holds `portcullis keys`: flags and printing; the work is the
 // keys package's.
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/source"
 	"github.com/portcullis/portcullis/keys"
+	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
 )
 
@@ -28,28 +30,33 @@ const keysUsage = `usage: portcullis keys COMMAND [flags] [--policy FILE | --key
   list     [--json] [--admin 127.0.0.1:9090]   every key, never a secret; --admin adds usage
   expiring --within 14d [--json]   active keys that expire within the window
   hash     read a key on stdin, print its SHA-256 for a keys file
+  import   --policy P FILE   copy a keys file's keys into the policy's key store
 
---policy works on the keys file the policy names (and applies its tiers, key_limit and
-key_lifetime); --keys works on a keys file directly. Exit 0 done, 1 refused, 2 usage error.
+--policy works on the keys the policy names: its key store when it has a keys_store, else its
+keys file (and applies its tiers, key_limit and key_lifetime); --keys works on a keys file
+directly. Exit 0 done, 1 refused, 2 usage error.
 `
 
-func runKeys(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+func Keys(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, keysUsage)
-		return exitUsage
+		return ExitUsage
 	}
 	cmds := map[string]func([]string, io.Writer, io.Writer) int{
 		"new": runKeysNew, "rotate": runKeysRotate, "revoke": runKeysRevoke,
 		"list": runKeysList, "expiring": runKeysExpiring,
 	}
-	if args[0] == "hash" {
+	switch args[0] {
+	case "hash":
 		return runKeysHash(stdin, stdout, stderr)
+	case "import":
+		return runKeysImport(args[1:], stdout, stderr)
 	}
 	if f, ok := cmds[args[0]]; ok {
 		return f(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "portcullis keys: unknown command %q\n%s", args[0], keysUsage)
-	return exitUsage
+	return ExitUsage
 }
 
 // keysFlags declares --policy and --keys on fs.
@@ -77,48 +84,54 @@ func parseKeysFlags(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string
 func fail(stderr io.Writer, cmd string, err error) int {
 	fmt.Fprintf(stderr, "portcullis keys %s: %v\n", cmd, err)
 	if errors.Is(err, keys.ErrRefused) {
-		return exitFailed
+		return ExitFailed
 	}
-	return exitUsage
+	return ExitUsage
 }
 
-// openKeys resolves --policy or --keys into the keys file to work on; with
-// a policy, every change is validated with it.
-func openKeys(policyPath, keysPath string) (keys.Location, error) {
+// openKeys resolves --policy or --keys into where the keys live: a keys
+// file (with a policy, every change is validated with it), or the policy's
+// key store. The returned function closes what was opened.
+func openKeys(policyPath, keysPath string) (keys.Manager, *policy.Snapshot, func(), error) {
+	none := func() {}
 	switch {
 	case policyPath != "" && keysPath != "":
-		return keys.Location{}, errors.New("give --policy or --keys, not both")
+		return nil, nil, none, errors.New("give --policy or --keys, not both")
 	case keysPath != "":
-		return keys.Location{Path: keysPath}, nil
+		return keys.Location{Path: keysPath}, nil, none, nil
 	case policyPath == "":
-		return keys.Location{}, errors.New("give --policy FILE or --keys FILE")
+		return nil, nil, none, errors.New("give --policy FILE or --keys FILE")
 	}
 	snap, err := policy.Load(policyPath, policy.LoadOptions{})
 	if err != nil {
-		return keys.Location{}, fmt.Errorf("%w: the policy does not validate now; fix it first:\n%v", keys.ErrRefused, err)
+		return nil, nil, none, fmt.Errorf("%w: the policy does not validate now; fix it first:\n%v", keys.ErrRefused, err)
+	}
+	if snap.KeyStore() != nil {
+		store, closeStore, err := openStore(snap)
+		return pgstore.Manager{Store: store, By: "cli"}, snap, closeStore, err
 	}
 	if snap.KeysFile() == "" {
-		return keys.Location{}, fmt.Errorf("%w: %s keeps its keys inline; move them to a keys_file to manage them with portcullis keys", keys.ErrRefused, policyPath)
+		return nil, nil, none, fmt.Errorf("%w: %s keeps its keys inline; move them to a keys_file to manage them with portcullis keys", keys.ErrRefused, policyPath)
 	}
-	return keys.Location{Path: snap.KeysFile(), Lifetime: snap.KeyLifetime(), Validate: func(candidate string) error {
+	return keys.Location{Path: snap.KeysFile(), KeyLifetime: snap.KeyLifetime(), Validate: func(candidate string) error {
 		_, err := policy.Load(policyPath, policy.LoadOptions{KeysFile: candidate})
 		return err
-	}}, nil
+	}}, snap, none, nil
 }
 
 func runKeysHash(stdin io.Reader, stdout, stderr io.Writer) int {
 	b, err := io.ReadAll(io.LimitReader(stdin, 4096))
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis keys hash: reading stdin: %v\n", err)
-		return exitUsage
+		return ExitUsage
 	}
 	key := strings.TrimRight(string(b), "\r\n")
 	if key == "" {
 		fmt.Fprintln(stderr, "portcullis keys hash: no key on stdin")
-		return exitUsage
+		return ExitUsage
 	}
 	fmt.Fprintln(stdout, keys.DigestOf(key))
-	return exitOK
+	return ExitOK
 }
 
 // parseExpiry reads --expires: a lifetime from now or a date.
@@ -151,7 +164,7 @@ func runKeysNew(args []string, stdout, stderr io.Writer) int {
 	quiet := fs.Bool("quiet", false, "print only the key on stdout")
 	pos, ok := parseKeysFlags(fs, args, stderr)
 	if !ok {
-		return exitUsage
+		return ExitUsage
 	}
 	if len(pos) > 0 || (e.Tenant == "" && e.User == "" && !e.Superuser) {
 		return fail(stderr, "new", errors.New("give --tenant, --user or --superuser"))
@@ -175,23 +188,29 @@ func runKeysNew(args []string, stdout, stderr io.Writer) int {
 		if *quiet {
 			fmt.Fprintln(stdout, key)
 			fmt.Fprintln(stderr, entry)
-			return exitOK
+			return ExitOK
 		}
 		fmt.Fprintf(stdout, "%s\n\n# The key above is shown once; store it now. Add this entry to the keys file:\n%s\n", key, entry)
-		return exitOK
+		return ExitOK
 	}
-	f, err := openKeys(*policyPath, *keysPath)
+	m, snap, done, err := openKeys(*policyPath, *keysPath)
+	defer done()
+	if err == nil && snap != nil && snap.KeyStore() != nil {
+		if err = snap.AdmitKey(e); err != nil {
+			err = fmt.Errorf("%w: %v", keys.ErrRefused, err)
+		}
+	}
 	if err == nil {
-		err = f.Editor().Edit(func(l *keys.List) error { l.Add(e); return nil })
+		err = m.Add(context.Background(), e)
 	}
 	if err != nil {
 		return fail(stderr, "new", err)
 	}
 	fmt.Fprintln(stdout, key)
 	if !*quiet {
-		fmt.Fprintf(stderr, "key %s added to %s; the key above is shown once: store it now\n", e.ID, f.Path)
+		fmt.Fprintf(stderr, "key %s added to %s; the key above is shown once: store it now\n", e.ID, m.Where())
 	}
-	return exitOK
+	return ExitOK
 }
 
 func runKeysRotate(args []string, stdout, stderr io.Writer) int {
@@ -203,7 +222,7 @@ func runKeysRotate(args []string, stdout, stderr io.Writer) int {
 	quiet := fs.Bool("quiet", false, "print only the key on stdout")
 	pos, ok := parseKeysFlags(fs, args, stderr)
 	if !ok {
-		return exitUsage
+		return ExitUsage
 	}
 	if len(pos) != 1 {
 		return fail(stderr, "rotate", errors.New("give the id of the key to rotate"))
@@ -217,27 +236,23 @@ func runKeysRotate(args []string, stdout, stderr io.Writer) int {
 		}
 		lap = d
 	}
-	f, err := openKeys(*policyPath, *keysPath)
+	m, _, done, err := openKeys(*policyPath, *keysPath)
+	defer done()
 	if err != nil {
 		return fail(stderr, "rotate", err)
 	}
-	now, key := time.Now().UTC().Truncate(time.Second), ""
-	err = f.Editor().Edit(func(l *keys.List) error {
-		if *finish {
-			return l.FinishRotation(id)
-		}
-		var err error
-		if key, err = keys.New(*prefix); err != nil {
-			return err
-		}
-		return l.Rotate(id, keys.DigestOf(key), lap, now)
-	})
+	now, key, ctx := time.Now().UTC().Truncate(time.Second), "", context.Background()
+	if *finish {
+		err = m.FinishRotation(ctx, id)
+	} else if key, err = keys.New(*prefix); err == nil {
+		err = m.Rotate(ctx, id, keys.DigestOf(key), lap, now)
+	}
 	if err != nil {
 		return fail(stderr, "rotate", err)
 	}
 	if *finish {
 		fmt.Fprintf(stderr, "key %s: only its current value works now\n", id)
-		return exitOK
+		return ExitOK
 	}
 	fmt.Fprintln(stdout, key)
 	if !*quiet {
@@ -245,9 +260,9 @@ func runKeysRotate(args []string, stdout, stderr io.Writer) int {
 		if lap > 0 {
 			msg = "the old value keeps working until " + now.Add(lap).Format(time.RFC3339)
 		}
-		fmt.Fprintf(stderr, "key %s rotated in %s; %s; the key above is shown once: store it now\n", id, f.Path, msg)
+		fmt.Fprintf(stderr, "key %s rotated in %s; %s; the key above is shown once: store it now\n", id, m.Where(), msg)
 	}
-	return exitOK
+	return ExitOK
 }
 
 func runKeysRevoke(args []string, stdout, stderr io.Writer) int {
@@ -259,7 +274,7 @@ func runKeysRevoke(args []string, stdout, stderr io.Writer) int {
 	del := fs.Bool("delete", false, "delete the entries instead of disabling them")
 	pos, ok := parseKeysFlags(fs, args, stderr)
 	if !ok {
-		return exitUsage
+		return ExitUsage
 	}
 	if len(pos) == 1 {
 		m.ID = pos[0]
@@ -273,10 +288,11 @@ func runKeysRevoke(args []string, stdout, stderr io.Writer) int {
 	if by != 1 || len(pos) > 1 {
 		return fail(stderr, "revoke", errors.New("give one key id, or --user U, or --tenant T"))
 	}
-	f, err := openKeys(*policyPath, *keysPath)
+	mg, _, done, err := openKeys(*policyPath, *keysPath)
+	defer done()
 	var ids []string
 	if err == nil {
-		err = f.Editor().Edit(func(l *keys.List) (err error) { ids, err = l.Revoke(m, *del); return err })
+		ids, err = mg.Revoke(context.Background(), m, *del)
 	}
 	if err != nil {
 		return fail(stderr, "revoke", err)
@@ -286,5 +302,5 @@ func runKeysRevoke(args []string, stdout, stderr io.Writer) int {
 		verb = "deleted"
 	}
 	fmt.Fprintf(stdout, "%s %d key(s): %s\n", verb, len(ids), strings.Join(ids, ", "))
-	return exitOK
+	return ExitOK
 }

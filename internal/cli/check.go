@@ -1,9 +1,10 @@
-package main
+package cli
 
 // This file holds `portcullis check` and `portcullis validate`.
 
 import (
 	"context"
+
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -12,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/reason"
 )
@@ -58,7 +62,7 @@ type checkResult struct {
 	RemoveHeaders []string          `json:"remove_headers"`
 }
 
-func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func Check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	policyPath := fs.String("policy", "", "policy file (YAML or JSON)")
 	method := fs.String("method", "GET", "request method")
@@ -70,27 +74,32 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "usage: portcullis check --policy FILE --method M --path P [--host H] [-H 'name: value']...")
 		fs.PrintDefaults()
 	}
-	if ok, help := parseFlags(fs, args, stderr); !ok {
+	if ok, help := ParseFlags(fs, args, stderr); !ok {
 		if help {
-			return exitOK
+			return ExitOK
 		}
-		return exitUsage
+		return ExitUsage
 	}
 	if *policyPath == "" || *path == "" || fs.NArg() > 0 {
 		fs.Usage()
-		return exitUsage
+		return ExitUsage
 	}
 	snap, err := policy.Load(*policyPath, policy.LoadOptions{})
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis check: invalid policy:\n%v\n", err)
-		return exitUsage
-	}
-	eng := policy.NewEngine(snap, policy.EngineOptions{})
-	if headers.m == nil {
-		headers.m = map[string]string{}
+		return ExitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	opts, err := storeKeys(ctx, snap, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis check: %v\n", err)
+		return ExitUsage
+	}
+	eng := policy.NewEngine(snap, opts)
+	if headers.m == nil {
+		headers.m = map[string]string{}
+	}
 	d := eng.Decide(ctx, policy.Request{Method: *method, Path: *path, Host: *host, Headers: headers.m})
 
 	res := checkResult{
@@ -106,38 +115,61 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(res); err != nil {
 		fmt.Fprintf(stderr, "portcullis check: %v\n", err)
-		return exitUsage
+		return ExitUsage
 	}
 	if !d.Allow {
-		return exitDenied
+		return ExitDenied
 	}
-	return exitOK
+	return ExitOK
 }
 
-func runValidate(args []string, stdout, stderr io.Writer) int {
+func Validate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprintln(stderr, "usage: portcullis validate FILE") }
-	if ok, help := parseFlags(fs, args, stderr); !ok {
+	if ok, help := ParseFlags(fs, args, stderr); !ok {
 		if help {
-			return exitOK
+			return ExitOK
 		}
-		return exitUsage
+		return ExitUsage
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return exitUsage
+		return ExitUsage
 	}
 	file := fs.Arg(0)
 	if _, err := os.Stat(file); err != nil {
 		fmt.Fprintf(stderr, "portcullis validate: %v\n", err)
-		return exitUsage
+		return ExitUsage
 	}
 	snap, err := policy.Load(file, policy.LoadOptions{})
 	if err != nil {
 		fmt.Fprintf(stderr, "%v\n", err)
 		fmt.Fprintf(stderr, "portcullis validate: %s is invalid\n", file)
-		return exitFailed
+		return ExitFailed
 	}
 	fmt.Fprintf(stdout, "%s: valid (%d keys, %d files)\n", file, snap.Keys().Len(), len(snap.Files()))
-	return exitOK
+	return ExitOK
+}
+
+// storeKeys loads the key store's keys once, when the policy has one and
+// its DSN is set, so check decides as the server would.
+func storeKeys(ctx context.Context, snap *policy.Snapshot, stderr io.Writer) (policy.EngineOptions, error) {
+	ks := snap.KeyStore()
+	if ks == nil {
+		return policy.EngineOptions{}, nil
+	}
+	dsn := os.Getenv(ks.DSNEnv)
+	if dsn == "" {
+		fmt.Fprintf(stderr, "portcullis check: $%s is not set: the key store's keys are not consulted\n", ks.DSNEnv)
+		return policy.EngineOptions{}, nil
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return policy.EngineOptions{}, fmt.Errorf("keys_store: $%s: %w", ks.DSNEnv, err)
+	}
+	m, err := pgstore.LoadOnce(ctx, cfg)
+	if err != nil {
+		return policy.EngineOptions{}, fmt.Errorf("keys_store: loading its keys: %w", err)
+	}
+	return policy.EngineOptions{Store: m}, nil
 }

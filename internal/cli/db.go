@@ -1,0 +1,111 @@
+package cli
+
+// This file holds `portcullis db migrate` and `portcullis keys import`: the
+// key store's schema, and moving a keys file into it.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/portcullis/portcullis/keys"
+	"github.com/portcullis/portcullis/keys/pgstore"
+	"github.com/portcullis/portcullis/policy"
+)
+
+// openStore connects to the key store the policy names.
+func openStore(snap *policy.Snapshot) (*pgstore.Store, func(), error) {
+	env := snap.KeyStore().DSNEnv
+	dsn := os.Getenv(env)
+	if dsn == "" {
+		return nil, func() {}, fmt.Errorf("keys_store: $%s is empty: set it to the PostgreSQL DSN", env)
+	}
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		return nil, func() {}, fmt.Errorf("keys_store: $%s: %w", env, err)
+	}
+	return pgstore.New(pool), pool.Close, nil
+}
+
+func DB(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "migrate" {
+		fmt.Fprintln(stderr, "usage: portcullis db migrate --policy FILE")
+		return ExitUsage
+	}
+	fs := flag.NewFlagSet("db migrate", flag.ContinueOnError)
+	pol := fs.String("policy", "", "policy whose keys_store to migrate")
+	if ok, help := ParseFlags(fs, args[1:], stderr); !ok || *pol == "" || fs.NArg() > 0 {
+		if help {
+			return ExitOK
+		}
+		fmt.Fprintln(stderr, "usage: portcullis db migrate --policy FILE")
+		return ExitUsage
+	}
+	snap, err := policy.Load(*pol, policy.LoadOptions{})
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis db migrate: invalid policy:\n%v\n", err)
+		return ExitUsage
+	}
+	if snap.KeyStore() == nil {
+		fmt.Fprintf(stderr, "portcullis db migrate: %s has no keys_store\n", *pol)
+		return ExitUsage
+	}
+	store, done, err := openStore(snap)
+	defer done()
+	var v int
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		v, err = pgstore.Migrate(ctx, store.Pool())
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis db migrate: %v\n", err)
+		return ExitFailed
+	}
+	fmt.Fprintf(stdout, "key store schema at version %d\n", v)
+	return ExitOK
+}
+
+// runKeysImport copies a keys file's entries into the policy's key store,
+// digests unchanged, in one transaction.
+func runKeysImport(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("keys import", flag.ContinueOnError)
+	pol := fs.String("policy", "", "policy whose key store to import into")
+	pos, ok := parseKeysFlags(fs, args, stderr)
+	if !ok || len(pos) != 1 || *pol == "" {
+		return fail(stderr, "import", errors.New("give --policy FILE and one keys file"))
+	}
+	snap, err := policy.Load(*pol, policy.LoadOptions{})
+	if err != nil {
+		return fail(stderr, "import", fmt.Errorf("%w: the policy does not validate now:\n%v", keys.ErrRefused, err))
+	}
+	if snap.KeyStore() == nil {
+		return fail(stderr, "import", fmt.Errorf("%w: %s has no keys_store", keys.ErrRefused, *pol))
+	}
+	entries, err := keys.CheckFile(pos[0])
+	if err != nil {
+		return fail(stderr, "import", fmt.Errorf("%w: %v", keys.ErrRefused, err))
+	}
+	for _, e := range entries {
+		if err := snap.AdmitKey(e); err != nil {
+			return fail(stderr, "import", fmt.Errorf("%w: key %s: %v", keys.ErrRefused, e.ID, err))
+		}
+	}
+	store, done, err := openStore(snap)
+	defer done()
+	var v int64
+	if err == nil {
+		v, err = pgstore.Manager{Store: store, By: "cli:import"}.Import(context.Background(), entries)
+	}
+	if err != nil {
+		return fail(stderr, "import", err)
+	}
+	fmt.Fprintf(stdout, "imported %d key(s) from %s at version %d\n", len(entries), pos[0], v)
+	return ExitOK
+}
