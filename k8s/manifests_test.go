@@ -38,6 +38,25 @@ type serviceMonitor struct {
 	} `json:"spec"`
 }
 
+// prometheusRule is the Prometheus Operator's PrometheusRule as the chart
+// renders it, decoded strictly.
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Alert       string            `json:"alert"`
+				Expr        string            `json:"expr"`
+				For         string            `json:"for"`
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"rules"`
+		} `json:"groups"`
+	} `json:"spec"`
+}
+
 // authorizationPolicy is Istio's CRD envelope; its spec is decoded with
 // protojson into istio.io/api's message.
 type authorizationPolicy struct {
@@ -90,6 +109,8 @@ func decodeDocs(t *testing.T, name string, data []byte) []object {
 			v = &networkingv1.Ingress{}
 		case "monitoring.coreos.com/v1/ServiceMonitor":
 			v = &serviceMonitor{}
+		case "monitoring.coreos.com/v1/PrometheusRule":
+			v = &prometheusRule{}
 		case "security.istio.io/v1/AuthorizationPolicy", "security.istio.io/v1beta1/AuthorizationPolicy":
 			v = &authorizationPolicy{}
 		default:
@@ -186,18 +207,25 @@ func checkPolicy(t *testing.T, cm *corev1.ConfigMap, secret *corev1.Secret) {
 			t.Fatal(err)
 		}
 	}
-	keys := secret.StringData["keys.yaml"]
-	if keys == "" {
-		keys = string(secret.Data["keys.yaml"])
-	}
-	keysPath := filepath.Join(dir, "keys-from-secret.yaml")
-	if err := os.WriteFile(keysPath, []byte(keys), 0o600); err != nil {
+	// The Secret's files, where the Deployment mounts them (the policy
+	// names them by absolute path).
+	secretDir := filepath.Join(dir, "secret")
+	if err := os.MkdirAll(secretDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	for name, body := range secret.StringData {
+		if err := os.WriteFile(filepath.Join(secretDir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keysPath := filepath.Join(secretDir, "keys.yaml")
 	pol := filepath.Join(dir, "policy.yaml")
 	b, _ := os.ReadFile(pol)
 	if !strings.Contains(string(b), "keys_file: /etc/portcullis/keys/keys.yaml") {
 		t.Error("the policy must name the mounted Secret: keys_file: /etc/portcullis/keys/keys.yaml")
+	}
+	if err := os.WriteFile(pol, []byte(strings.ReplaceAll(string(b), "/etc/portcullis/keys/", secretDir+"/")), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := policy.Load(pol, policy.LoadOptions{KeysFile: keysPath}); err != nil {
 		t.Fatalf("the shipped policy does not validate:\n%v", err)
@@ -352,7 +380,8 @@ func TestHelmChart(t *testing.T) {
 		{"defaults", nil, map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Secret": 1, "Service": 1, "Deployment": 1,
 			"PodDisruptionBudget": 1, "NetworkPolicy": 1, "HorizontalPodAutoscaler": 0, "ServiceMonitor": 0, "AuthorizationPolicy": 0}},
 		{"everything on", []string{"-f", all}, map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Secret": 1, "Service": 1, "Deployment": 1,
-			"PodDisruptionBudget": 1, "NetworkPolicy": 1, "HorizontalPodAutoscaler": 1, "ServiceMonitor": 1, "AuthorizationPolicy": 1}},
+			"PodDisruptionBudget": 1, "NetworkPolicy": 1, "HorizontalPodAutoscaler": 1, "ServiceMonitor": 1, "AuthorizationPolicy": 1,
+			"PrometheusRule": 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runHelm(t, append([]string{"lint", "--strict", chart}, tc.values...)...)
@@ -385,9 +414,66 @@ func TestHelmChart(t *testing.T) {
 				if ap.Namespace != "apps" || ap.spec.GetAction() != securityv1beta1.AuthorizationPolicy_CUSTOM {
 					t.Errorf("AuthorizationPolicy %s %v", ap.Namespace, ap.spec)
 				}
+				checkKeyStore(t, d, k)
 			} else if strings.Contains(args, "--http-addr") || strings.Contains(args, "--tls-cert") {
 				t.Errorf("defaults enable optional listeners: %s", args)
 			}
 		})
+	}
+}
+
+// checkKeyStore: with the key store on, the DSN comes from the named
+// Secret (never a literal), the API listens on its port behind the
+// Service, the NetworkPolicy lets the console in and the pods out to the
+// database only on its port, and the lag alert watches the mirror.
+func checkKeyStore(t *testing.T, d *appsv1.Deployment, k map[string][]any) {
+	t.Helper()
+	c := d.Spec.Template.Spec.Containers[0]
+	var dsn *corev1.EnvVar
+	for i := range c.Env {
+		if c.Env[i].Name == "PORTCULLIS_DATABASE_URL" {
+			dsn = &c.Env[i]
+		}
+	}
+	if dsn == nil || dsn.Value != "" || dsn.ValueFrom == nil || dsn.ValueFrom.SecretKeyRef == nil ||
+		dsn.ValueFrom.SecretKeyRef.Name != "portcullis-db" || dsn.ValueFrom.SecretKeyRef.Key != "dsn" {
+		t.Errorf("PORTCULLIS_DATABASE_URL must come from the DSN Secret: %+v", dsn)
+	}
+	args := strings.Join(c.Args, " ")
+	if !strings.Contains(args, "--keys-api-addr=0.0.0.0:9003") || !strings.Contains(args, "--no-migrate") {
+		t.Errorf("args lack the keys API or --no-migrate: %s", args)
+	}
+	svc := k["Service"][0].(*corev1.Service)
+	found := false
+	for _, p := range svc.Spec.Ports {
+		found = found || (p.Name == "keys-api" && p.Port == 9003)
+	}
+	if !found {
+		t.Error("the Service has no keys-api port")
+	}
+	np := k["NetworkPolicy"][0].(*networkingv1.NetworkPolicy)
+	in, out := false, false
+	for _, r := range np.Spec.Ingress {
+		for _, p := range r.Ports {
+			in = in || (p.Port.IntValue() == 9003 && len(r.From) == 1 && r.From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "console")
+		}
+	}
+	for _, r := range np.Spec.Egress {
+		for _, p := range r.Ports {
+			out = out || (p.Port.IntValue() == 6432 && len(r.To) == 1 && r.To[0].IPBlock.CIDR == "10.20.0.0/16")
+		}
+	}
+	if !in || !out {
+		t.Errorf("NetworkPolicy: keys API ingress %v, database egress %v", in, out)
+	}
+	pr := k["PrometheusRule"][0].(*prometheusRule)
+	lag := false
+	for _, g := range pr.Spec.Groups {
+		for _, r := range g.Rules {
+			lag = lag || (r.Alert == "PortcullisKeyStoreLagging" && strings.Contains(r.Expr, "portcullis_keystore_lag_seconds") && strings.Contains(r.Expr, "> 30"))
+		}
+	}
+	if !lag {
+		t.Errorf("no key store lag alert: %+v", pr.Spec)
 	}
 }

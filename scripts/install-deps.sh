@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real tools the checks and tests drive: staticcheck and helm
-# (from the Go module proxy, at pinned versions, into .tools/bin), and nginx
+# (from the Go module proxy, at pinned versions, into .tools/bin), nginx
 # (Debian's nginx-light, with the auth_request module) for the forward-auth
-# end-to-end tests. Safe to run again: it installs only what is missing.
+# end-to-end tests, and PostgreSQL (Debian's postgresql) for the key store's. Safe to run again: it installs only what is missing.
 # Without root or apt-get it says what to install; the tests that need it
 # then fail under CI and are skipped elsewhere.
 set -euo pipefail
@@ -24,7 +24,11 @@ if ! { [ -x "$helm" ] && go version -m "$helm" 2>/dev/null | grep -q "helm.sh/he
 fi
 
 need=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(nginx-light)
+# PostgreSQL's server binaries, for the key store's tests (each starts a
+# throwaway cluster of its own; the package's own cluster is never started).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -44,3 +48,4 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 [ -n "$cleanup" ] && rm -f "$cleanup"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1

@@ -4,6 +4,7 @@
 //
 //	go run ./examples/demo-token three-tiers token alice-access
 //	go run ./examples/demo-token three-tiers key acme
+//	go run ./examples/demo-token self-service management console
 package main
 
 import (
@@ -16,8 +17,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 4 || (os.Args[2] != "token" && os.Args[2] != "key") {
-		fmt.Fprintln(os.Stderr, "usage: demo-token EXAMPLE token NAME | EXAMPLE key ID")
+	if len(os.Args) != 4 || (os.Args[2] != "token" && os.Args[2] != "key" && os.Args[2] != "management") {
+		fmt.Fprintln(os.Stderr, "usage: demo-token EXAMPLE token NAME | EXAMPLE key ID | EXAMPLE management ID")
 		os.Exit(2)
 	}
 	demo, err := testkit.LoadDir(filepath.Join("examples", os.Args[1]))
@@ -25,10 +26,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "demo-token: %v (run from the repository root)\n", err)
 		os.Exit(1)
 	}
-	if os.Args[2] == "key" {
+	if os.Args[2] == "key" || os.Args[2] == "management" {
 		k, ok := demo.Keys[os.Args[3]]
+		if os.Args[2] == "management" {
+			k, ok = demo.ManagementTokens[os.Args[3]]
+		}
 		if !ok {
-			fmt.Fprintf(os.Stderr, "demo-token: no demo key %q\n", os.Args[3])
+			fmt.Fprintf(os.Stderr, "demo-token: no demo %s %q\n", os.Args[2], os.Args[3])
 			os.Exit(1)
 		}
 		fmt.Println(k)
