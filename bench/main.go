@@ -6,6 +6,7 @@
 //	go run ./bench                 # everything (a few minutes on 2 cores)
 //	go run ./bench -quick          # fewer requests and rounds
 //	go run ./bench -soak 10m       # heap in use at the start and end of a long cached run
+//	go run ./bench -keystore       # the PostgreSQL key store: API, revocation latency, 1,000,000 keys
 //
 // The load client is this program, not ghz: workloads 3 and 4 need a
 // distinct token on every request (10,000+ per run), and the no-op server
@@ -85,6 +86,8 @@ func main() {
 	switch {
 	case *profile != "":
 		err = b.cpuProfile(*profile)
+	case *keyStore:
+		err = b.keyStoreBench(out)
 	case *soak > 0:
 		err = b.soak(out, *soak)
 	default:
@@ -237,19 +240,24 @@ func mint(key crypto.Signer, alg jwa.SignatureAlgorithm, kid, iss string, n int)
 
 // server is one running server process.
 type server struct {
-	cmd   *exec.Cmd
-	addr  string
-	admin string
-	ready time.Duration // from exec to listening
+	cmd     *exec.Cmd
+	addr    string
+	admin   string
+	keysAPI string
+	ready   time.Duration      // from exec to listening
+	loaded  chan time.Duration // from exec to the key store's first load
 }
 
 func (b *bench) start(noop bool, policy string) (*server, error) {
-	var cmd *exec.Cmd
 	if noop {
-		cmd = exec.Command(b.noop)
-	} else {
-		cmd = exec.Command(b.portcullis, "serve", "--policy", policy, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--pprof")
+		return launch(exec.Command(b.noop))
 	}
+	return launch(exec.Command(b.portcullis, "serve", "--policy", policy, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--pprof"))
+}
+
+// launch starts cmd and waits until it logs that it is serving. The key
+// store's first load, when it comes, is timed from exec too (s.loaded).
+func launch(cmd *exec.Cmd) (*server, error) {
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -262,10 +270,20 @@ func (b *bench) start(noop bool, policy string) (*server, error) {
 	for sc.Scan() {
 		var m map[string]any
 		if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "portcullis serving" {
-			s := &server{cmd: cmd, ready: time.Since(t0)}
+			s := &server{cmd: cmd, ready: time.Since(t0), loaded: make(chan time.Duration, 1)}
 			s.addr, _ = m["grpc_addr"].(string)
 			s.admin, _ = m["admin_addr"].(string)
-			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			s.keysAPI, _ = m["keys_api_addr"].(string)
+			go func() {
+				for sc.Scan() {
+					if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "key store loaded" && m["resync"] == false {
+						select {
+						case s.loaded <- time.Since(t0):
+						default:
+						}
+					}
+				}
+			}()
 			return s, nil
 		}
 	}

@@ -2,7 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"maps"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -13,6 +19,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/portcullis/portcullis/internal/testkit"
+	"github.com/portcullis/portcullis/keys"
 )
 
 // leakExamples says how each example's clients send a key, and where.
@@ -140,5 +147,148 @@ func TestJWKSPasswordNeverShown(t *testing.T) {
 		if strings.Contains(text, password) {
 			t.Errorf("the JWKS password appears in the %s", where)
 		}
+	}
+}
+
+// TestNoSecretsLeakKeyStore: the key-management API and the checks of
+// keys kept in PostgreSQL, at debug log level, through every call (create,
+// list, get, patch, refresh with overlap, usage, status, delete, revoke
+// all) and the mistakes a user makes (an API key sent as the API's
+// credential, a key pasted as an id, a key in a query string). A key's
+// value appears only in the answer that made it; no key digest appears
+// anywhere; no key, token or management token is in the log, the metrics
+// or another answer. Each change has one audit line naming who and which
+// key.
+func TestNoSecretsLeakKeyStore(t *testing.T) {
+	pg := testkit.SharedPostgreSQL(t)
+	r := startReplica(t, selfService(t), pg.Database(t))
+	r.waitFor(t, msgIs("key store loaded"))
+	alice := r.demo.Token(t, "alice", time.Now(), time.Hour, nil)
+	console := r.demo.ManagementTokens["console"]
+
+	var others strings.Builder  // every answer except the one that made a key
+	made := map[string]string{} // key → the answer that made it
+	call := func(auth, method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+r.keysAPIAddr+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+auth)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		var k struct {
+			Key string `json:"key"`
+		}
+		if json.Unmarshal(raw, &k) == nil && k.Key != "" {
+			made[k.Key] = string(raw)
+		} else {
+			others.Write(raw)
+		}
+		return resp.StatusCode, string(raw)
+	}
+	id := func(answer string) string {
+		var k struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal([]byte(answer), &k)
+		return k.ID
+	}
+	_, a1 := call(alice, "POST", "/v1/keys", `{"label":"laptop","tier":"admin","tenant":"org-acme"}`)
+	_, a2 := call(alice, "POST", "/v1/keys", `{"label":"ci","description":"pipeline","tier":"service"}`)
+	_, c1 := call(console, "POST", "/v1/keys", `{"label":"backend","tier":"service","tenant":"org-globex"}`)
+	id1, id2, idc := id(a1), id(a2), id(c1)
+	call(alice, "GET", "/v1/keys", "")
+	call(alice, "GET", "/v1/keys/"+id1, "")
+	call(alice, "PATCH", "/v1/keys/"+id1, `{"label":"old laptop"}`)
+	_, refreshed := call(alice, "POST", "/v1/keys/"+id1+"/refresh", `{"overlap":"1h"}`)
+	call(console, "GET", "/v1/keys?tenant=org-globex", "")
+	if len(made) != 4 {
+		t.Fatalf("made %d keys, want 4: %s", len(made), others.String())
+	}
+	var plain []string
+	for k := range made {
+		plain = append(plain, k)
+	}
+	// A user's mistakes, each carrying a key where it does not belong.
+	for _, k := range plain {
+		for _, m := range [][3]string{{k, "GET", "/v1/keys"}, {alice, "GET", "/v1/keys/" + k}, {alice, "GET", "/v1/keys?user=" + k},
+			{alice, "POST", "/v1/keys/revoke"}, {alice, "PATCH", "/v1/keys/" + id1}} {
+			call(m[0], m[1], m[2], `{"label":"`+k+`x", "user": 7}`)
+		}
+	}
+	c := authv3.NewAuthorizationClient(dial(t, r.grpcAddr))
+	var responses strings.Builder
+	for _, k := range plain {
+		for _, v := range []string{k, k + "x", k[:len(k)-1], "pk_live_" + strings.Repeat("A", 49)} {
+			resp, err := c.Check(context.Background(), checkReq("GET", "/v1/models?api_key="+v, map[string]string{"authorization": "Bearer " + v}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := protojson.Marshal(resp)
+			responses.Write(b)
+		}
+	}
+	r.waitFor(t, msgIs("key usage flushed"))
+	call(alice, "GET", "/v1/keys/"+id1+"/usage", "")
+	call(alice, "GET", "/v1/status", "")
+	call(alice, "DELETE", "/v1/keys/"+id2, "")
+	call(console, "POST", "/v1/keys/revoke", `{"user":"u-alice"}`)
+	call(console, "DELETE", "/v1/keys/"+idc, "")
+	_, metrics := r.get(t, "/metrics")
+	r.signal(t, syscall.SIGTERM)
+	r.waitExit(t)
+
+	var digests []string
+	for _, k := range plain {
+		d := keys.DigestOf(k).Bytes()
+		digests = append(digests, hex.EncodeToString(d), base64.StdEncoding.EncodeToString(d), base64.RawURLEncoding.EncodeToString(d))
+	}
+	secrets := []string{console, alice, strings.Split(alice, ".")[2]}
+	for _, k := range plain {
+		secrets = append(secrets, k, k[len(k)-20:])
+	}
+	texts := map[string]string{"log": r.log(), "metrics": metrics, "check answers": responses.String(), "other API answers": others.String()}
+	for where, text := range texts {
+		for _, s := range secrets {
+			if strings.Contains(text, s) {
+				t.Errorf("a secret (%.6s…) appears in the %s", s, where)
+			}
+		}
+	}
+	for k, answer := range made {
+		texts["answer that made "+k[:12]] = answer
+		for other := range made {
+			if other != k && strings.Contains(answer, other) {
+				t.Errorf("the answer that made one key holds another's value")
+			}
+		}
+	}
+	for where, text := range texts {
+		for _, d := range digests {
+			if strings.Contains(text, d) {
+				t.Errorf("a key digest (%.8s…) appears in the %s", d, where)
+			}
+		}
+	}
+	// One audit line per change: 3 creates, patch, refresh, delete,
+	// revoke all (alice's remaining key), delete.
+	var audit []map[string]any
+	for _, l := range strings.Split(r.log(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == "key changed" {
+			audit = append(audit, m)
+		}
+	}
+	ops := map[string]int{}
+	for _, m := range audit {
+		ops[m["op"].(string)]++
+		if m["by"] == nil || m["by"] == "" || m["key_id"] == nil || m["key_id"] == "" {
+			t.Errorf("an audit line without who or which key: %v", m)
+		}
+	}
+	if want := map[string]int{"create": 3, "update": 1, "refresh": 1, "delete": 3}; !maps.Equal(ops, want) {
+		t.Errorf("audit lines %v, want %v\n%s", ops, want, refreshed)
 	}
 }

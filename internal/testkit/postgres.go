@@ -31,6 +31,9 @@ type PostgreSQL struct {
 	port int
 	as   []string // runuser prefix when running as root
 	dbs  atomic.Int32
+	// durable keeps fsync and synchronous commits on (benchmarks of
+	// writes); tests turn them off.
+	durable bool
 }
 
 // pgBin finds the server binaries (Debian's postgresql package, which
@@ -59,7 +62,7 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // when the test ends (for tests that stop and restart it).
 func NewPostgreSQL(t testing.TB) *PostgreSQL {
 	t.Helper()
-	p, err := startPostgreSQL(pgBin(t))
+	p, err := startPostgreSQL(pgBin(t), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +81,7 @@ var shared struct {
 func SharedPostgreSQL(t testing.TB) *PostgreSQL {
 	t.Helper()
 	bin := pgBin(t)
-	shared.once.Do(func() { shared.p, shared.err = startPostgreSQL(bin) })
+	shared.once.Do(func() { shared.p, shared.err = startPostgreSQL(bin, false) })
 	if shared.err != nil {
 		t.Fatal(shared.err)
 	}
@@ -92,12 +95,32 @@ func StopSharedPostgreSQL() {
 	}
 }
 
-func startPostgreSQL(bin string) (*PostgreSQL, error) {
+// StartPostgreSQL starts a cluster for a program that is not a test (the
+// benchmarks), with fsync and synchronous commits on, as in production; the
+// caller stops it with Remove.
+func StartPostgreSQL() (*PostgreSQL, error) {
+	bin := ""
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		bin = strings.TrimSpace(string(out))
+	}
+	if m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb"); bin == "" && len(m) > 0 {
+		bin = filepath.Dir(m[len(m)-1])
+	}
+	if bin == "" {
+		return nil, fmt.Errorf("PostgreSQL is not installed: scripts/install-deps.sh installs it")
+	}
+	return startPostgreSQL(bin, true)
+}
+
+// Remove stops the cluster and removes its folder.
+func (p *PostgreSQL) Remove() { p.remove() }
+
+func startPostgreSQL(bin string, durable bool) (*PostgreSQL, error) {
 	dir, err := os.MkdirTemp("", "portcullis-pg-")
 	if err != nil {
 		return nil, err
 	}
-	p := &PostgreSQL{bin: bin, dir: dir}
+	p := &PostgreSQL{bin: bin, dir: dir, durable: durable}
 	if os.Geteuid() == 0 { // initdb refuses root: run the cluster as postgres
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -152,8 +175,10 @@ func (p *PostgreSQL) run(name string, args ...string) ([]byte, error) {
 // Start starts the server (again, after Stop), waiting until it accepts
 // connections (pg_ctl -w).
 func (p *PostgreSQL) Start() error {
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "+
-		"-c full_page_writes=off -c max_connections=200", p.port, p.dir)
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=200", p.port, p.dir)
+	if !p.durable {
+		opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+	}
 	out, err := p.run("pg_ctl", "-w", "-t", "60", "-D", p.data(), "-l", filepath.Join(p.dir, "log"), "-o", opts, "start")
 	if err != nil {
 		log, _ := os.ReadFile(filepath.Join(p.dir, "log"))

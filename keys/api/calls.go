@@ -467,13 +467,14 @@ func (h *Handler) revokeAll(w http.ResponseWriter, r *http.Request, p *principal
 		}
 		f.Tenant = canon
 	}
-	n, v, err := h.cfg.Store.DeleteAll(r.Context(), p.scope(), f, p.by())
+	ids, v, err := h.cfg.Store.DeleteAll(r.Context(), p.scope(), f, p.by())
 	if err != nil {
 		return err
 	}
-	h.cfg.Log.InfoContext(r.Context(), "keys changed", "op", "delete_all", "by", p.by(), "user", f.User,
-		"tenant", f.Tenant, "revoked", n, "version", v)
-	writeJSON(w, http.StatusOK, map[string]any{"revoked": n, "version": v})
+	for _, id := range ids {
+		h.audit(r, p, "delete", pgstore.Key{ID: id, Version: v})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"revoked": len(ids), "version": v})
 	return nil
 }
 

@@ -347,12 +347,12 @@ func (s *Store) Delete(ctx context.Context, id, by string, may func(Key) bool) (
 }
 
 // DeleteAll deletes every key of scope matching f (at least one of its
-// fields set) and returns how many.
-func (s *Store) DeleteAll(ctx context.Context, scope Scope, f Filter, by string) (int, int64, error) {
+// fields set) and returns their ids.
+func (s *Store) DeleteAll(ctx context.Context, scope Scope, f Filter, by string) ([]string, int64, error) {
 	if f.User == "" && f.Tenant == "" {
-		return 0, 0, errors.New("deleting all keys needs a user or a tenant")
+		return nil, 0, errors.New("deleting all keys needs a user or a tenant")
 	}
-	var n int
+	var deleted []string
 	v, err := s.change(ctx, "delete", by, func(tx pgx.Tx, v int64) ([]string, error) {
 		rows, err := tx.Query(ctx, `UPDATE portcullis_keys SET revoked_at = now(), version = $1
 			WHERE revoked_at IS NULL AND ($2 = '' OR user_id = $2) AND ($3 = '' OR tenant = $3)
@@ -360,11 +360,10 @@ func (s *Store) DeleteAll(ctx context.Context, scope Scope, f Filter, by string)
 		if err != nil {
 			return nil, err
 		}
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		n = len(ids)
-		return ids, err
+		deleted, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return deleted, err
 	})
-	return n, v, err
+	return deleted, v, err
 }
 
 // Version returns the latest committed version.

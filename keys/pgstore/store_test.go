@@ -156,9 +156,9 @@ func TestMirrorFollowsChanges(t *testing.T) {
 	if e.found("value-3") {
 		t.Fatal("a deleted key is still found")
 	}
-	n, v, err := e.store.DeleteAll(ctx, pgstore.Scope{All: true}, pgstore.Filter{User: "u"}, "test")
-	if err != nil || n != 9 {
-		t.Fatalf("deleted %d, %v", n, err)
+	ids, v, err := e.store.DeleteAll(ctx, pgstore.Scope{All: true}, pgstore.Filter{User: "u"}, "test")
+	if err != nil || len(ids) != 9 {
+		t.Fatalf("deleted %v, %v", ids, err)
 	}
 	e.wait(t, v)
 	for i := range 10 {
