@@ -224,6 +224,60 @@ func TestKeyStoreTwoReplicas(t *testing.T) {
 	}
 }
 
+// TestKeyStoreLimitsAcrossReplicas: 20 creates at once, split between two
+// replicas' APIs, stop exactly at the limit: per_user_limit 5 for alice's
+// own keys, then key_limit 8 for the console's (3 more); every other
+// answer is 409 limit_reached, and both replicas mirror exactly the keys
+// made.
+func TestKeyStoreLimitsAcrossReplicas(t *testing.T) {
+	pg := testkit.SharedPostgreSQL(t)
+	dsn := pg.Database(t)
+	pol := selfService(t)
+	editFile(t, pol, "per_user_limit: 50", "per_user_limit: 5\nkey_limit: 8")
+	reps := []*replica{startReplica(t, pol, dsn), startReplica(t, pol, dsn)}
+	for _, r := range reps {
+		r.waitFor(t, msgIs("key store loaded"))
+	}
+	burst := func(who string, body map[string]any, want int) []string {
+		t.Helper()
+		var mu sync.Mutex
+		var made []string
+		var wg sync.WaitGroup
+		limited, last := 0, 0.0
+		for i := range 20 {
+			wg.Go(func() {
+				status, k := reps[i%2].api(t, who, "POST", "/v1/keys", body)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case status == 201:
+					made = append(made, k["key"].(string))
+					last = math.Max(last, k["version"].(float64))
+				case status == 409 && k["reason"] == "limit_reached":
+					limited++
+				default:
+					t.Errorf("%s create: %d %v", who, status, k)
+				}
+			})
+		}
+		wg.Wait()
+		if len(made) != want || limited != 20-want {
+			t.Fatalf("%s: %d created, %d limit_reached; want %d and %d", who, len(made), limited, want, 20-want)
+		}
+		for _, r := range reps {
+			r.applied(t, last)
+		}
+		return made
+	}
+	made := burst("alice", map[string]any{"label": "burst", "tier": "service"}, 5)
+	made = append(made, burst("console", map[string]any{"label": "burst", "tier": "service", "tenant": "org-globex"}, 3)...)
+	for _, r := range reps {
+		for _, k := range made {
+			r.wantCheck(t, k, 200, "allowed")
+		}
+	}
+}
+
 // appliedSeen returns the highest key store version the replica has logged
 // as applied so far: a check sent after that is decided with it.
 func (r *replica) appliedSeen() float64 {
