@@ -50,6 +50,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cli.Check(ctx, args[1:], stdout, stderr)
 	case "validate":
 		return cli.Validate(args[1:], stdout, stderr)
+	case "test":
+		return cli.Test(ctx, args[1:], stdout, stderr)
 	case "keys":
 		return cli.Keys(args[1:], stdin, stdout, stderr)
 	case "db":

@@ -40,12 +40,13 @@ var rules = []rule{
 		"the store does what it is told: who may do it is the API's business"},
 	{"keys/api", append([]string{mod + "/internal/server", mod + "/extauthz"}, transport...), "the key-management API is a library"},
 	{"internal/cli", []string{mod + "/internal/server", "google.golang.org/grpc"}, "the offline commands run no server"},
+	{"internal/demo", []string{mod + "/policy", mod + "/authn", mod + "/keys", mod + "/extauthz"}, "demo credentials are data: no decision"},
 }
 
 // libraries must never import the binary, the server's lifecycle or the
 // test kit.
 var libraries = []string{"policy", "authn", "keys", "keys/pgstore", "keys/api", "cache", "reason", "extauthz",
-	"internal/source", "internal/telemetry", "internal/cli"}
+	"internal/source", "internal/telemetry", "internal/cli", "internal/demo"}
 
 // violations returns every arrow of deps (package → everything it depends
 // on) that the rules forbid.

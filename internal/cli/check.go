@@ -62,6 +62,28 @@ type checkResult struct {
 	RemoveHeaders []string          `json:"remove_headers"`
 }
 
+// newCheckResult is d as check prints it.
+func newCheckResult(d *policy.Decision) *checkResult {
+	res := &checkResult{
+		Allow: d.Allow, Status: d.Status(), Reason: d.Reason, Tier: d.Tier, Tenant: d.Tenant,
+		TenantKind: d.TenantKind, User: d.User, Credential: d.Credential,
+		SetHeaders: map[string]string{}, RemoveHeaders: []string{},
+	}
+	for _, h := range d.SetHeaders {
+		res.SetHeaders[h.Name] = h.Value
+	}
+	res.RemoveHeaders = append(res.RemoveHeaders, d.RemoveHeaders...)
+	return res
+}
+
+// print writes r as indented JSON.
+func (r *checkResult) print(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// Check is `portcullis check`: one offline decision.
 func Check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	policyPath := fs.String("policy", "", "policy file (YAML or JSON)")
@@ -91,7 +113,7 @@ func Check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	opts, err := storeKeys(ctx, snap, stderr)
+	opts, err := storeKeys(ctx, snap, "check", stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis check: %v\n", err)
 		return ExitUsage
@@ -102,18 +124,7 @@ func Check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	d := eng.Decide(ctx, policy.Request{Method: *method, Path: *path, Host: *host, Headers: headers.m})
 
-	res := checkResult{
-		Allow: d.Allow, Status: d.Status(), Reason: d.Reason, Tier: d.Tier, Tenant: d.Tenant,
-		TenantKind: d.TenantKind, User: d.User, Credential: d.Credential,
-		SetHeaders: map[string]string{}, RemoveHeaders: []string{},
-	}
-	for _, h := range d.SetHeaders {
-		res.SetHeaders[h.Name] = h.Value
-	}
-	res.RemoveHeaders = append(res.RemoveHeaders, d.RemoveHeaders...)
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(res); err != nil {
+	if err := newCheckResult(&d).print(stdout); err != nil {
 		fmt.Fprintf(stderr, "portcullis check: %v\n", err)
 		return ExitUsage
 	}
@@ -153,14 +164,14 @@ func Validate(args []string, stdout, stderr io.Writer) int {
 
 // storeKeys loads the key store's keys once, when the policy has one and
 // its DSN is set, so check decides as the server would.
-func storeKeys(ctx context.Context, snap *policy.Snapshot, stderr io.Writer) (policy.EngineOptions, error) {
+func storeKeys(ctx context.Context, snap *policy.Snapshot, command string, stderr io.Writer) (policy.EngineOptions, error) {
 	ks := snap.KeyStore()
 	if ks == nil {
 		return policy.EngineOptions{}, nil
 	}
 	dsn := os.Getenv(ks.DSNEnv)
 	if dsn == "" {
-		fmt.Fprintf(stderr, "portcullis check: $%s is not set: the key store's keys are not consulted\n", ks.DSNEnv)
+		fmt.Fprintf(stderr, "portcullis %s: $%s is not set: the key store's keys are not consulted\n", command, ks.DSNEnv)
 		return policy.EngineOptions{}, nil
 	}
 	cfg, err := pgx.ParseConfig(dsn)
