@@ -86,6 +86,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	defer func() {
 		if p := recover(); p != nil {
 			d = policy.Deny(reason.Internal)
+			d.ID = info.RequestID
 			resp = encode(&d)
 			recovered(ctx, s.observer, "grpc", p)
 		}
@@ -94,9 +95,11 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		}
 	}()
 	preq, ok := Decode(req)
-	info = CheckInfo{Transport: "grpc", RequestID: requestID(req, preq.Headers), Method: preq.Method, Path: withoutQuery(preq.Path)}
+	preq.ID = policy.DecisionID(requestID(req, preq.Headers))
+	info = CheckInfo{Transport: "grpc", RequestID: preq.ID, Method: preq.Method, Path: withoutQuery(preq.Path)}
 	if !ok {
 		d = policy.Deny(reason.BadRequest)
+		d.ID = preq.ID
 	} else {
 		d = s.decider.Decide(ctx, preq)
 	}
@@ -104,18 +107,53 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 }
 
 // response encodes d, reusing the encoded response of an earlier decision
-// with the same identity under the same snapshot.
+// with the same identity under the same snapshot: only the parts that carry
+// the decision id are made anew.
 func (s *Server) response(d *policy.Decision) *authv3.CheckResponse {
 	if d.PolicyVersion == "" { // not from a snapshot: encode afresh
 		return encode(d)
 	}
 	k := respKey{d.PolicyVersion, d.Tier, d.Tenant, d.TenantKind, d.User, d.Credential, d.Reason}
-	if r, hit := s.responses.Get(k); hit {
-		return r
+	base, hit := s.responses.Get(k)
+	if !hit {
+		anon := *d
+		anon.ID, anon.IDHeader = "", ""
+		base = encode(&anon)
+		s.responses.Add(k, base)
 	}
-	r := encode(d)
-	s.responses.Add(k, r)
-	return r
+	return withID(base, d)
+}
+
+// withID returns base (never modified: it is shared) with d's id in the
+// deny body, the dynamic metadata and, on allow, the id header.
+func withID(base *authv3.CheckResponse, d *policy.Decision) *authv3.CheckResponse {
+	if d.ID == "" {
+		return base
+	}
+	out := &authv3.CheckResponse{Status: base.Status, DynamicMetadata: withField(base.DynamicMetadata, "decision_id", d.ID)}
+	if ok := base.GetOkResponse(); ok != nil {
+		headers := ok.Headers
+		if d.IDHeader != "" {
+			headers = append(headers[:len(headers):len(headers)], overwrite(d.IDHeader, d.ID))
+		}
+		out.HttpResponse = &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: headers, HeadersToRemove: ok.HeadersToRemove}}
+		return out
+	}
+	denied := base.GetDeniedResponse()
+	out.HttpResponse = &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+		Status: denied.Status, Headers: denied.Headers, Body: string(d.Body())}}
+	return out
+}
+
+// withField returns a copy of m with key set to value (the values are
+// shared: they are never modified).
+func withField(m *structpb.Struct, key, value string) *structpb.Struct {
+	fields := make(map[string]*structpb.Value, len(m.GetFields())+1)
+	for k, v := range m.GetFields() {
+		fields[k] = v
+	}
+	fields[key] = structpb.NewStringValue(value)
+	return &structpb.Struct{Fields: fields}
 }
 
 // Decode lifts a CheckRequest's HTTP attributes into a policy.Request. It
@@ -196,9 +234,12 @@ func withoutQuery(p string) string {
 func encode(d *policy.Decision) *authv3.CheckResponse {
 	if d.Allow {
 		ok := &authv3.OkHttpResponse{HeadersToRemove: d.RemoveHeaders}
-		ok.Headers = make([]*corev3.HeaderValueOption, len(d.SetHeaders))
+		ok.Headers = make([]*corev3.HeaderValueOption, len(d.SetHeaders), len(d.SetHeaders)+1)
 		for i, h := range d.SetHeaders {
 			ok.Headers[i] = overwrite(h.Name, h.Value)
+		}
+		if d.IDHeader != "" && d.ID != "" {
+			ok.Headers = append(ok.Headers, overwrite(d.IDHeader, d.ID))
 		}
 		return &authv3.CheckResponse{
 			Status:          &status.Status{Code: int32(codes.OK)},

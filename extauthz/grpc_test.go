@@ -1,12 +1,17 @@
 package extauthz_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +41,12 @@ func serve(t *testing.T, example string) (authv3.AuthorizationClient, *testkit.D
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveSnapshot(t, snap), demo
+}
+
+// serveSnapshot starts a real gRPC server deciding with snap.
+func serveSnapshot(t *testing.T, snap *policy.Snapshot) authv3.AuthorizationClient {
+	t.Helper()
 	srv := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(srv, extauthz.NewServer(policy.NewEngine(snap, policy.EngineOptions{}), nil))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -49,7 +60,7 @@ func serve(t *testing.T, example string) (authv3.AuthorizationClient, *testkit.D
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return authv3.NewAuthorizationClient(conn), demo
+	return authv3.NewAuthorizationClient(conn)
 }
 
 func httpReq(method, path string, headers map[string]string) *authv3.CheckRequest {
@@ -69,13 +80,27 @@ func check(t *testing.T, c authv3.AuthorizationClient, req *authv3.CheckRequest)
 	return resp
 }
 
+// freshID matches the ids Portcullis makes for a request without one.
+var freshID = regexp.MustCompile(`pc-[0-9a-f]{16}-[0-9a-f]+`)
+
 // golden compares resp with testdata/<name>.json, or rewrites it with -update.
+// A fresh decision id (different in every run) is compared as "pc-fresh".
 func golden(t *testing.T, name string, resp *authv3.CheckResponse) {
 	t.Helper()
+	if b, err := protojson.Marshal(resp); err == nil && freshID.Match(b) {
+		resp = &authv3.CheckResponse{}
+		if err := protojson.Unmarshal(freshID.ReplaceAll(b, []byte("pc-fresh")), resp); err != nil {
+			t.Fatal(err)
+		}
+	}
 	path := filepath.Join("testdata", name+".json")
 	if *update {
-		b, _ := protojson.MarshalOptions{Multiline: true}.Marshal(resp)
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		// protojson varies its spacing on purpose: indent it anew, so the
+		// file only changes when the response does.
+		raw, _ := protojson.Marshal(resp)
+		var b bytes.Buffer
+		_ = json.Indent(&b, raw, "", "  ")
+		if err := os.WriteFile(path, append(b.Bytes(), '\n'), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
@@ -299,5 +324,75 @@ func TestRealWorldCheckRequests(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestDecisionIDsOverGRPC: each check's answer carries its own decision id
+// (the x-request-id, or Envoy's request id, or a fresh one) in the deny
+// body, the dynamic metadata and the policy's decision_id header, even
+// when its response is built from the encoded-response cache: concurrent
+// checks by one caller never see each other's ids.
+func TestDecisionIDsOverGRPC(t *testing.T) {
+	dir := t.TempDir()
+	demo := testkit.Load(t, "three-tiers")
+	if err := os.CopyFS(dir, os.DirFS(demo.Dir)); err != nil {
+		t.Fatal(err)
+	}
+	pol := filepath.Join(dir, "policy.yaml")
+	raw, _ := os.ReadFile(pol)
+	if err := os.WriteFile(pol, []byte(strings.Replace(string(raw), "upstream_headers:\n", "upstream_headers:\n  decision_id: x-decision-id\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := policy.Load(pol, policy.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := serveSnapshot(t, snap)
+	key := demo.Key(t, "acme")
+	idOf := func(resp *authv3.CheckResponse) (header, meta, body string) {
+		meta = resp.GetDynamicMetadata().GetFields()["decision_id"].GetStringValue()
+		for _, h := range resp.GetOkResponse().GetHeaders() {
+			if h.GetHeader().GetKey() == "x-decision-id" {
+				header = h.GetHeader().GetValue()
+			}
+		}
+		if b := resp.GetDeniedResponse().GetBody(); b != "" {
+			var v struct{ ID string }
+			if err := json.Unmarshal([]byte(b), &v); err != nil {
+				t.Errorf("deny body %s: %v", b, err)
+			}
+			body = v.ID
+		}
+		return header, meta, body
+	}
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			rid := fmt.Sprintf("req-%d", i)
+			allowReq := httpReq("GET", "/images", map[string]string{"x-api-key": key, "x-request-id": rid, "x-decision-id": "forged"})
+			denyReq := httpReq("POST", "/images", map[string]string{"x-api-key": key, "x-request-id": rid})
+			if h, m, _ := idOf(check(t, c, allowReq)); h != rid || m != rid {
+				t.Errorf("allow %s: header %q metadata %q", rid, h, m)
+			}
+			if _, m, b := idOf(check(t, c, denyReq)); b != rid || m != rid {
+				t.Errorf("deny %s: body %q metadata %q", rid, b, m)
+			}
+		})
+	}
+	wg.Wait()
+	// Without x-request-id: Envoy's request id, else a fresh one each time.
+	noHeader := httpReq("GET", "/images", map[string]string{"x-api-key": key})
+	noHeader.Attributes.Request.Http.Id = "envoy-7"
+	if h, m, _ := idOf(check(t, c, noHeader)); h != "envoy-7" || m != "envoy-7" {
+		t.Errorf("Envoy's id: header %q metadata %q", h, m)
+	}
+	noHeader.Attributes.Request.Http.Id = ""
+	h1, _, _ := idOf(check(t, c, noHeader))
+	h2, _, _ := idOf(check(t, c, noHeader))
+	if !strings.HasPrefix(h1, "pc-") || h1 == h2 {
+		t.Errorf("fresh ids %q and %q", h1, h2)
+	}
+	if _, m, b := idOf(check(t, c, &authv3.CheckRequest{})); !strings.HasPrefix(b, "pc-") || m != b {
+		t.Errorf("a request without HTTP attributes: body id %q metadata %q", b, m)
 	}
 }

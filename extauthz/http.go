@@ -123,6 +123,7 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		if p := recover(); p != nil {
 			d = policy.Deny(reason.Internal)
+			d.ID = c.RequestID
 			recovered(r.Context(), h.observer, "forward-auth", p)
 		}
 		writeDecision(w, &d, mode)
@@ -132,7 +133,8 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	req, m, problem := h.decode(r)
 	mode = m
-	c = CheckInfo{Transport: "http", RequestID: req.Headers["x-request-id"], Method: req.Method, Path: withoutQuery(req.Path)}
+	req.ID = policy.DecisionID(req.Headers["x-request-id"])
+	c = CheckInfo{Transport: "http", RequestID: req.ID, Method: req.Method, Path: withoutQuery(req.Path)}
 	switch {
 	case problem == errUntrusted:
 		d = policy.Deny(reason.UntrustedProxy)
@@ -142,6 +144,7 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		d = h.decider.Decide(r.Context(), req)
 	}
+	d.ID = req.ID
 }
 
 // errUntrusted is decode's problem for a peer outside the trusted proxies.
@@ -326,6 +329,9 @@ func writeDecision(w http.ResponseWriter, d *policy.Decision, mode string) {
 	if d.Allow {
 		for _, s := range d.SetHeaders {
 			hdr.Set(s.Name, s.Value)
+		}
+		if d.IDHeader != "" && d.ID != "" {
+			hdr.Set(d.IDHeader, d.ID)
 		}
 		if len(d.RemoveHeaders) > 0 {
 			hdr.Set(RemoveHeader, strings.Join(d.RemoveHeaders, ","))

@@ -125,6 +125,7 @@ func TestForwardAuthModes(t *testing.T) {
 			key = demo.Key(t, "acme")
 			alice := demo.Token(t, "alice-access", time.Now(), time.Hour, nil)
 			method, target, headers := asProxy(tc.mode, tc.method, tc.target)
+			headers = append(headers, [2]string{"X-Request-Id", "fw-1"})
 			for k, v := range tc.creds {
 				v = strings.NewReplacer("key", key, "alice", "Bearer "+alice).Replace(v)
 				headers = append(headers, [2]string{k, v})
@@ -148,7 +149,7 @@ func TestForwardAuthModes(t *testing.T) {
 				}
 				return
 			}
-			if r.body["reason"] != tc.reason || r.reason() != tc.reason || r.body["error"] == "" {
+			if r.body["reason"] != tc.reason || r.reason() != tc.reason || r.body["error"] == "" || r.body["id"] != "fw-1" {
 				t.Errorf("deny %v %v", r.body, r.header)
 			}
 			if (r.status == 401) != (r.header.Get("WWW-Authenticate") != "") {

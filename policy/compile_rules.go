@@ -135,6 +135,13 @@ func (c *compiler) routes(f *policyFile) {
 		} else {
 			c.routePattern(p, &r)
 		}
+		for j, h := range rf.Hosts {
+			hp, ok := parseHostPattern(h)
+			if !ok {
+				c.errf(fmt.Sprintf("%s.hosts[%d]", p, j), "want a host name like api.example.com or *.example.com (no port, no scheme), got %q", h)
+			}
+			r.hosts = append(r.hosts, hp)
+		}
 		for j, m := range rf.Methods {
 			if !methodToken(m) {
 				c.errf(fmt.Sprintf("%s.methods[%d]", p, j), "want an upper-case method like GET, got %q", m)
@@ -196,6 +203,7 @@ func (c *compiler) upstream(f *policyFile) {
 		user:       name("user", u.User, DefaultUserHeader),
 		tier:       name("tier", u.Tier, DefaultTierHeader),
 		credential: name("credential", u.Credential, DefaultCredentialHeader),
+		decisionID: name("decision_id", u.DecisionID, ""),
 		strip:      u.StripCredentials == nil || *u.StripCredentials,
 	}
 	seen := map[string]bool{}

@@ -3,9 +3,13 @@ package policy
 // This file holds the question a check asks and the answer it gets.
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"strconv"
+	"sync/atomic"
 
 	"github.com/portcullis/portcullis/reason"
 )
@@ -18,6 +22,9 @@ type Request struct {
 	Path    string
 	Host    string
 	Headers map[string]string
+	// ID is the decision's id (from DecisionID); "" makes Decide take the
+	// request's x-request-id or a fresh one.
+	ID string
 }
 
 // Header is one header the proxy must set on the upstream request.
@@ -46,6 +53,15 @@ type Decision struct {
 	FromStore     bool   // the key is one of the key store's (not the policy's)
 	Issuer        string // the id of the issuer whose token was verified
 	PolicyVersion string // Version of the snapshot that decided; "" when none did
+	// ID names this decision in the deny body, the decision log, dynamic
+	// metadata and, on allow, the IDHeader upstream: the request's
+	// x-request-id when it is one (DecisionID), else a fresh id.
+	ID string
+	// IDHeader is the upstream header that carries ID on allow
+	// (upstream_headers.decision_id), "" for none. It is not among
+	// SetHeaders (whose values depend only on who is calling): adapters set
+	// it themselves.
+	IDHeader string
 
 	SetHeaders    []Header // on allow: normalized headers to set (overwrite)
 	RemoveHeaders []string // on allow: headers the proxy must delete; never also in SetHeaders
@@ -74,7 +90,8 @@ func (d *Decision) Body() []byte {
 	b, _ := json.Marshal(struct {
 		Error  string      `json:"error"`
 		Reason reason.Code `json:"reason"`
-	}{d.Reason.Message(), d.Reason})
+		ID     string      `json:"id,omitempty"`
+	}{d.Reason.Message(), d.Reason, d.ID})
 	return b
 }
 
@@ -83,7 +100,7 @@ func (d *Decision) Body() []byte {
 func (d *Decision) EachMetadata(f func(key, value string)) {
 	for _, kv := range [...][2]string{
 		{"reason", string(d.Reason)}, {"tier", d.Tier}, {"tenant", d.Tenant},
-		{"tenant_kind", d.TenantKind}, {"user", d.User}, {"credential", d.Credential},
+		{"tenant_kind", d.TenantKind}, {"user", d.User}, {"credential", d.Credential}, {"decision_id", d.ID},
 	} {
 		if kv[1] != "" {
 			f(kv[0], kv[1])
@@ -94,6 +111,48 @@ func (d *Decision) EachMetadata(f func(key, value string)) {
 // Deny returns the deny Decision for r, for adapters that refuse a request
 // before it reaches an Engine (e.g. a CheckRequest without HTTP attributes).
 func Deny(r reason.Code) Decision { return Decision{Reason: r} }
+
+// DecisionID returns the id of a decision on a request whose id is
+// requestID (its x-request-id, or Envoy's stream id): requestID itself
+// when it is 1 to 128 bytes of letters, digits and "-_.:+/=@" (a UUID, as
+// Envoy makes them), else a fresh id, so nothing a client sent that is not
+// an id reaches a log line or a deny body.
+func DecisionID(requestID string) string {
+	if len(requestID) > 0 && len(requestID) <= 128 {
+		ok := true
+		for i := 0; i < len(requestID) && ok; i++ {
+			ok = idByte[requestID[i]]
+		}
+		if ok {
+			return requestID
+		}
+	}
+	return freshID()
+}
+
+var idByte = func() (t [256]bool) {
+	for _, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:+/=@" {
+		t[c] = true
+	}
+	return t
+}()
+
+// Fresh ids are this process's random prefix and a counter: unique across
+// replicas and restarts without a random read per request.
+var (
+	idPrefix = func() string {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		return "pc-" + hex.EncodeToString(b[:]) + "-"
+	}()
+	idCounter atomic.Uint64
+)
+
+func freshID() string {
+	b := make([]byte, 0, len(idPrefix)+16)
+	b = append(b, idPrefix...)
+	return string(strconv.AppendUint(b, idCounter.Add(1), 16))
+}
 
 // PanicValue describes a recovered panic value for a log line without
 // risking a secret: a runtime error's own message (index out of range, nil

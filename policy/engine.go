@@ -88,6 +88,10 @@ func (e *Engine) TokenCacheStats() (hits, misses uint64) { return e.tokens.Stats
 // Decide answers req. It never fails: a broken dependency or a panic is a
 // deny (503), never an allow.
 func (e *Engine) Decide(ctx context.Context, req Request) (d Decision) {
+	id := req.ID
+	if id == "" {
+		id = DecisionID(req.Headers["x-request-id"])
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			d = Deny(reason.Internal)
@@ -95,6 +99,7 @@ func (e *Engine) Decide(ctx context.Context, req Request) (d Decision) {
 				e.onPanic(p, debug.Stack())
 			}
 		}
+		d.ID = id
 	}()
 	s := e.snap.Load()
 	if s == nil {
@@ -106,12 +111,15 @@ func (e *Engine) Decide(ctx context.Context, req Request) (d Decision) {
 	}
 	d = s.decide(ctx, e.tokens, req, &st, e.now())
 	d.PolicyVersion = s.meta.version
+	if d.Allow {
+		d.IDHeader = s.upstream.decisionID
+	}
 	return d
 }
 
 // decide runs the pipeline on one pinned snapshot.
 func (s *Snapshot) decide(ctx context.Context, tc *authn.Tokens, req Request, st *storeView, now time.Time) Decision {
-	rt, r := s.route(req.Method, req.Path)
+	rt, r := s.route(req.Method, req.Path, req.Host)
 	if r != "" {
 		return Deny(r)
 	}

@@ -95,6 +95,7 @@ type routeFile struct {
 	Tier    string   `yaml:"tier"`
 	Tenant  string   `yaml:"tenant"`
 	Public  bool     `yaml:"public"`
+	Hosts   []string `yaml:"hosts"`
 }
 
 type upstreamFile struct {
@@ -103,6 +104,7 @@ type upstreamFile struct {
 	User             *string `yaml:"user"`
 	Tier             *string `yaml:"tier"`
 	Credential       *string `yaml:"credential"`
+	DecisionID       *string `yaml:"decision_id"`
 	StripCredentials *bool   `yaml:"strip_credentials"`
 }
 

@@ -19,6 +19,7 @@ const (
 // credential headers when they are stripped.
 type upstream struct {
 	tenant, tenantKind, user, tier, credential string
+	decisionID                                 string // "" unless configured
 	strip                                      bool
 	alwaysRemove                               []string
 }
@@ -26,7 +27,7 @@ type upstream struct {
 // names returns the configured upstream header names.
 func (u *upstream) names() []string {
 	var out []string
-	for _, h := range []string{u.tenant, u.tenantKind, u.user, u.tier, u.credential} {
+	for _, h := range []string{u.tenant, u.tenantKind, u.user, u.tier, u.credential, u.decisionID} {
 		if h != "" {
 			out = append(out, h)
 		}

@@ -18,6 +18,7 @@ type route struct {
 	tier    *tier    // nil only for public routes
 	tenant  tenantNeed
 	public  bool
+	hosts   []hostPattern // empty = any host
 }
 
 type tenantNeed int
@@ -148,10 +149,13 @@ func upperHex(c byte) byte {
 	return c
 }
 
-// matches reports whether r applies to method and path (already canonical,
-// query removed).
-func (r *route) matches(method, path string) bool {
+// matches reports whether r applies to method, path (already canonical,
+// query removed) and host (from requestHost).
+func (r *route) matches(method, path, host string) bool {
 	if len(r.methods) > 0 && !slices.Contains(r.methods, method) {
+		return false
+	}
+	if len(r.hosts) > 0 && !slices.ContainsFunc(r.hosts, func(p hostPattern) bool { return p.matches(host) }) {
 		return false
 	}
 	if r.exact != "" {
@@ -164,10 +168,11 @@ func (r *route) matches(method, path string) bool {
 	return len(path) == len(r.prefix) || strings.HasSuffix(r.prefix, "/") || path[len(r.prefix)] == '/'
 }
 
-// route returns the first route that applies to method and the raw path,
-// or why the request is refused before any route: a method that is not an
-// upper-case token, a path that is not canonical, no route at all.
-func (s *Snapshot) route(method, rawPath string) (*route, reason.Code) {
+// route returns the first route that applies to method, the raw path and
+// the host, or why the request is refused before any route: a method that
+// is not an upper-case token or a malformed host (400 bad_request), a path
+// that is not canonical (400 bad_path), no route at all.
+func (s *Snapshot) route(method, rawPath, rawHost string) (*route, reason.Code) {
 	if !methodToken(method) {
 		return nil, reason.BadRequest
 	}
@@ -175,8 +180,12 @@ func (s *Snapshot) route(method, rawPath string) (*route, reason.Code) {
 	if !ok {
 		return nil, reason.BadPath
 	}
+	host, okHost := requestHost(rawHost)
+	if !okHost {
+		return nil, reason.BadRequest
+	}
 	for i := range s.routes {
-		if s.routes[i].matches(method, path) {
+		if s.routes[i].matches(method, path, host) {
 			return &s.routes[i], ""
 		}
 	}
