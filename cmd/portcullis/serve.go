@@ -21,7 +21,7 @@ import (
 
 const serveUsage = `usage: portcullis serve --policy FILE [--grpc-addr 127.0.0.1:9001 | unix:///path] [--admin-addr 127.0.0.1:9090]
                         [--http-addr 127.0.0.1:9002 --http-mode traefik|nginx|ingress-nginx|envoy [--http-path-prefix P] [--trusted-proxies CIDRs]]
-                        [--keys-api-addr 127.0.0.1:9003] [--no-migrate]
+                        [--keys-api-addr 127.0.0.1:9003] [--no-migrate] [--shadow-policy FILE]
                         [--reflection] [--tls-cert F --tls-key F [--client-ca F]] [--log-level info]`
 
 func runServe(ctx context.Context, args []string, stderr io.Writer) int {
@@ -30,6 +30,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	var maxStreams uint
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.Policy, "policy", "", "policy file (YAML or JSON)")
+	fs.StringVar(&cfg.ShadowPolicy, "shadow-policy", "", "a second policy deciding every check beside --policy, compared and never changing an answer")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:9001", "ext_authz gRPC listener: host:port or unix:///path")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:9090", "admin listener: /healthz, /readyz, /metrics")
 	fs.BoolVar(&cfg.Reflection, "reflection", false, "serve gRPC reflection (for grpcurl and ghz)")

@@ -56,6 +56,9 @@ func newReloader(s *Server, snap *policy.Snapshot) *reloader {
 	}
 	r.watcher = w
 	r.watch(snap.Files())
+	if s.shadow != nil {
+		r.watch(s.shadow.Snapshot().Files())
+	}
 	go r.events(w)
 	return r
 }
@@ -86,8 +89,34 @@ func (r *reloader) run(ctx context.Context) {
 	}
 }
 
-// reload loads the policy and, if valid, publishes it.
+// reload loads the policy and, if valid, publishes it; then the shadow
+// policy, if any, the same way.
 func (r *reloader) reload(trigger string) {
+	r.reloadLive(trigger)
+	if r.s.shadow != nil {
+		r.reloadShadow(trigger)
+	}
+}
+
+func (r *reloader) reloadShadow(trigger string) {
+	s := r.s
+	snap, err := s.loadShadow()
+	if err != nil {
+		s.metrics.ShadowReloaded(trigger, false)
+		s.log.Error("shadow policy reload failed", "trigger", trigger, "policy", s.cfg.ShadowPolicy, "error", err.Error(),
+			"action", "fix the file; the last good shadow policy keeps deciding beside the live one")
+		return
+	}
+	if snap.Version() == s.shadow.Snapshot().Version() {
+		return // unchanged: the live policy's files changed
+	}
+	s.publishShadow(snap)
+	s.metrics.ShadowReloaded(trigger, true)
+	r.watch(snap.Files())
+	s.log.Info("shadow policy reloaded", "trigger", trigger, "policy", s.cfg.ShadowPolicy, "policy_version", snap.Version())
+}
+
+func (r *reloader) reloadLive(trigger string) {
 	s, start := r.s, time.Now()
 	snap, err := policy.Load(s.cfg.Policy, policy.LoadOptions{JWKS: s.jwks})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,7 @@ import (
 // Config is what `portcullis serve` is told on its command line.
 type Config struct {
 	Policy          string
+	ShadowPolicy    string // decided beside Policy, never changing an answer; "" = none
 	GRPCAddr        string // host:port or unix:///path
 	AdminAddr       string
 	HTTPAddr        string // forward-auth; "" = off
@@ -65,6 +67,7 @@ type Server struct {
 	usage    *keys.Usage
 	jwks     *cache.Registry
 	engine   *policy.Engine
+	shadow   *policy.Engine // nil without a shadow policy
 	reloader *reloader
 	grpc     *grpc.Server
 	health   *health.Server
@@ -108,6 +111,15 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		obs.CountStoreKeys(s.keys.usage)
 	}
 	s.engine = policy.NewEngine(snap, opts)
+	if cfg.ShadowPolicy != "" {
+		shadowSnap, err := s.loadShadow()
+		if err != nil {
+			return nil, s.closeKeys(err)
+		}
+		sopts := opts
+		sopts.OnPanic = func(v any, stack []byte) { obs.Panicked(context.Background(), "shadow", v, stack) }
+		s.shadow = policy.NewEngine(shadowSnap, sopts)
+	}
 	s.publish(snap)
 	releaseLoadGarbage()
 	if err := s.services(obs); err != nil {
@@ -131,11 +143,49 @@ func (s *Server) closeKeys(err error) error {
 	return err
 }
 
-// publish makes snap the one serving, and commits what it uses.
+// publish makes snap the one serving, and commits what it and the shadow
+// policy use.
 func (s *Server) publish(snap *policy.Snapshot) {
 	s.engine.Swap(snap)
-	s.jwks.Commit(snap.Remotes())
+	s.jwks.Commit(s.remotes())
 	s.usage.Track(snap.Keys())
+}
+
+// publishShadow makes snap the shadow policy.
+func (s *Server) publishShadow(snap *policy.Snapshot) {
+	s.shadow.Swap(snap)
+	s.jwks.Commit(s.remotes())
+}
+
+// remotes returns the JWK sets the live and the shadow policy use.
+func (s *Server) remotes() []*cache.Remote {
+	r := s.engine.Snapshot().Remotes()
+	if s.shadow != nil {
+		r = append(slices.Clip(r), s.shadow.Snapshot().Remotes()...)
+	}
+	return r
+}
+
+// loadShadow loads the shadow policy. Its keys in a key store can only be
+// the live policy's: a replica mirrors one.
+func (s *Server) loadShadow() (*policy.Snapshot, error) {
+	snap, err := policy.Load(s.cfg.ShadowPolicy, policy.LoadOptions{JWKS: s.jwks})
+	if err != nil {
+		return nil, fmt.Errorf("loading shadow policy: %w", err)
+	}
+	if ks := snap.KeyStore(); ks != nil && (s.keys == nil || *ks != *s.engine.Snapshot().KeyStore()) {
+		return nil, fmt.Errorf("loading shadow policy: %s: keys_store must be the live policy's (a replica mirrors one key store)", s.cfg.ShadowPolicy)
+	}
+	return snap, nil
+}
+
+// decider is what the transports ask: the engine, or the engine with the
+// shadow policy beside it.
+func (s *Server) decider() extauthz.Decider {
+	if s.shadow == nil {
+		return s.engine
+	}
+	return &shadowed{live: s.engine, shadow: s.shadow, s: s}
 }
 
 func (s *Server) jwksFetched(uri string, err error) {
@@ -165,7 +215,8 @@ func (s *Server) services(obs *telemetry.Observer) error {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	s.grpc = grpc.NewServer(opts...)
-	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(s.engine, obs))
+	decider := s.decider()
+	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(decider, obs))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -173,7 +224,7 @@ func (s *Server) services(obs *telemetry.Observer) error {
 		reflection.Register(s.grpc)
 	}
 	if s.cfg.HTTPAddr != "" {
-		h, err := extauthz.NewHTTPHandler(s.engine, obs, extauthz.HTTPOptions{Mode: s.cfg.HTTPMode,
+		h, err := extauthz.NewHTTPHandler(decider, obs, extauthz.HTTPOptions{Mode: s.cfg.HTTPMode,
 			PathPrefix: s.cfg.HTTPPathPrefix, TrustedProxies: s.cfg.TrustedProxies, Logger: s.log})
 		if err != nil {
 			return err
@@ -266,6 +317,7 @@ func (s *Server) Run(ctx context.Context) error {
 		"grpc_addr", addrString(s.lis.grpc), "admin_addr", addrString(s.lis.admin), "http_addr", addrString(s.lis.fwd),
 		"keys_api_addr", addrString(s.keysAPILis()),
 		"tls", s.cfg.TLSCert != "", "mtls", s.cfg.ClientCA != "", "reflection", s.cfg.Reflection, "policy", s.cfg.Policy,
+		"shadow_policy", s.cfg.ShadowPolicy,
 		"generation", 1, "policy_version", snap.Version(), "keys", snap.Keys().Len())
 	select {
 	case <-ctx.Done():

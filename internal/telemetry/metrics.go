@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/reason"
 )
 
 // Metrics are the server's Prometheus metrics. They are safe for
@@ -24,6 +25,8 @@ type Metrics struct {
 	generation prometheus.Gauge
 	keys       prometheus.Gauge
 	panics     *prometheus.CounterVec
+	shadow     *prometheus.CounterVec
+	shadowLoad *prometheus.CounterVec
 }
 
 // NewMetrics returns the metrics, reading the token cache's figures from
@@ -52,15 +55,22 @@ func NewMetrics(engine func() *policy.Engine) *Metrics {
 			Name: "portcullis_policy_keys", Help: "API keys in the policy serving now.",
 		}),
 		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "portcullis_panics_total", Help: "Panics recovered during checks (each check was denied 503), by where: engine, grpc, forward-auth.",
+			Name: "portcullis_panics_total", Help: "Panics recovered during checks (each check was denied 503), by where: engine, shadow (the shadow policy), grpc, forward-auth.",
 		}, []string{"where"}),
+		shadow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_shadow_decisions_total",
+			Help: "Checks decided by the shadow policy too, by whether it agreed with the live one (same, differ) and both reasons.",
+		}, []string{"result", "live", "shadow"}),
+		shadowLoad: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "portcullis_shadow_policy_reloads_total", Help: "Shadow policy reloads by trigger and result.",
+		}, []string{"trigger", "result"}),
 	}
-	for _, where := range []string{"engine", "grpc", "forward-auth"} {
+	for _, where := range []string{"engine", "shadow", "grpc", "forward-auth"} {
 		m.panics.WithLabelValues(where) // exported at 0, so an alert can watch it
 	}
 	hits := func() float64 { h, _ := engine().TokenCacheStats(); return float64(h) }
 	misses := func() float64 { _, mi := engine().TokenCacheStats(); return float64(mi) }
-	m.reg.MustRegister(m.checks, m.latency, m.jwks, m.reloads, m.generation, m.keys, m.panics,
+	m.reg.MustRegister(m.checks, m.latency, m.jwks, m.reloads, m.generation, m.keys, m.panics, m.shadow, m.shadowLoad,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "portcullis_token_cache_hits_total", Help: "Verified-token cache hits."}, hits),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "portcullis_token_cache_misses_total", Help: "Verified-token cache misses."}, misses),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_token_cache_entries", Help: "Verified tokens cached."},
@@ -93,6 +103,24 @@ func (m *Metrics) Reloaded(trigger string, ok bool) {
 		result = "failure"
 	}
 	m.reloads.WithLabelValues(trigger, result).Inc()
+}
+
+// Shadowed counts one check the shadow policy decided too.
+func (m *Metrics) Shadowed(same bool, live, shadow reason.Code) {
+	result := "differ"
+	if same {
+		result = "same"
+	}
+	m.shadow.WithLabelValues(result, string(live), string(shadow)).Inc()
+}
+
+// ShadowReloaded counts one reload of the shadow policy.
+func (m *Metrics) ShadowReloaded(trigger string, ok bool) {
+	result := "success"
+	if !ok {
+		result = "failure"
+	}
+	m.shadowLoad.WithLabelValues(trigger, result).Inc()
 }
 
 // Serving records the generation and key count of the policy serving now.
