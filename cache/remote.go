@@ -5,11 +5,13 @@ package cache
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,6 +91,11 @@ type Remote struct {
 	refresh time.Duration // as the policy asked, for the Registry
 	shown   string        // uri with any password redacted: the only form ever printed
 	opts    RemoteOptions
+	// issuer is set for a set found by OpenID Connect discovery: uri is
+	// then the issuer's discovery document, which must name issuer
+	// exactly, and the set is fetched from the document's jwks_uri.
+	issuer  string
+	jwksURI atomic.Pointer[string] // the last jwks_uri discovery gave
 
 	set   atomic.Pointer[KeySet]
 	tried atomic.Bool
@@ -110,13 +117,45 @@ func NewRemote(uri string, opts RemoteOptions) *Remote {
 	return &Remote{uri: uri, shown: Redacted(uri), opts: opts.withDefaults(), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// URI returns the address the set is fetched from, with any password in it
-// redacted: it is safe to log or to use as a metric label.
+// NewDiscovered returns a Remote whose key set is found by OpenID Connect
+// discovery: each fetch reads <issuer>/.well-known/openid-configuration,
+// checks that it names issuer exactly (OpenID Connect Discovery 1.0 §4.3;
+// otherwise nothing it says is used), and fetches the set from its
+// jwks_uri. A failed fetch of either keeps the last good set.
+func NewDiscovered(issuer string, opts RemoteOptions) *Remote {
+	r := NewRemote(DiscoveryURL(issuer), opts)
+	r.issuer = issuer
+	return r
+}
+
+// DiscoveryURL returns the address of issuer's discovery document.
+func DiscoveryURL(issuer string) string {
+	return strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
+}
+
+// URI returns the address the set is fetched from (for a discovered set,
+// the discovery document's), with any password in it redacted: it is safe
+// to log or to use as a metric label.
 func (r *Remote) URI() string { return r.shown }
+
+// JWKSURI returns the jwks_uri discovery last gave ("" before, and for a
+// set that is not discovered), password redacted.
+func (r *Remote) JWKSURI() string {
+	if u := r.jwksURI.Load(); u != nil {
+		return Redacted(*u)
+	}
+	return ""
+}
 
 // Is reports whether r fetches uri with the given refresh period.
 func (r *Remote) Is(uri string, refresh time.Duration) bool {
-	return r.uri == uri && r.refresh == refresh
+	return r.issuer == "" && r.uri == uri && r.refresh == refresh
+}
+
+// IsDiscovered reports whether r discovers issuer's set with the given
+// refresh period.
+func (r *Remote) IsDiscovered(issuer string, refresh time.Duration) bool {
+	return r.issuer == issuer && r.issuer != "" && r.refresh == refresh
 }
 
 // Redacted returns uri with the password of its userinfo replaced by
@@ -215,33 +254,76 @@ func wait(ctx context.Context, ch <-chan struct{}) {
 }
 
 func (r *Remote) get(ctx context.Context) (*KeySet, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.uri, nil)
-	if err != nil {
-		return nil, fmt.Errorf("fetching JWK set %s: %w", r.shown, err)
+	uri, shown := r.uri, r.shown
+	if r.issuer != "" {
+		var err error
+		if uri, err = r.discover(ctx); err != nil {
+			return nil, err
+		}
+		shown = Redacted(uri)
 	}
-	req.Header.Set("Accept", "application/json, application/jwk-set+json")
+	body, err := r.download(ctx, uri, shown, "JWK set", "application/json, application/jwk-set+json")
+	if err != nil {
+		return nil, err
+	}
+	set, err := ParseKeySet(body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", shown, err)
+	}
+	return set, nil
+}
+
+// discover reads the discovery document and returns its jwks_uri.
+func (r *Remote) discover(ctx context.Context) (string, error) {
+	body, err := r.download(ctx, r.uri, r.shown, "discovery document", "application/json")
+	if err != nil {
+		return "", err
+	}
+	var doc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return "", fmt.Errorf("discovery document %s: not JSON: %w", r.shown, err)
+	}
+	if doc.Issuer != r.issuer {
+		return "", fmt.Errorf("discovery document %s names issuer %q, not %q: its keys are not used "+
+			"(OpenID Connect Discovery §4.3; check the policy's issuer, it must be the tokens' exact iss)", r.shown, doc.Issuer, r.issuer)
+	}
+	u, err := url.Parse(doc.JWKSURI)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && strings.HasPrefix(r.issuer, "http://"))) {
+		return "", fmt.Errorf("discovery document %s: jwks_uri %q is not an absolute https URL", r.shown, Redacted(doc.JWKSURI))
+	}
+	r.jwksURI.Store(&doc.JWKSURI)
+	return doc.JWKSURI, nil
+}
+
+// download GETs uri (shown as shown) and returns its body, at most
+// maxJWKSBytes.
+func (r *Remote) download(ctx context.Context, uri, shown, what, accept string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s %s: %w", what, shown, err)
+	}
+	req.Header.Set("Accept", accept)
 	resp, err := r.opts.Client.Do(req)
 	if err != nil {
 		// net/http's errors name the URL with its password already
 		// stripped.
-		return nil, fmt.Errorf("fetching JWK set: %w", err)
+		return nil, fmt.Errorf("fetching %s: %w", what, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching JWK set %s: HTTP status %d", r.shown, resp.StatusCode)
+		return nil, fmt.Errorf("fetching %s %s: HTTP status %d", what, shown, resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("fetching JWK set %s: %w", r.shown, err)
+		return nil, fmt.Errorf("fetching %s %s: %w", what, shown, err)
 	}
 	if len(body) > maxJWKSBytes {
-		return nil, fmt.Errorf("fetching JWK set %s: document larger than %d bytes", r.shown, maxJWKSBytes)
+		return nil, fmt.Errorf("fetching %s %s: document larger than %d bytes", what, shown, maxJWKSBytes)
 	}
-	set, err := ParseKeySet(body)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", r.shown, err)
-	}
-	return set, nil
+	return body, nil
 }
 
 // Start fetches now and then refreshes in the background every Refresh
@@ -299,14 +381,26 @@ func NewRegistry(opts RemoteOptions, background bool) *Registry {
 	return &Registry{opts: opts, background: background, remotes: map[string]*Remote{}}
 }
 
-func remoteID(uri string, refresh time.Duration) string { return fmt.Sprintf("%s|%s", uri, refresh) }
+func remoteID(issuer, uri string, refresh time.Duration) string {
+	return fmt.Sprintf("%s|%s|%s", issuer, uri, refresh)
+}
 
 // Remote returns the Remote for uri with the given refresh period: the
 // committed one when the published policy uses it already, else a new one,
 // neither started nor shared until Commit.
 func (g *Registry) Remote(uri string, refresh time.Duration) *Remote {
+	return g.get("", uri, refresh, func(opts RemoteOptions) *Remote { return NewRemote(uri, opts) })
+}
+
+// Discovered is Remote for the set OpenID Connect discovery finds for
+// issuer (NewDiscovered).
+func (g *Registry) Discovered(issuer string, refresh time.Duration) *Remote {
+	return g.get(issuer, DiscoveryURL(issuer), refresh, func(opts RemoteOptions) *Remote { return NewDiscovered(issuer, opts) })
+}
+
+func (g *Registry) get(issuer, uri string, refresh time.Duration, newRemote func(RemoteOptions) *Remote) *Remote {
 	g.mu.Lock()
-	r, ok := g.remotes[remoteID(uri, refresh)]
+	r, ok := g.remotes[remoteID(issuer, uri, refresh)]
 	g.mu.Unlock()
 	if ok {
 		return r
@@ -315,7 +409,7 @@ func (g *Registry) Remote(uri string, refresh time.Duration) *Remote {
 	if refresh > 0 {
 		opts.Refresh = refresh
 	}
-	r = NewRemote(uri, opts)
+	r = newRemote(opts)
 	r.refresh = refresh
 	return r
 }
@@ -326,7 +420,7 @@ func (g *Registry) Remote(uri string, refresh time.Duration) *Remote {
 func (g *Registry) Commit(keep []*Remote) {
 	next := make(map[string]*Remote, len(keep))
 	for _, r := range keep {
-		next[remoteID(r.uri, r.refresh)] = r
+		next[remoteID(r.issuer, r.uri, r.refresh)] = r
 	}
 	g.mu.Lock()
 	var drop []*Remote

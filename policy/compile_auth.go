@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -61,6 +62,9 @@ func (c *compiler) issuers(f *policyFile) map[string]*authn.Issuer {
 	}
 	for _, id := range sortedKeys(f.Issuers) {
 		in, p := f.Issuers[id], "issuers."+id
+		if in.Cognito != nil {
+			c.cognito(p, &in)
+		}
 		cfg := authn.IssuerConfig{ID: id, Issuer: in.Issuer, Audiences: in.Audiences, RequireKID: in.RequireKID == nil || *in.RequireKID,
 			UserClaims: orDefault(in.Claims.User, "sub"), TenantClaims: in.Claims.Tenant, GroupClaims: in.Claims.Groups}
 		if in.Issuer == "" {
@@ -73,10 +77,72 @@ func (c *compiler) issuers(f *policyFile) map[string]*authn.Issuer {
 			c.errf(p+".audiences", "required: the accepted \"aud\" values (or Cognito client ids)")
 		}
 		cfg.Algorithms = c.algorithms(p+".algorithms", in.Algorithms)
-		cfg.Source = c.jwks(p+".jwks", in.JWKS)
+		if in.Discovery || in.JWKS.Discovery {
+			cfg.Source = c.discovered(p, in)
+		} else {
+			cfg.Source = c.jwks(p+".jwks", in.JWKS)
+		}
 		out[id] = authn.NewIssuer(cfg)
 	}
 	return out
+}
+
+var (
+	cognitoRegionRe = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`)
+	cognitoPoolRe   = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]_[0-9A-Za-z]+$`)
+)
+
+// cognito derives an Amazon Cognito user pool's issuer, whose key set is
+// then discovered.
+func (c *compiler) cognito(p string, in *issuerFile) {
+	cg := in.Cognito
+	if !cognitoRegionRe.MatchString(cg.Region) {
+		c.errf(p+".cognito.region", "want an AWS region like eu-west-1, got %q", cg.Region)
+		return
+	}
+	if !cognitoPoolRe.MatchString(cg.UserPoolID) || !strings.HasPrefix(cg.UserPoolID, cg.Region+"_") {
+		c.errf(p+".cognito.user_pool_id", "want the pool's id, <region>_<id> like %s_AbC123xyz, got %q", cg.Region, cg.UserPoolID)
+		return
+	}
+	derived := "https://cognito-idp." + cg.Region + ".amazonaws.com/" + cg.UserPoolID
+	if in.Issuer != "" && in.Issuer != derived {
+		c.errf(p+".issuer", "%q is not the pool's issuer %q: give one of issuer and cognito", in.Issuer, derived)
+	}
+	in.Issuer, in.Discovery = derived, true
+}
+
+// discovered compiles a key set found by OpenID Connect discovery from the
+// issuer's own address.
+func (c *compiler) discovered(p string, in issuerFile) cache.Source {
+	j := in.JWKS
+	if j.URI != "" || j.File != "" || j.Keys != nil {
+		c.errf(p+".jwks", "discovery finds the key set: give no uri, file or keys with it")
+		return nil
+	}
+	refresh := c.duration(p+".jwks.refresh", j.Refresh)
+	if refresh != 0 && refresh < time.Minute {
+		c.errf(p+".jwks.refresh", "refresh %s is below the 1m minimum", refresh)
+	}
+	u, err := url.Parse(in.Issuer)
+	if in.Issuer == "" {
+		return nil // reported by the caller
+	}
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		c.errf(p+".issuer", "discovery needs the issuer to be an https URL without query or fragment, got %q", cache.Redacted(in.Issuer))
+		return nil
+	}
+	for _, r := range c.s.remotes {
+		if r.IsDiscovered(in.Issuer, refresh) {
+			return r
+		}
+	}
+	reg := c.opts.JWKS
+	if reg == nil {
+		reg = cache.NewRegistry(cache.RemoteOptions{}, false)
+	}
+	r := reg.Discovered(in.Issuer, refresh)
+	c.s.remotes = append(c.s.remotes, r)
+	return r
 }
 
 func (c *compiler) algorithms(p string, algs []string) []string {

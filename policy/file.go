@@ -44,19 +44,27 @@ type jwtFile struct {
 }
 
 type issuerFile struct {
-	Issuer     string     `yaml:"issuer"`
-	JWKS       jwksFile   `yaml:"jwks"`
-	Audiences  []string   `yaml:"audiences"`
-	Algorithms []string   `yaml:"algorithms"`
-	Claims     claimsFile `yaml:"claims"`
-	RequireKID *bool      `yaml:"require_kid"`
+	Issuer     string       `yaml:"issuer"`
+	Discovery  bool         `yaml:"discovery"`
+	Cognito    *cognitoFile `yaml:"cognito"`
+	JWKS       jwksFile     `yaml:"jwks"`
+	Audiences  []string     `yaml:"audiences"`
+	Algorithms []string     `yaml:"algorithms"`
+	Claims     claimsFile   `yaml:"claims"`
+	RequireKID *bool        `yaml:"require_kid"`
+}
+
+type cognitoFile struct {
+	Region     string `yaml:"region"`
+	UserPoolID string `yaml:"user_pool_id"`
 }
 
 type jwksFile struct {
-	URI     string           `yaml:"uri"`
-	Refresh string           `yaml:"refresh"`
-	File    string           `yaml:"file"`
-	Keys    []map[string]any `yaml:"keys"`
+	Discovery bool             `yaml:"discovery"`
+	URI       string           `yaml:"uri"`
+	Refresh   string           `yaml:"refresh"`
+	File      string           `yaml:"file"`
+	Keys      []map[string]any `yaml:"keys"`
 }
 
 type claimsFile struct {
