@@ -60,6 +60,11 @@ type RemoteOptions struct {
 	// lock, with the address (its password redacted) and the error (nil on
 	// success).
 	OnFetch func(uri string, err error)
+	// Trace, when set, is called as each fetch starts with the context of
+	// the check that asked for it (or a background one) and the address
+	// (password redacted); it returns the context to fetch in and a
+	// function the fetch's end calls with its error (a tracing span).
+	Trace func(ctx context.Context, uri string) (context.Context, func(error))
 }
 
 func (o RemoteOptions) withDefaults() RemoteOptions {
@@ -226,9 +231,15 @@ func (r *Remote) fetch(ctx context.Context, force bool) {
 
 	go func() {
 		// The fetch runs on its own context so one caller giving up does
-		// not fail it for the others waiting.
-		fctx, cancel := context.WithTimeout(context.Background(), r.opts.Timeout)
+		// not fail it for the others waiting (its values, such as the
+		// caller's trace, are kept).
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.Timeout)
+		end := func(error) {}
+		if r.opts.Trace != nil {
+			fctx, end = r.opts.Trace(fctx, r.shown)
+		}
 		set, err := r.get(fctx)
+		end(err)
 		cancel()
 		if err == nil {
 			r.set.Store(set)

@@ -31,6 +31,10 @@ type Decider interface {
 // an adapter recovered from. Implementations must be safe for concurrent
 // use and must not block.
 type Observer interface {
+	// Begin is told of a check before it is decided, with the request's
+	// headers (a tracer reads the trace context Envoy propagates in them),
+	// and returns the context to decide it in and to pass to Observe.
+	Begin(ctx context.Context, headers map[string]string) context.Context
 	Observe(ctx context.Context, c CheckInfo, d *policy.Decision, elapsed time.Duration)
 	// Panicked reports a panic recovered in where ("grpc", "forward-auth"),
 	// with the stack of the goroutine that panicked. The check was denied.
@@ -95,6 +99,9 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		}
 	}()
 	preq, ok := Decode(req)
+	if s.observer != nil {
+		ctx = s.observer.Begin(ctx, preq.Headers)
+	}
 	preq.ID = policy.DecisionID(requestID(req, preq.Headers))
 	info = CheckInfo{Transport: "grpc", RequestID: preq.ID, Method: preq.Method, Path: withoutQuery(preq.Path)}
 	if !ok {

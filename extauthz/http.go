@@ -120,29 +120,33 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var d policy.Decision
 	var c CheckInfo
 	mode := ""
+	ctx := r.Context()
 	defer func() {
 		if p := recover(); p != nil {
 			d = policy.Deny(reason.Internal)
 			d.ID = c.RequestID
-			recovered(r.Context(), h.observer, "forward-auth", p)
+			recovered(ctx, h.observer, "forward-auth", p)
 		}
 		writeDecision(w, &d, mode)
 		if h.observer != nil {
-			h.observer.Observe(r.Context(), c, &d, time.Since(start))
+			h.observer.Observe(ctx, c, &d, time.Since(start))
 		}
 	}()
 	req, m, problem := h.decode(r)
 	mode = m
+	if h.observer != nil {
+		ctx = h.observer.Begin(ctx, req.Headers)
+	}
 	req.ID = policy.DecisionID(req.Headers["x-request-id"])
 	c = CheckInfo{Transport: "http", RequestID: req.ID, Method: req.Method, Path: withoutQuery(req.Path)}
 	switch {
 	case problem == errUntrusted:
 		d = policy.Deny(reason.UntrustedProxy)
 	case problem != "":
-		h.warn.warn(r.Context(), problem)
+		h.warn.warn(ctx, problem)
 		d = policy.Deny(reason.BadRequest)
 	default:
-		d = h.decider.Decide(r.Context(), req)
+		d = h.decider.Decide(ctx, req)
 	}
 	d.ID = req.ID
 }

@@ -73,7 +73,8 @@ type Server struct {
 	health   *health.Server
 	fwd      *http.Server // nil without --http-addr
 	admin    *http.Server
-	keys     *keyStore // nil without a policy keys_store
+	keys     *keyStore          // nil without a policy keys_store
+	tracing  *telemetry.Tracing // nil unless OTEL_* ask for it
 	tls      *tls.Config
 	lis      listeners
 	draining atomic.Bool
@@ -96,12 +97,22 @@ func (l listeners) close() {
 func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, usage: keys.NewUsage()}
 	s.metrics = telemetry.NewMetrics(func() *policy.Engine { return s.engine })
-	s.jwks = cache.NewRegistry(cache.RemoteOptions{OnFetch: s.jwksFetched}, true)
+	tracing, err := telemetry.TracingFromEnv(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	s.tracing = tracing
+	ropts := cache.RemoteOptions{OnFetch: s.jwksFetched}
+	if tracing != nil {
+		ropts.Trace = tracing.Fetch
+	}
+	s.jwks = cache.NewRegistry(ropts, true)
 	snap, err := policy.Load(cfg.Policy, policy.LoadOptions{JWKS: s.jwks})
 	if err != nil {
 		return nil, fmt.Errorf("loading policy: %w", err)
 	}
 	obs := telemetry.NewObserver(s.metrics, log, s.usage)
+	obs.Trace(tracing)
 	if s.keys, err = s.openKeyStore(snap); err != nil {
 		return nil, err
 	}
@@ -317,7 +328,7 @@ func (s *Server) Run(ctx context.Context) error {
 		"grpc_addr", addrString(s.lis.grpc), "admin_addr", addrString(s.lis.admin), "http_addr", addrString(s.lis.fwd),
 		"keys_api_addr", addrString(s.keysAPILis()),
 		"tls", s.cfg.TLSCert != "", "mtls", s.cfg.ClientCA != "", "reflection", s.cfg.Reflection, "policy", s.cfg.Policy,
-		"shadow_policy", s.cfg.ShadowPolicy,
+		"shadow_policy", s.cfg.ShadowPolicy, "tracing", s.tracing != nil,
 		"generation", 1, "policy_version", snap.Version(), "keys", snap.Keys().Len())
 	select {
 	case <-ctx.Done():
@@ -364,6 +375,9 @@ func (s *Server) Drain(ctx context.Context) {
 	}
 	s.reloader.close()
 	s.jwks.Close()
+	if err := s.tracing.Shutdown(actx); err != nil {
+		s.log.Warn("tracing: spans not exported at shutdown", "error", err.Error())
+	}
 	s.log.Info("portcullis stopped")
 }
 

@@ -15,10 +15,19 @@ import (
 // Observer counts every decision, logs it at debug level and records its
 // key's usage. It is safe for concurrent use and never blocks.
 type Observer struct {
-	m     *Metrics
-	log   *slog.Logger
-	usage *keys.Usage
-	store Recorder
+	m       *Metrics
+	log     *slog.Logger
+	usage   *keys.Usage
+	store   Recorder
+	tracing *Tracing // nil: no spans
+}
+
+// Trace makes o start a span for every check (t may be nil: none).
+func (o *Observer) Trace(t *Tracing) { o.tracing = t }
+
+// Begin starts the check's span, when tracing.
+func (o *Observer) Begin(ctx context.Context, headers map[string]string) context.Context {
+	return o.tracing.begin(ctx, headers)
 }
 
 // Recorder counts the checks of the key store's keys (across replicas).
@@ -44,6 +53,7 @@ func (o *Observer) Observe(ctx context.Context, c extauthz.CheckInfo, d *policy.
 	if d.Allow {
 		result = "allow"
 	}
+	o.tracing.end(ctx, c, d)
 	o.m.checks.WithLabelValues(c.Transport, result, d.Tier, string(d.Reason)).Inc()
 	o.m.latency.WithLabelValues(c.Transport).Observe(elapsed.Seconds())
 	switch {
