@@ -49,7 +49,7 @@ type prometheusRule struct {
 			Rules []struct {
 				Alert       string            `json:"alert"`
 				Expr        string            `json:"expr"`
-				For         string            `json:"for"`
+				For         string            `json:"for,omitempty"`
 				Labels      map[string]string `json:"labels"`
 				Annotations map[string]string `json:"annotations"`
 			} `json:"rules"`
@@ -379,7 +379,7 @@ func TestHelmChart(t *testing.T) {
 	}{
 		{"defaults", nil, map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Secret": 1, "Service": 1, "Deployment": 1,
 			"PodDisruptionBudget": 1, "NetworkPolicy": 1, "HorizontalPodAutoscaler": 0, "ServiceMonitor": 0, "AuthorizationPolicy": 0}},
-		{"everything on", []string{"-f", all}, map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Secret": 1, "Service": 1, "Deployment": 1,
+		{"everything on", []string{"-f", all}, map[string]int{"ServiceAccount": 1, "ConfigMap": 2, "Secret": 1, "Service": 1, "Deployment": 1,
 			"PodDisruptionBudget": 1, "NetworkPolicy": 1, "HorizontalPodAutoscaler": 1, "ServiceMonitor": 1, "AuthorizationPolicy": 1,
 			"PrometheusRule": 1}},
 	} {
@@ -395,7 +395,11 @@ func TestHelmChart(t *testing.T) {
 			}
 			d := k["Deployment"][0].(*appsv1.Deployment)
 			checkDeployment(t, d, 2)
-			checkPolicy(t, k["ConfigMap"][0].(*corev1.ConfigMap), k["Secret"][0].(*corev1.Secret))
+			for _, cm := range k["ConfigMap"] {
+				if cm := cm.(*corev1.ConfigMap); cm.Name == "portcullis" { // the other is the Grafana dashboard
+					checkPolicy(t, cm, k["Secret"][0].(*corev1.Secret))
+				}
+			}
 			args := strings.Join(d.Spec.Template.Spec.Containers[0].Args, " ")
 			if tc.name == "everything on" {
 				for _, want := range []string{"--reflection", "--http-addr=0.0.0.0:9002", "--http-mode=nginx", "--http-path-prefix=/authz",

@@ -105,7 +105,7 @@ func TestServeShadowPolicy(t *testing.T) {
 	})
 	// The shadow policy made equal to the live one: no more disagreements.
 	writeAtomic(t, shadow, raw)
-	p.waitFor(t, msgIs("shadow policy reloaded"))
+	p.waitFor(t, msgIs("shadow policy reloaded", "changed", true))
 	ask("GET", "after-reload", map[string]string{"x-api-key": key})
 	_, metrics = p.get(t, "/metrics")
 	if got := metricValue(metrics, `portcullis_shadow_decisions_total{live="allowed",result="same",shadow="allowed"}`); got != 6 {

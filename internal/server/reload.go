@@ -107,13 +107,13 @@ func (r *reloader) reloadShadow(trigger string) {
 			"action", "fix the file; the last good shadow policy keeps deciding beside the live one")
 		return
 	}
-	if snap.Version() == s.shadow.Snapshot().Version() {
-		return // unchanged: the live policy's files changed
-	}
-	s.publishShadow(snap)
 	s.metrics.ShadowReloaded(trigger, true)
-	r.watch(snap.Files())
-	s.log.Info("shadow policy reloaded", "trigger", trigger, "policy", s.cfg.ShadowPolicy, "policy_version", snap.Version())
+	changed := snap.Version() != s.shadow.Snapshot().Version()
+	if changed { // else only the live policy's files changed
+		s.publishShadow(snap)
+		r.watch(snap.Files())
+	}
+	s.log.Info("shadow policy reloaded", "trigger", trigger, "policy", s.cfg.ShadowPolicy, "policy_version", snap.Version(), "changed", changed)
 }
 
 func (r *reloader) reloadLive(trigger string) {
