@@ -1,5 +1,7 @@
 package reason
 
+import "slices"
+
 // Code is the stable code of a decision. The same value is the deny body's
 // "reason", the log field and the metric label; it never holds anything a
 // client sent.
@@ -82,6 +84,19 @@ var reasons = map[Code]info{
 	JWKSUnavailable:  {503, "token issuer keys unavailable"},
 	StoreUnavailable: {503, "API keys not loaded yet"},
 	Internal:         {503, "authorization check failed"},
+}
+
+// Known reports whether r is one of the reason codes.
+func (r Code) Known() bool { _, ok := reasons[r]; return ok }
+
+// All returns every reason code, sorted.
+func All() []Code {
+	out := make([]Code, 0, len(reasons))
+	for r := range reasons {
+		out = append(out, r)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Status returns the HTTP status for r: 200, 400, 401, 403 or 503. An

@@ -140,6 +140,8 @@ func TestPolicyTestFileErrors(t *testing.T) {
 			"is a placeholder: name the demo credentials file"},
 		{"contradiction", head + "  - name: a\n    request: { path: /x }\n    expect: { allow: true, reason: no_route }\n", "contradict each other"},
 		{"invalid policy", "policy: keys.yaml\ntests:\n  - name: a\n    request: { path: /x }\n", "the policy is invalid"},
+		{"unknown reason", head + "  - name: a\n    request: { path: /x }\n    expect: { reason: forbidden }\n", `tests[0].expect.reason: unknown reason "forbidden" (want one of allowed,`},
+		{"status and reason", head + "  - name: a\n    request: { path: /x }\n    expect: { status: 401, reason: no_route }\n", `status 401 and reason "no_route" contradict each other (no_route is 403)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			writeFile(t, filepath.Join(dir, "t.yaml"), tc.file)
@@ -151,5 +153,22 @@ func TestPolicyTestFileErrors(t *testing.T) {
 	}
 	if code, _, errOut := runBinary(t, dir, "test"); code != 2 || !strings.Contains(errOut, "usage: portcullis test") {
 		t.Fatalf("no file: exit %d %s", code, errOut)
+	}
+}
+
+// TestPolicyTestOfTheNextPolicy: the platform example's tests, run against
+// its next policy (the one to shadow first), show exactly the case it
+// changes: a write key may no longer delete.
+func TestPolicyTestOfTheNextPolicy(t *testing.T) {
+	dir := testkit.Example("platform")
+	code, out, errOut := runBinary(t, dir, "test", "--policy", "policy.next.yaml", "policy_test.yaml")
+	var failed []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "FAIL ") {
+			failed = append(failed, l)
+		}
+	}
+	if code != 1 || len(failed) != 1 || failed[0] != "FAIL a write key deletes: allow want true got false" || !strings.HasSuffix(out, "10 passed, 1 failed\n") {
+		t.Fatalf("exit %d, failures %q\n%s%s", code, failed, out, errOut)
 	}
 }

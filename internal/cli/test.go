@@ -18,6 +18,7 @@ import (
 	"github.com/portcullis/portcullis/internal/demo"
 	"github.com/portcullis/portcullis/internal/source"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/reason"
 )
 
 // testFile is one policy test file (CONTRACT.md §9).
@@ -170,8 +171,16 @@ func loadSuite(ctx context.Context, name, policyOverride string, stderr io.Write
 			}
 			req.Headers[strings.ToLower(h)] = v
 		}
-		if c.Expect.Reason != nil && c.Expect.Allow != nil && *c.Expect.Allow != (*c.Expect.Reason == "allowed") {
-			p.Addf(f, at+".expect", "allow %v and reason %q contradict each other", *c.Expect.Allow, *c.Expect.Reason)
+		if r := c.Expect.Reason; r != nil {
+			code := reason.Code(*r)
+			switch {
+			case !code.Known():
+				p.Addf(f, at+".expect.reason", "unknown reason %q (want one of %s)", *r, strings.Join(reasonNames(), ", "))
+			case c.Expect.Allow != nil && *c.Expect.Allow != (code.Status() == 200):
+				p.Addf(f, at+".expect", "allow %v and reason %q contradict each other", *c.Expect.Allow, *r)
+			case c.Expect.Status != nil && *c.Expect.Status != code.Status():
+				p.Addf(f, at+".expect", "status %d and reason %q contradict each other (%s is %d)", *c.Expect.Status, *r, *r, code.Status())
+			}
 		}
 		s.cases = append(s.cases, loadedCase{testCase: c, req: req})
 	}
@@ -188,6 +197,14 @@ func loadSuite(ctx context.Context, name, policyOverride string, stderr io.Write
 	}
 	s.eng = policy.NewEngine(snap, opts)
 	return s, nil
+}
+
+func reasonNames() []string {
+	var out []string
+	for _, r := range reason.All() {
+		out = append(out, string(r))
+	}
+	return out
 }
 
 func relTo(dir, p string) string {
