@@ -2,6 +2,7 @@ package k8s_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/portcullis/portcullis/reason"
 )
 
 // exportedMetrics is the list of series names the server exports, kept
@@ -29,19 +32,34 @@ func exportedMetrics(t *testing.T) []string {
 }
 
 // metricsIn returns the metric names an expression selects, or the parse
-// error.
+// error. A matcher on the reason label must name only reason codes the
+// server gives (a misspelt one would match nothing, silently).
 func metricsIn(expr string) ([]string, error) {
 	e, err := parser.NewParser(parser.Options{}).ParseExpr(expr)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
+	var bad []string
 	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
 		if vs, ok := n.(*parser.VectorSelector); ok {
 			out = append(out, vs.Name)
+			for _, m := range vs.LabelMatchers {
+				if m.Name != "reason" {
+					continue
+				}
+				for _, v := range strings.Split(m.Value, "|") {
+					if !reason.Code(v).Known() {
+						bad = append(bad, v)
+					}
+				}
+			}
 		}
 		return nil
 	})
+	if len(bad) > 0 {
+		return out, fmt.Errorf("reason %q is not a reason code", bad)
+	}
 	return out, nil
 }
 
