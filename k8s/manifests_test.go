@@ -419,6 +419,26 @@ func TestHelmChart(t *testing.T) {
 					t.Errorf("AuthorizationPolicy %s %v", ap.Namespace, ap.spec)
 				}
 				checkKeyStore(t, d, k)
+				env := map[string]string{}
+				for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+					env[e.Name] = e.Value
+				}
+				np := k["NetworkPolicy"][0].(*networkingv1.NetworkPolicy)
+				collector := false
+				for _, r := range np.Spec.Egress {
+					for _, p := range r.Ports {
+						collector = collector || (p.Port.IntValue() == 4317 && len(r.To) == 1 && r.To[0].IPBlock.CIDR == "10.30.0.0/16")
+					}
+				}
+				if !collector {
+					t.Error("the NetworkPolicy does not let spans out to the collector")
+				}
+				for name, want := range map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4317",
+					"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"} {
+					if env[name] != want {
+						t.Errorf("%s = %q, want %q", name, env[name], want)
+					}
+				}
 			} else if strings.Contains(args, "--http-addr") || strings.Contains(args, "--tls-cert") {
 				t.Errorf("defaults enable optional listeners: %s", args)
 			}
