@@ -41,6 +41,9 @@ func (a *KeysAPI) SelfService(id string) bool { return a.issuers[id] }
 // UserMayGive reports whether a user may give a key tier.
 func (a *KeysAPI) UserMayGive(tier string) bool { return slices.Contains(a.tiers, tier) }
 
+// Tiers returns the tiers a self-service user may give their keys.
+func (a *KeysAPI) Tiers() []string { return slices.Clone(a.tiers) }
+
 // Admin reports whether a user's token puts them in an admin group: they
 // manage every key bound to a tenant they are a member of.
 func (a *KeysAPI) Admin(t *authn.Token) bool {

@@ -2,7 +2,9 @@
 # Installs the real tools the checks and tests drive: staticcheck and helm
 # (from the Go module proxy, at pinned versions, into .tools/bin), nginx
 # (Debian's nginx-light, with the auth_request module) for the forward-auth
-# end-to-end tests, and PostgreSQL (Debian's postgresql) for the key store's. Safe to run again: it installs only what is missing.
+# end-to-end tests, PostgreSQL (Debian's postgresql) for the key store's, and
+# Chromium (Debian's chromium) for the token page's browser tests. Safe to
+# run again: it installs only what is missing.
 # Without root or apt-get it says what to install; the tests that need it
 # then fail under CI and are skipped elsewhere.
 set -euo pipefail
@@ -23,12 +25,17 @@ if ! { [ -x "$helm" ] && go version -m "$helm" 2>/dev/null | grep -q "helm.sh/he
   GOBIN="$PWD/.tools/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 
-need=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(nginx-light)
+have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
 # PostgreSQL's server binaries, for the key store's tests (each starts a
 # throwaway cluster of its own; the package's own cluster is never started).
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+have_postgresql() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
+# Headless Chromium, for the token page's browser tests (chromedp).
+have_chromium() { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }
+
+need=()
+have_nginx || need+=(nginx-light)
+have_postgresql || need+=(postgresql)
+have_chromium || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -47,5 +54,6 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 [ -n "$cleanup" ] && rm -f "$cleanup"
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
+have_nginx
+have_postgresql
+have_chromium

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +47,7 @@ type apiEnv struct {
 	demo   *testkit.Demo
 	snap   *policy.Snapshot
 	log    *bytes.Buffer
+	skew   *atomic.Int64 // added to the API's clock (expiry tests)
 }
 
 func newAPI(t *testing.T, edit func(policy string) string) *apiEnv {
@@ -87,7 +89,9 @@ func newAPI(t *testing.T, edit func(policy string) string) *apiEnv {
 	go func() { m.Run(mctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	store := pgstore.New(pool)
-	h := api.New(api.Config{Store: store, Mirror: m, Usage: pgstore.NewUsage(pool), Policy: func() *policy.Snapshot { return snap }, Log: logger})
+	skew := new(atomic.Int64)
+	h := api.New(api.Config{Store: store, Mirror: m, Usage: pgstore.NewUsage(pool), Policy: func() *policy.Snapshot { return snap }, Log: logger,
+		Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	doc, err := openapi3.NewLoader().LoadFromData(api.OpenAPI)
@@ -101,7 +105,7 @@ func newAPI(t *testing.T, edit func(policy string) string) *apiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &apiEnv{t: t, srv: srv, store: store, mirror: m, router: router, demo: demo, snap: snap, log: &log}
+	return &apiEnv{t: t, srv: srv, store: store, mirror: m, router: router, demo: demo, snap: snap, log: &log, skew: skew}
 }
 
 // token returns the Authorization value of a principal: "console" (the
@@ -121,6 +125,7 @@ type answer struct {
 	status int
 	body   map[string]any
 	raw    string
+	header http.Header
 }
 
 func (a answer) str(k string) string { s, _ := a.body[k].(string); return s }
@@ -142,6 +147,13 @@ func (e *apiEnv) callMalformed(who, method, path string, body any) answer {
 
 func (e *apiEnv) send(who, method, path string, body any, malformed bool) answer {
 	e.t.Helper()
+	return e.sendWith(who, method, path, body, malformed, nil)
+}
+
+// sendWith is send with the request changed by edit before it goes (a
+// session's cookie and CSRF header, an Origin).
+func (e *apiEnv) sendWith(who, method, path string, body any, malformed bool, edit func(*http.Request)) answer {
+	e.t.Helper()
 	var raw []byte
 	switch b := body.(type) {
 	case nil:
@@ -156,6 +168,9 @@ func (e *apiEnv) send(who, method, path string, body any, malformed bool) answer
 	}
 	if who != "" {
 		req.Header.Set("Authorization", e.token(who))
+	}
+	if edit != nil {
+		edit(req)
 	}
 	route, params, err := e.router.FindRoute(req)
 	if err != nil {
@@ -184,7 +199,7 @@ func (e *apiEnv) send(who, method, path string, body any, malformed bool) answer
 		Options: &openapi3filter.Options{IncludeResponseStatus: true}}); err != nil {
 		e.t.Fatalf("%s %s: answer %d %s does not match openapi.json: %v", method, path, resp.StatusCode, b, err)
 	}
-	a := answer{status: resp.StatusCode, raw: string(b)}
+	a := answer{status: resp.StatusCode, raw: string(b), header: resp.Header}
 	_ = json.Unmarshal(b, &a.body)
 	return a
 }

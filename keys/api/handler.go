@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/authn"
+	"github.com/portcullis/portcullis/keys"
 	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/reason"
@@ -63,8 +64,14 @@ func New(cfg Config) *Handler {
 	} {
 		h.mux.Handle(pattern, h.authenticated(f))
 	}
+	h.mux.Handle("POST /v1/sessions", h.authenticated(h.openSession))
+	h.mux.Handle("POST /v1/sessions/logout", h.authenticated(h.logout))
+	h.mux.Handle("GET /v1/sessions/current", h.authenticated(h.whoami))
+	h.mux.HandleFunc("POST /v1/sessions/exchange", h.exchange)
 	h.mux.HandleFunc("GET /v1/status", h.status)
 	h.mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	h.mux.HandleFunc("GET /{$}", servePage)
+	h.mux.HandleFunc("GET /assets/{name}", servePage)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such call: see /v1/openapi.json")
 	})
@@ -85,6 +92,12 @@ type principal struct {
 	admin   bool     // in an admin group: manages the keys of their tenants
 	tenants []string // the tenants the user is a member of
 	snap    *policy.Snapshot
+
+	// A token page session: its cookie's digest, the tenant it was
+	// opened for and when it ends.
+	session        *keys.Digest
+	sessionTenant  string
+	sessionExpires time.Time
 }
 
 // by names the principal in the change log and the audit line.
@@ -117,10 +130,12 @@ func (p *principal) may(k pgstore.Key) bool {
 // error f returns becomes the answer.
 func (h *Handler) authenticated(f func(http.ResponseWriter, *http.Request, *principal) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, code := h.principal(r)
-		if code != "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis-keys"`)
-			writeError(w, http.StatusUnauthorized, code, code.Message())
+		p, status, code, msg := h.principal(r)
+		if p == nil {
+			if status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="portcullis-keys"`)
+			}
+			writeError(w, status, code, msg)
 			return
 		}
 		if err := f(w, r, p); err != nil {
@@ -129,32 +144,41 @@ func (h *Handler) authenticated(f func(http.ResponseWriter, *http.Request, *prin
 	})
 }
 
-// principal reads Authorization: Bearer <management token or user JWT>.
-func (h *Handler) principal(r *http.Request) (*principal, reason.Code) {
+// principal reads Authorization: Bearer <management token or user JWT>,
+// or else the token page's session cookie. When it cannot, it returns the
+// status, reason and message to answer with.
+func (h *Handler) principal(r *http.Request) (*principal, int, reason.Code, string) {
 	snap := h.cfg.Policy()
 	api := snap.KeysAPI()
 	raw := strings.TrimSpace(r.Header.Get("Authorization"))
 	if raw == "" {
-		return nil, reason.MissingCredential
+		if c, err := r.Cookie(SessionCookie); err == nil && api != nil {
+			return h.sessionPrincipal(r, c, snap)
+		}
+		return unauthorized(reason.MissingCredential)
 	}
 	tok, ok := authn.Bearer(raw)
 	if !ok || tok == "" || api == nil {
-		return nil, reason.InvalidToken
+		return unauthorized(reason.InvalidToken)
 	}
 	if id, ok := api.Manager(tok); ok {
-		return &principal{manager: id, snap: snap}, ""
+		return &principal{manager: id, snap: snap}, 0, "", ""
 	}
 	if !authn.LooksLikeJWT(tok) {
-		return nil, reason.InvalidToken
+		return unauthorized(reason.InvalidToken)
 	}
 	t, code := snap.VerifyToken(r.Context(), h.tokens, tok, h.cfg.Now())
 	switch {
 	case code != "":
-		return nil, code
+		return unauthorized(code)
 	case !api.SelfService(t.Issuer().ID()) || t.User() == "":
-		return nil, reason.InvalidToken
+		return unauthorized(reason.InvalidToken)
 	}
-	return &principal{user: t.User(), admin: api.Admin(t), tenants: snap.TenantsOf(t.User()), snap: snap}, ""
+	return &principal{user: t.User(), admin: api.Admin(t), tenants: snap.TenantsOf(t.User()), snap: snap}, 0, "", ""
+}
+
+func unauthorized(code reason.Code) (*principal, int, reason.Code, string) {
+	return nil, http.StatusUnauthorized, code, code.Message()
 }
 
 // Errors a call returns that are the caller's fault, with their status

@@ -389,8 +389,10 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int, error) {
 				return err
 			}
 		}
-		_, err := tx.Exec(ctx, "DELETE FROM portcullis_changes WHERE at < $1", cutoff)
-		return err
+		if _, err := tx.Exec(ctx, "DELETE FROM portcullis_changes WHERE at < $1", cutoff); err != nil {
+			return err
+		}
+		return pruneSessions(ctx, tx, time.Now())
 	})
 	return n, err
 }

@@ -106,7 +106,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if v, err := pgstore.Migrate(context.Background(), pool); err != nil || v != 1 {
+	if v, err := pgstore.Migrate(context.Background(), pool); err != nil || v != 2 {
 		t.Fatalf("schema %d, %v", v, err)
 	}
 }
