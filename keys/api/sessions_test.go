@@ -84,7 +84,10 @@ func TestSessionOpenAndExchange(t *testing.T) {
 	} {
 		e.want(e.exchange(code, edit), 403, "csrf")
 	}
-	x := e.exchange(code, func(r *http.Request) { r.Header.Set("Origin", "http://"+r.Host); r.Header.Set("Sec-Fetch-Site", "same-origin") })
+	x := e.exchange(code, func(r *http.Request) {
+		r.Header.Set("Origin", "http://"+r.Host)
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+	})
 	e.want(x, 200, "")
 	if x.str("user") != "u-alice" || x.str("tenant") != "org-acme" || len(x.str("csrf_token")) != 43 {
 		t.Errorf("exchange answer %s", x.raw)
