@@ -87,17 +87,22 @@ function expiryFields(select, dateInput) {
 
 function tenantChoice() { return $("#tenant").value; }
 
+let loading = 0; // the newest load; an older one that finishes later is dropped
+
 async function load() {
   showError(null);
+  const mine = ++loading;
   const tenant = tenantChoice();
   const q = tenant ? `?tenant=${encodeURIComponent(tenant)}&page_size=100` : `?user=${encodeURIComponent(me.user)}&page_size=100`;
-  keys = [];
+  const list = [];
   let token = "";
   do {
     const page = await api("GET", `/v1/keys${q}${token ? "&page_token=" + encodeURIComponent(token) : ""}`);
-    keys.push(...page.keys);
+    list.push(...page.keys);
     token = page.next_page_token;
   } while (token);
+  if (mine !== loading) return;
+  keys = list;
   render();
   for (const k of keys) usage(k).catch(() => {});
 }
