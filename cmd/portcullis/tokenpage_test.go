@@ -300,7 +300,7 @@ func TestTokenPage(t *testing.T) {
 	}
 	// A cross-site page cannot delete alice's keys with her cookie.
 	evil := evilSite(t, origin)
-	alice.do(chromedp.Navigate(evil+"/attack.html"))
+	alice.do(chromedp.Navigate(evil + "/attack.html"))
 	alice.until(`document.title === "done"`)
 	alice.do(chromedp.Navigate(origin+"/"), chromedp.WaitVisible(chromedp.CSS("#keys-section")))
 	alice.until(`document.querySelectorAll("#keys tbody tr").length === 2`)
