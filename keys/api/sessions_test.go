@@ -1,12 +1,15 @@
 package api_test
 
 import (
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/portcullis/portcullis/keys/api"
+	"github.com/portcullis/portcullis/policy"
 )
 
 // session is a token page session as the page holds it.
@@ -222,5 +225,24 @@ func TestPageIsServed(t *testing.T) {
 		if resp.StatusCode != 404 {
 			t.Errorf("%s: %d", path, resp.StatusCode)
 		}
+	}
+}
+
+// TestSessionCookieSecureUnderTLS: behind TLS the session cookie is Secure.
+func TestSessionCookieSecureUnderTLS(t *testing.T) {
+	e := newAPI(t, nil)
+	h := api.New(api.Config{Store: e.store, Mirror: e.mirror, Policy: func() *policy.Snapshot { return e.snap },
+		Log: slog.New(slog.DiscardHandler), Secure: true})
+	srv := httptest.NewTLSServer(h)
+	defer srv.Close()
+	a := e.call("console", "POST", "/v1/sessions", map[string]any{"user": "u-alice"})
+	code := strings.TrimPrefix(a.str("url"), "/#code=")
+	resp, err := srv.Client().Post(srv.URL+"/v1/sessions/exchange", "application/json", strings.NewReader(`{"code":"`+code+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if c := resp.Header.Get("Set-Cookie"); resp.StatusCode != 200 || !strings.Contains(c, "; Secure") || !strings.Contains(c, "HttpOnly") {
+		t.Fatalf("%d Set-Cookie %q", resp.StatusCode, c)
 	}
 }
