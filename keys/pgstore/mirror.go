@@ -254,10 +254,10 @@ func (m *Mirror) load(ctx context.Context, tx pgx.Tx, version int64, resync bool
 	}
 	m.loads++
 	m.merging = false // a merge of the view before is of no use now
-	m.publish(keys.NewView(b.Build()), version)
-	if resync {
+	if resync { // counted before the view is seen: whoever sees it sees the count
 		m.resyncs.Add(1)
 	}
+	m.publish(keys.NewView(b.Build()), version)
 	m.opts.Log.Info("key store loaded", "version", version, "keys", n, "took_ms", time.Since(start).Milliseconds(), "resync", resync)
 	return nil
 }
