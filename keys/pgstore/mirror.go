@@ -254,7 +254,7 @@ func (m *Mirror) load(ctx context.Context, tx pgx.Tx, version int64, resync bool
 	}
 	m.loads++
 	m.merging = false // a merge of the view before is of no use now
-	if resync { // counted before the view is seen: whoever sees it sees the count
+	if resync {       // counted before the view is seen: whoever sees it sees the count
 		m.resyncs.Add(1)
 	}
 	m.publish(keys.NewView(b.Build()), version)
