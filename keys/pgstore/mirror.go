@@ -254,7 +254,9 @@ func (m *Mirror) load(ctx context.Context, tx pgx.Tx, version int64, resync bool
 	}
 	m.loads++
 	m.merging = false // a merge of the view before is of no use now
-	if resync {       // counted before the view is seen: whoever sees it sees the count
+	// A resync is counted before its view is seen: whoever sees the view
+	// sees the count.
+	if resync {
 		m.resyncs.Add(1)
 	}
 	m.publish(keys.NewView(b.Build()), version)
