@@ -134,7 +134,7 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: cookie, Path: "/", Expires: s.ExpiresAt, MaxAge: int(sessionLife / time.Second),
-		HttpOnly: true, Secure: h.cfg.Secure, SameSite: http.SameSiteStrictMode})
+		HttpOnly: true, Secure: h.secureCookie(r), SameSite: http.SameSiteStrictMode})
 	h.cfg.Log.InfoContext(r.Context(), "session started", "user", s.User, "tenant", s.Tenant)
 	writeJSON(w, http.StatusOK, map[string]any{"user": s.User, "tenant": optional(s.Tenant), "expires_at": s.ExpiresAt, "csrf_token": csrf})
 }
@@ -147,7 +147,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, p *principal) e
 	if err := h.cfg.Store.EndSession(r.Context(), *p.session); err != nil {
 		return err
 	}
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: h.cfg.Secure, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: h.secureCookie(r), SameSite: http.SameSiteStrictMode})
 	h.cfg.Log.InfoContext(r.Context(), "session ended", "user", p.user)
 	writeJSON(w, http.StatusOK, map[string]any{"ended": true})
 	return nil
@@ -207,7 +207,8 @@ func (h *Handler) sessionPrincipal(r *http.Request, c *http.Cookie, snap *policy
 
 // sameOrigin reports whether a browser request comes from the page's own
 // origin: its Origin header (browsers send it on every POST, PATCH and
-// DELETE, and on cross-origin GETs) is absent or names this very host.
+// DELETE, and on cross-origin GETs) is absent or names this very host
+// (the Host the request was sent to; "null" and other schemes never).
 // Sec-Fetch-Site, where sent, must not say cross-site.
 func sameOrigin(r *http.Request) bool {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
@@ -218,12 +219,17 @@ func sameOrigin(r *http.Request) bool {
 		return true
 	}
 	u, err := url.Parse(origin)
-	if err != nil {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 		return false
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return u.Scheme == scheme && strings.EqualFold(u.Host, r.Host)
+	// The host, not the scheme: behind a proxy that terminates TLS the
+	// page is https while this listener sees http.
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+// secureCookie reports whether the session cookie must be Secure: under
+// TLS here, or when the page itself is https (behind a proxy that
+// terminates TLS).
+func (h *Handler) secureCookie(r *http.Request) bool {
+	return h.cfg.Secure || r.TLS != nil || strings.HasPrefix(r.Header.Get("Origin"), "https://")
 }

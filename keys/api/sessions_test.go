@@ -81,7 +81,9 @@ func TestSessionOpenAndExchange(t *testing.T) {
 	// From another origin: refused, and the code stays good.
 	for _, edit := range []func(*http.Request){
 		func(r *http.Request) { r.Header.Set("Origin", "http://evil.example") },
-		func(r *http.Request) { r.Header.Set("Origin", "https://"+r.Host) }, // another scheme is another origin
+		func(r *http.Request) { r.Header.Set("Origin", "null") }, // a sandboxed frame, a file
+		func(r *http.Request) { r.Header.Set("Origin", "ftp://"+r.Host) },
+		func(r *http.Request) { r.Header.Set("Origin", "http://"+r.Host+".evil.example") },
 		func(r *http.Request) { r.Header.Set("Sec-Fetch-Site", "cross-site") },
 		func(r *http.Request) { r.Header.Set("Sec-Fetch-Site", "same-site") },
 	} {
@@ -228,7 +230,9 @@ func TestPageIsServed(t *testing.T) {
 	}
 }
 
-// TestSessionCookieSecureUnderTLS: behind TLS the session cookie is Secure.
+// TestSessionCookieSecureUnderTLS: behind TLS the session cookie is
+// Secure, and so it is when the page is https behind a proxy that
+// terminates TLS (its Origin says so).
 func TestSessionCookieSecureUnderTLS(t *testing.T) {
 	e := newAPI(t, nil)
 	h := api.New(api.Config{Store: e.store, Mirror: e.mirror, Policy: func() *policy.Snapshot { return e.snap },
@@ -244,5 +248,10 @@ func TestSessionCookieSecureUnderTLS(t *testing.T) {
 	resp.Body.Close()
 	if c := resp.Header.Get("Set-Cookie"); resp.StatusCode != 200 || !strings.Contains(c, "; Secure") || !strings.Contains(c, "HttpOnly") {
 		t.Fatalf("%d Set-Cookie %q", resp.StatusCode, c)
+	}
+	a = e.call("console", "POST", "/v1/sessions", map[string]any{"user": "u-alice"})
+	x := e.exchange(strings.TrimPrefix(a.str("url"), "/#code="), func(r *http.Request) { r.Header.Set("Origin", "https://"+r.Host) })
+	if c := x.header.Get("Set-Cookie"); x.status != 200 || !strings.Contains(c, "; Secure") {
+		t.Fatalf("an https page behind a TLS proxy: %d Set-Cookie %q", x.status, c)
 	}
 }
