@@ -262,7 +262,9 @@ $("#secret-done").addEventListener("click", () => {
   $("#secret-dialog").close();
 });
 // Closing the dialog any way (Escape too) forgets the value.
-$("#secret-dialog").addEventListener("close", () => { $("#secret-value").textContent = ""; });
+for (const ev of ["cancel", "close"]) {
+  $("#secret-dialog").addEventListener(ev, () => { $("#secret-value").textContent = ""; });
+}
 
 let current = null; // the key a refresh or delete dialog is about
 
