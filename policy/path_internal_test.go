@@ -64,7 +64,7 @@ func isUnreservedIndependent(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~", c) >= 0
 }
 
-// decodeIIS decodes %uXXXX escapes.
+// decodeIIS decodes IIS-style escapes: %u and four hex digits (%u002e is ".").
 func decodeIIS(p string) string {
 	var b strings.Builder
 	for i := 0; i < len(p); i++ {
