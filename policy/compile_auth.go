@@ -120,19 +120,32 @@ func (c *compiler) discovered(p string, in issuerFile) cache.Source {
 		return nil
 	}
 	refresh := c.duration(p+".jwks.refresh", j.Refresh)
-	if refresh != 0 && refresh < time.Minute {
-		c.errf(p+".jwks.refresh", "refresh %s is below the 1m minimum", refresh)
-	}
-	u, err := url.Parse(in.Issuer)
+	c.minRefresh(p+".jwks.refresh", refresh)
 	if in.Issuer == "" {
 		return nil // reported by the caller
 	}
+	u, err := url.Parse(in.Issuer)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		c.errf(p+".issuer", "discovery needs the issuer to be an https URL without query or fragment, got %q", cache.Redacted(in.Issuer))
 		return nil
 	}
+	return c.shareRemote(func(r *cache.Remote) bool { return r.IsDiscovered(in.Issuer, refresh) },
+		func(reg *cache.Registry) *cache.Remote { return reg.Discovered(in.Issuer, refresh) })
+}
+
+func (c *compiler) minRefresh(p string, refresh time.Duration) {
+	if refresh != 0 && refresh < time.Minute {
+		c.errf(p, "refresh %s is below the 1m minimum", refresh)
+	}
+}
+
+// shareRemote returns the snapshot's Remote that same accepts, or the one
+// get takes from the registry, recorded for the snapshot: issuers sharing a
+// key set share one Remote, and across reloads the registry shares them
+// once this snapshot is committed.
+func (c *compiler) shareRemote(same func(*cache.Remote) bool, get func(*cache.Registry) *cache.Remote) *cache.Remote {
 	for _, r := range c.s.remotes {
-		if r.IsDiscovered(in.Issuer, refresh) {
+		if same(r) {
 			return r
 		}
 	}
@@ -140,7 +153,7 @@ func (c *compiler) discovered(p string, in issuerFile) cache.Source {
 	if reg == nil {
 		reg = cache.NewRegistry(cache.RemoteOptions{}, false)
 	}
-	r := reg.Discovered(in.Issuer, refresh)
+	r := get(reg)
 	c.s.remotes = append(c.s.remotes, r)
 	return r
 }
@@ -225,23 +238,9 @@ func (c *compiler) remoteJWKS(p, uri string, refresh time.Duration) cache.Source
 		c.errf(p+".uri", "want an absolute http(s) URL, got %q", cache.Redacted(uri))
 		return nil
 	}
-	if refresh != 0 && refresh < time.Minute {
-		c.errf(p+".refresh", "refresh %s is below the 1m minimum", refresh)
-	}
-	// Issuers sharing a key set share one Remote; across reloads the
-	// registry shares them once this snapshot is committed.
-	for _, r := range c.s.remotes {
-		if r.Is(uri, refresh) {
-			return r
-		}
-	}
-	reg := c.opts.JWKS
-	if reg == nil {
-		reg = cache.NewRegistry(cache.RemoteOptions{}, false)
-	}
-	r := reg.Remote(uri, refresh)
-	c.s.remotes = append(c.s.remotes, r)
-	return r
+	c.minRefresh(p+".refresh", refresh)
+	return c.shareRemote(func(r *cache.Remote) bool { return r.Is(uri, refresh) },
+		func(reg *cache.Registry) *cache.Remote { return reg.Remote(uri, refresh) })
 }
 
 func (c *compiler) limits(f *policyFile) (maxTokenBytes int, skew time.Duration) {

@@ -89,20 +89,20 @@ func (m *Metrics) Register(cs ...prometheus.Collector) { m.reg.MustRegister(cs..
 
 // JWKSFetched counts one fetch of the JWK set at uri (already redacted).
 func (m *Metrics) JWKSFetched(uri string, err error) {
-	result := "success"
-	if err != nil {
-		result = "failure"
-	}
-	m.jwks.WithLabelValues(uri, result).Inc()
+	m.jwks.WithLabelValues(uri, outcome(err == nil)).Inc()
 }
 
 // Reloaded counts one policy reload by its trigger.
 func (m *Metrics) Reloaded(trigger string, ok bool) {
-	result := "success"
-	if !ok {
-		result = "failure"
+	m.reloads.WithLabelValues(trigger, outcome(ok)).Inc()
+}
+
+// outcome is the result label of a fetch or a reload: success or failure.
+func outcome(ok bool) string {
+	if ok {
+		return "success"
 	}
-	m.reloads.WithLabelValues(trigger, result).Inc()
+	return "failure"
 }
 
 // Shadowed counts one check the shadow policy decided too.
@@ -116,11 +116,7 @@ func (m *Metrics) Shadowed(same bool, live, shadow reason.Code) {
 
 // ShadowReloaded counts one reload of the shadow policy.
 func (m *Metrics) ShadowReloaded(trigger string, ok bool) {
-	result := "success"
-	if !ok {
-		result = "failure"
-	}
-	m.shadowLoad.WithLabelValues(trigger, result).Inc()
+	m.shadowLoad.WithLabelValues(trigger, outcome(ok)).Inc()
 }
 
 // Serving records the generation and key count of the policy serving now.

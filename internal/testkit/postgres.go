@@ -36,11 +36,10 @@ type PostgreSQL struct {
 	durable bool
 }
 
-// pgBin finds the server binaries (Debian's postgresql package, which
-// scripts/install-deps.sh installs). Missing under CI fails the test;
-// elsewhere it skips it.
-func pgBin(t testing.TB) string {
-	t.Helper()
+// findPGBin returns the folder of the server binaries (Debian's postgresql
+// package, which scripts/install-deps.sh installs), or "" when none is
+// installed.
+func findPGBin() string {
 	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
 		if bin := strings.TrimSpace(string(out)); fileExists(filepath.Join(bin, "initdb")) {
 			return bin
@@ -48,6 +47,16 @@ func pgBin(t testing.TB) string {
 	}
 	if m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb"); len(m) > 0 {
 		return filepath.Dir(m[len(m)-1])
+	}
+	return ""
+}
+
+// pgBin is findPGBin for a test: missing under CI fails the test;
+// elsewhere it skips it.
+func pgBin(t testing.TB) string {
+	t.Helper()
+	if bin := findPGBin(); bin != "" {
+		return bin
 	}
 	if os.Getenv("CI") != "" {
 		t.Fatal("PostgreSQL is not installed: scripts/install-deps.sh installs it")
@@ -99,13 +108,7 @@ func StopSharedPostgreSQL() {
 // benchmarks), with fsync and synchronous commits on, as in production; the
 // caller stops it with Remove.
 func StartPostgreSQL() (*PostgreSQL, error) {
-	bin := ""
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
-		bin = strings.TrimSpace(string(out))
-	}
-	if m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb"); bin == "" && len(m) > 0 {
-		bin = filepath.Dir(m[len(m)-1])
-	}
+	bin := findPGBin()
 	if bin == "" {
 		return nil, fmt.Errorf("PostgreSQL is not installed: scripts/install-deps.sh installs it")
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/portcullis/portcullis/keys"
 	"github.com/portcullis/portcullis/keys/pgstore"
+	"github.com/portcullis/portcullis/policy"
 )
 
 // keyObject is a key as answers show it: never the plaintext (but where
@@ -164,13 +165,19 @@ func (h *Handler) user(p *principal, user *string) (string, error) {
 	if u == "" {
 		return "", nil
 	}
+	return u, checkUser(p.snap, u)
+}
+
+// checkUser holds a user id a management token names to the field rules:
+// printable, at most 200 characters, not a tenant's name.
+func checkUser(snap *policy.Snapshot, u string) error {
 	if err := checkText("user", u, 200, false); err != nil {
-		return "", err
+		return err
 	}
-	if p.snap.NamesTenant(u) {
-		return "", badf("user: %q is a tenant's name; users and tenants share the tenant header", u)
+	if snap.NamesTenant(u) {
+		return badf("user: %q is a tenant's name; users and tenants share the tenant header", u)
 	}
-	return u, nil
+	return nil
 }
 
 func (h *Handler) tenant(p *principal, tenant string) (string, error) {

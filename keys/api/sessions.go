@@ -62,13 +62,10 @@ func (h *Handler) openSession(w http.ResponseWriter, r *http.Request, p *princip
 		return err
 	}
 	user := deref(b.User)
-	switch {
-	case user == "":
+	if user == "" {
 		return badf("user: required: the signed-in user the page acts for")
-	case p.snap.NamesTenant(user):
-		return badf("user: %q is a tenant's name; users and tenants share the tenant header", user)
 	}
-	if err := checkText("user", user, 200, false); err != nil {
+	if err := checkUser(p.snap, user); err != nil {
 		return err
 	}
 	tenant := deref(b.Tenant)
