@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/golang-lru/v2/expirable"
 )
 
@@ -38,11 +37,12 @@ type verified[V any] struct {
 }
 
 // Tokens caches the outcome of token verification: successes (type V) until
-// the token's expiry, at most Size of them, least recently used evicted
-// first; failures (type F) for a short FailureTTL, so a flood of garbage
-// tokens costs one verification each per TTL. It is safe for concurrent use.
+// the token's expiry, about size of them, in a Clock (a lookup takes no
+// exclusive lock; the least recently used are evicted first, roughly);
+// failures (type F) for a short FailureTTL, so a flood of garbage tokens
+// costs one verification each per TTL. It is safe for concurrent use.
 type Tokens[V, F any] struct {
-	ok           *lru.Cache[Digest, verified[V]]
+	ok           *Clock[Digest, verified[V]]
 	bad          *expirable.LRU[Digest, F]
 	hits, misses atomic.Uint64
 }
@@ -50,11 +50,10 @@ type Tokens[V, F any] struct {
 // NewTokens returns a cache of at most size verified tokens and failSize
 // failures, each failure kept for failTTL.
 func NewTokens[V, F any](size, failSize int, failTTL time.Duration) *Tokens[V, F] {
-	ok, err := lru.New[Digest, verified[V]](size)
-	if err != nil {
+	if size <= 0 {
 		panic("cache: token cache size must be positive") // programming error
 	}
-	return &Tokens[V, F]{ok: ok, bad: expirable.NewLRU[Digest, F](failSize, nil, failTTL)}
+	return &Tokens[V, F]{ok: NewClock[Digest, verified[V]](size), bad: expirable.NewLRU[Digest, F](failSize, nil, failTTL)}
 }
 
 // Verified returns the value cached for d if it has not expired at now; an

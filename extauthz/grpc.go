@@ -4,19 +4,20 @@ package extauthz
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
-
-	lru "github.com/hashicorp/golang-lru/v2"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/reason"
 )
@@ -57,7 +58,7 @@ type Server struct {
 	// the same caller's next check reuses its response instead of building
 	// a dozen small messages again. A cached response is never mutated
 	// (gRPC only reads it to marshal).
-	responses *lru.Cache[respKey, *authv3.CheckResponse]
+	responses *cache.Clock[respKey, *encoded]
 }
 
 // respKey is everything an encoded response depends on: the snapshot
@@ -76,14 +77,24 @@ var _ authv3.AuthorizationServer = (*Server)(nil)
 // NewServer returns a Server deciding with decider and reporting to
 // observer (which may be nil).
 func NewServer(decider Decider, observer Observer) *Server {
-	c, _ := lru.New[respKey, *authv3.CheckResponse](responseCacheSize)
-	return &Server{decider: decider, observer: observer, responses: c}
+	return &Server{decider: decider, observer: observer, responses: cache.NewClock[respKey, *encoded](responseCacheSize)}
 }
 
 // Check answers one CheckRequest: decode, decide (on one pinned snapshot),
 // encode. It always returns a response and a nil error: decode failures and
-// panics are denies.
-func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, err error) {
+// panics are denies. It answers what NewGRPCServer's service writes, decoded
+// (a caller in this process, not Envoy).
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	resp, err := s.check(ctx, req).response()
+	if err != nil { // not reached: the bytes are proto's own encoding
+		d := policy.Deny(reason.Internal)
+		return encode(&d), nil
+	}
+	return resp, nil
+}
+
+// check is Check with the response in its wire form.
+func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (w *wire) {
 	start := time.Now()
 	var d policy.Decision
 	var info CheckInfo
@@ -91,7 +102,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		if p := recover(); p != nil {
 			d = policy.Deny(reason.Internal)
 			d.ID = info.RequestID
-			resp = encode(&d)
+			w = marshal(encode(&d))
 			recovered(ctx, s.observer, "grpc", p)
 		}
 		if s.observer != nil {
@@ -110,57 +121,40 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	} else {
 		d = s.decider.Decide(ctx, preq)
 	}
-	return s.response(&d), nil
+	return s.response(&d)
 }
 
-// response encodes d, reusing the encoded response of an earlier decision
-// with the same identity under the same snapshot: only the parts that carry
-// the decision id are made anew.
-func (s *Server) response(d *policy.Decision) *authv3.CheckResponse {
+// response encodes d, reusing the encoding of an earlier decision with the
+// same identity under the same snapshot: only the bytes that carry the
+// decision id are made anew.
+func (s *Server) response(d *policy.Decision) *wire {
 	if d.PolicyVersion == "" { // not from a snapshot: encode afresh
-		return encode(d)
+		return marshal(encode(d))
 	}
 	k := respKey{d.PolicyVersion, d.Tier, d.Tenant, d.TenantKind, d.User, d.Credential, d.Reason}
-	base, hit := s.responses.Get(k)
+	e, hit := s.responses.Get(k)
 	if !hit {
 		anon := *d
 		anon.ID, anon.IDHeader = "", ""
-		base = encode(&anon)
-		s.responses.Add(k, base)
-	}
-	return withID(base, d)
-}
-
-// withID returns base (never modified: it is shared) with d's id in the
-// deny body, the dynamic metadata and, on allow, the id header.
-func withID(base *authv3.CheckResponse, d *policy.Decision) *authv3.CheckResponse {
-	if d.ID == "" {
-		return base
-	}
-	out := &authv3.CheckResponse{Status: base.Status, DynamicMetadata: withField(base.DynamicMetadata, "decision_id", d.ID)}
-	if ok := base.GetOkResponse(); ok != nil {
-		headers := ok.Headers
-		if d.IDHeader != "" {
-			headers = append(headers[:len(headers):len(headers)], overwrite(d.IDHeader, d.ID))
+		r := encode(&anon)
+		if dr := r.GetDeniedResponse(); dr != nil {
+			dr.Body = "" // the tail writes it, with the id
 		}
-		out.HttpResponse = &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: headers, HeadersToRemove: ok.HeadersToRemove}}
-		return out
+		e = &encoded{base: mustMarshal(r), allow: d.Allow}
+		s.responses.Add(k, e)
 	}
-	denied := base.GetDeniedResponse()
-	out.HttpResponse = &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-		Status: denied.Status, Headers: denied.Headers, Body: string(d.Body())}}
-	return out
+	return &wire{base: e.base, tail: e.tail(d)}
 }
 
-// withField returns a copy of m with key set to value (the values are
-// shared: they are never modified).
-func withField(m *structpb.Struct, key, value string) *structpb.Struct {
-	fields := make(map[string]*structpb.Value, len(m.GetFields())+1)
-	for k, v := range m.GetFields() {
-		fields[k] = v
+// marshal returns r in its wire form.
+func marshal(r *authv3.CheckResponse) *wire { return &wire{base: mustMarshal(r)} }
+
+func mustMarshal(r *authv3.CheckResponse) []byte {
+	b, err := proto.Marshal(r)
+	if err != nil { // only an invalid UTF-8 string fails, and encode writes none
+		panic(fmt.Sprintf("extauthz: encoding a CheckResponse: %v", err))
 	}
-	fields[key] = structpb.NewStringValue(value)
-	return &structpb.Struct{Fields: fields}
+	return b
 }
 
 // Decode lifts a CheckRequest's HTTP attributes into a policy.Request. It

@@ -47,8 +47,7 @@ func serve(t *testing.T, example string) (authv3.AuthorizationClient, *testkit.D
 // serveSnapshot starts a real gRPC server deciding with snap.
 func serveSnapshot(t *testing.T, snap *policy.Snapshot) authv3.AuthorizationClient {
 	t.Helper()
-	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, extauthz.NewServer(policy.NewEngine(snap, policy.EngineOptions{}), nil))
+	srv := extauthz.NewServer(policy.NewEngine(snap, policy.EngineOptions{}), nil).NewGRPCServer()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	"github.com/portcullis/portcullis/reason"
@@ -82,17 +83,54 @@ func (d *Decision) Challenge() string {
 	return `Bearer realm="portcullis", error="invalid_token"`
 }
 
-// Body returns the JSON deny body {"error", "reason"}; nil on allow.
+// Body returns the JSON deny body {"error", "reason", "id"}; nil on allow.
 func (d *Decision) Body() []byte {
 	if d.Allow {
 		return nil
 	}
+	if d.ID == "" || !plainJSON(d.ID) {
+		return bodyOf(d)
+	}
+	// What json.Marshal writes, without its reflection: the id needs no
+	// escaping.
+	prefix := bodyPrefixes()[d.Reason]
+	if prefix == nil { // not a known reason: not reached
+		return bodyOf(d)
+	}
+	b := make([]byte, 0, len(prefix)+len(d.ID)+2)
+	b = append(b, prefix...)
+	b = append(b, d.ID...)
+	return append(b, `"}`...)
+}
+
+func bodyOf(d *Decision) []byte {
 	b, _ := json.Marshal(struct {
 		Error  string      `json:"error"`
 		Reason reason.Code `json:"reason"`
 		ID     string      `json:"id,omitempty"`
 	}{d.Reason.Message(), d.Reason, d.ID})
 	return b
+}
+
+// bodyPrefixes holds each reason's deny body up to the id's value.
+var bodyPrefixes = sync.OnceValue(func() map[reason.Code][]byte {
+	m := map[reason.Code][]byte{}
+	for _, r := range reason.All() {
+		b := bodyOf(&Decision{Reason: r, ID: "-"})
+		m[r] = b[:len(b)-len(`-"}`)]
+	}
+	return m
+})
+
+// plainJSON reports whether json.Marshal writes s as it is, in quotes:
+// printable ASCII but for the characters it escapes.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // EachMetadata calls f with each non-empty identity field, for proxy access

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/reason"
 )
 
 // TestDecisionIDs: every decision has an id: the request's x-request-id
@@ -78,6 +79,27 @@ func TestDecisionIDs(t *testing.T) {
 			"upstream_headers: { decision_id: " + clash + " }\n"
 		if _, err := loadString(t, y, nil); err == nil || !strings.Contains(err.Error(), clash) {
 			t.Errorf("decision_id %s: %v", clash, err)
+		}
+	}
+}
+
+// TestDenyBody: the deny body is what encoding/json writes for
+// {"error", "reason", "id"}, byte for byte, for every reason and ids plain
+// and needing escapes (the body is built without json.Marshal when the id
+// needs none).
+func TestDenyBody(t *testing.T) {
+	for _, r := range reason.All() {
+		for _, id := range []string{"", "req-1", "a:b/c=d+e@f.g_h", `q"`, `b\s`, "<>&", "\u00e9", "\x7f", "tab\t", "\u2028"} {
+			d := policy.Deny(r)
+			d.ID = id
+			want, _ := json.Marshal(struct {
+				Error  string      `json:"error"`
+				Reason reason.Code `json:"reason"`
+				ID     string      `json:"id,omitempty"`
+			}{r.Message(), r, id})
+			if got := d.Body(); string(got) != string(want) {
+				t.Errorf("reason %s, id %q: body %s, want %s", r, id, got, want)
+			}
 		}
 	}
 }

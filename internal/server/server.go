@@ -225,9 +225,8 @@ func (s *Server) services(obs *telemetry.Observer) error {
 		s.tls = tc
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
-	s.grpc = grpc.NewServer(opts...)
 	decider := s.decider()
-	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(decider, obs))
+	s.grpc = extauthz.NewServer(decider, obs).NewGRPCServer(opts...)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
