@@ -480,6 +480,10 @@ func (b *bench) millionKeys(out io.Writer, pg *testkit.PostgreSQL) error {
 	if *quick {
 		count = 8000
 	}
+	resp, err := b.capture(b.bigPolicy, keyOnly)
+	if err != nil {
+		return err
+	}
 	names := []string{"no-op", "keys file", "key store"}
 	res := make([][]result, len(names))
 	for r := range *rounds {
@@ -488,9 +492,9 @@ func (b *bench) millionKeys(out io.Writer, pg *testkit.PostgreSQL) error {
 			var s *server
 			switch which {
 			case 0:
-				s, err = b.start(true, "")
+				s, err = b.startNoop(resp)
 			case 1:
-				s, err = b.start(false, b.bigPolicy)
+				s, err = b.start(b.bigPolicy)
 			case 2:
 				if s, err = b.startStore(pol, dsn); err == nil {
 					<-s.loaded

@@ -46,6 +46,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 )
 
 const clockTick = 100 // Linux USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
@@ -248,11 +249,46 @@ type server struct {
 	loaded  chan time.Duration // from exec to the key store's first load
 }
 
-func (b *bench) start(noop bool, policy string) (*server, error) {
-	if noop {
-		return launch(exec.Command(b.noop))
-	}
+// start runs portcullis serving policy.
+func (b *bench) start(policy string) (*server, error) {
 	return launch(exec.Command(b.portcullis, "serve", "--policy", policy, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--pprof"))
+}
+
+// startNoop runs the no-op server answering with the response in the file
+// (from capture).
+func (b *bench) startNoop(response string) (*server, error) {
+	return launch(exec.Command(b.noop, "-response", response))
+}
+
+// capture asks portcullis serving policy for its answer to r and writes it,
+// encoded, to a file for the no-op to answer with: the client then reads
+// the same bytes from both servers, and the ratio is what deciding costs.
+func (b *bench) capture(policy string, r *authv3.CheckRequest) (string, error) {
+	s, err := b.start(policy)
+	if err != nil {
+		return "", err
+	}
+	defer s.stop()
+	conn, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), r)
+	if err != nil {
+		return "", err
+	}
+	enc, err := proto.Marshal(resp)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(b.dir, "response-*.pb")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	_, err = f.Write(enc)
+	return f.Name(), err
 }
 
 // launch starts cmd and waits until it logs that it is serving. The key
@@ -516,8 +552,12 @@ func (b *bench) run(out io.Writer) error {
 		if len(want) > 0 && !want[w.num] {
 			continue
 		}
+		resp, err := b.capture(w.policy, w.req(0))
+		if err != nil {
+			return fmt.Errorf("workload %d: %w", w.num, err)
+		}
 		if w.num == 6 {
-			s, err := b.start(false, w.policy)
+			s, err := b.start(w.policy)
 			if err != nil {
 				return err
 			}
@@ -533,7 +573,11 @@ func (b *bench) run(out io.Writer) error {
 			var noop, pc []result
 			for r := range *rounds { // A/B alternation shows machine drift
 				for _, isNoop := range []bool{r%2 == 1, r%2 == 0} {
-					s, err := b.start(isNoop, w.policy)
+					start := func() (*server, error) { return b.start(w.policy) }
+					if isNoop {
+						start = func() (*server, error) { return b.startNoop(resp) }
+					}
+					s, err := start()
 					if err != nil {
 						return err
 					}
@@ -584,7 +628,7 @@ func (b *bench) run(out io.Writer) error {
 // tokenCacheMemory fills the verified-token cache with distinct tokens and
 // reports resident memory.
 func (b *bench) tokenCacheMemory() (string, error) {
-	s, err := b.start(false, b.policy)
+	s, err := b.start(b.policy)
 	if err != nil {
 		return "", err
 	}
@@ -605,7 +649,7 @@ func (b *bench) tokenCacheMemory() (string, error) {
 // soak runs workload 2 at concurrency 50 for d and reports the heap in use
 // after warm-up and at the end.
 func (b *bench) soak(out io.Writer, d time.Duration) error {
-	s, err := b.start(false, b.policy)
+	s, err := b.start(b.policy)
 	if err != nil {
 		return err
 	}
@@ -630,14 +674,19 @@ func (b *bench) soak(out io.Writer, d time.Duration) error {
 }
 
 // cpuProfile records a 10 s CPU profile of portcullis serving workload 2
-// (set -only to pick another) at concurrency 50.
+// (set -only to pick another) at concurrency 50, and one of the no-op
+// server under the same load beside it (path + ".noop").
 func (b *bench) cpuProfile(path string) error {
 	ws := b.workloads()
 	w := ws[1]
 	if n, err := strconv.Atoi(*only); err == nil && n >= 1 && n <= len(ws) {
 		w = ws[n-1]
 	}
-	s, err := b.start(false, w.policy)
+	resp, err := b.capture(w.policy, w.req(0))
+	if err != nil {
+		return err
+	}
+	s, err := b.start(w.policy)
 	if err != nil {
 		return err
 	}
@@ -659,15 +708,31 @@ func (b *bench) cpuProfile(path string) error {
 		f.Close()
 		done <- err
 	}()
-	for {
+	for loop := true; loop; {
 		select {
 		case err := <-done:
-			logf("CPU profile of workload %d written to %s", w.num, path)
-			return err
+			if err != nil {
+				return err
+			}
+			loop = false
 		default:
 			if _, err := load(s, 50, 20000, w.req); err != nil {
 				return err
 			}
 		}
 	}
+	logf("CPU profile of portcullis under workload %d written to %s", w.num, path)
+	noop, err := launch(exec.Command(b.noop, "-response", resp, "-cpuprofile", path+".noop"))
+	if err != nil {
+		return err
+	}
+	for t0 := time.Now(); time.Since(t0) < 10*time.Second; {
+		if _, err := load(noop, 50, 20000, w.req); err != nil {
+			noop.stop()
+			return err
+		}
+	}
+	noop.stop()
+	logf("CPU profile of the no-op under the same load written to %s.noop", path)
+	return nil
 }

@@ -36,7 +36,7 @@ type Observer interface {
 	// headers (a tracer reads the trace context Envoy propagates in them),
 	// and returns the context to decide it in and to pass to Observe.
 	Begin(ctx context.Context, headers map[string]string) context.Context
-	Observe(ctx context.Context, c CheckInfo, d *policy.Decision, elapsed time.Duration)
+	Observe(ctx context.Context, c CheckInfo, d policy.Decision, elapsed time.Duration)
 	// Panicked reports a panic recovered in where ("grpc", "forward-auth"),
 	// with the stack of the goroutine that panicked. The check was denied.
 	Panicked(ctx context.Context, where string, value any, stack []byte)
@@ -106,7 +106,7 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (w *wire) 
 			recovered(ctx, s.observer, "grpc", p)
 		}
 		if s.observer != nil {
-			s.observer.Observe(ctx, info, &d, time.Since(start))
+			s.observer.Observe(ctx, info, d, time.Since(start))
 		}
 	}()
 	preq, ok := Decode(req)
@@ -143,7 +143,7 @@ func (s *Server) response(d *policy.Decision) *wire {
 		e = &encoded{base: mustMarshal(r), allow: d.Allow}
 		s.responses.Add(k, e)
 	}
-	return &wire{base: e.base, tail: e.tail(d)}
+	return e.wire(d)
 }
 
 // marshal returns r in its wire form.

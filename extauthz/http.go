@@ -129,7 +129,7 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeDecision(w, &d, mode)
 		if h.observer != nil {
-			h.observer.Observe(ctx, c, &d, time.Since(start))
+			h.observer.Observe(ctx, c, d, time.Since(start))
 		}
 	}()
 	req, m, problem := h.decode(r)

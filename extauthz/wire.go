@@ -28,6 +28,7 @@ import (
 // decode it alike.
 type wire struct {
 	base, tail []byte
+	inline     [128]byte // tail's first bytes: one allocation per answer
 }
 
 // Response decodes w: the CheckResponse Envoy reads from it.
@@ -66,14 +67,20 @@ const (
 	overwriteIfExists    = 2 // HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 )
 
-// tail returns d's own bytes after e's base: the decision_id metadata entry,
-// and on allow the id header, on deny the body (which names the id). A
-// decision without an id has none on allow.
-func (e *encoded) tail(d *policy.Decision) []byte {
+// wire returns d's answer: e's base, then d's own bytes (see appendTail).
+func (e *encoded) wire(d *policy.Decision) *wire {
+	w := &wire{base: e.base}
+	w.tail = e.appendTail(w.inline[:0], d)
+	return w
+}
+
+// appendTail appends d's own bytes after e's base to b: the decision_id
+// metadata entry, and on allow the id header, on deny the body (which names
+// the id). A decision without an id has none on allow.
+func (e *encoded) appendTail(b []byte, d *policy.Decision) []byte {
 	if d.ID == "" && e.allow {
-		return nil
+		return b
 	}
-	b := make([]byte, 0, 64+2*len(d.ID)+len(d.IDHeader))
 	if d.ID != "" {
 		b = appendMetadataString(b, "decision_id", d.ID)
 	}

@@ -222,5 +222,6 @@ func (c *compiler) upstream(f *policyFile) {
 			up.alwaysRemove = appendNew(up.alwaysRemove, h)
 		}
 	}
+	up.prepare()
 	c.s.upstream = up
 }

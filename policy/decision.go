@@ -65,7 +65,7 @@ type Decision struct {
 	IDHeader string
 
 	SetHeaders    []Header // on allow: normalized headers to set (overwrite)
-	RemoveHeaders []string // on allow: headers the proxy must delete; never also in SetHeaders
+	RemoveHeaders []string // on allow: headers the proxy must delete; never also in SetHeaders. Shared between decisions: never modify it in place
 }
 
 // Status returns the HTTP status of the decision: 200 on allow, else the

@@ -133,8 +133,9 @@ func (s *Snapshot) decide(ctx context.Context, tc *authn.Tokens, req Request, st
 	if cr.Key == "" && cr.Token == "" {
 		return Deny(reason.MissingCredential)
 	}
-	c, r := s.verify(ctx, tc, cr, st, now)
-	if r != "" {
+	var caller caller
+	c := &caller
+	if r := s.verify(ctx, tc, cr, st, now, c); r != "" {
 		return c.deny(r)
 	}
 	if r := s.sameTenant(c); r != "" {

@@ -52,7 +52,7 @@ func (s *Snapshot) grant(c *caller) *tier {
 }
 
 func (r *requirement) met(c *caller, t *tier, tiers *tierTable) bool {
-	k := c.key
+	k := c.apiKey()
 	switch r.key {
 	case keyCustomer:
 		if k == nil || k.Superuser {

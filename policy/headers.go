@@ -3,7 +3,11 @@ package policy
 // This file holds the headers step: the upstream header names, and the
 // allow decision that sets or removes each of them.
 
-import "github.com/portcullis/portcullis/reason"
+import (
+	"slices"
+
+	"github.com/portcullis/portcullis/reason"
+)
 
 // Default upstream header names.
 const (
@@ -22,6 +26,30 @@ type upstream struct {
 	decisionID                                 string // "" unless configured
 	strip                                      bool
 	alwaysRemove                               []string
+	// removes holds what an allow removes, by which of the five identity
+	// headers have no value (bit i: identity()[i]), made once so that an
+	// allow shares one: alwaysRemove, then those headers' names.
+	removes [1 << 5][]string
+}
+
+// identity returns the five identity headers with their values in d, in
+// the order of removes' bits.
+func (u *upstream) identity(d *Decision) [5]Header {
+	return [...]Header{{u.tenant, d.Tenant}, {u.tenantKind, d.TenantKind}, {u.user, d.User}, {u.tier, d.Tier}, {u.credential, d.Credential}}
+}
+
+// prepare fills removes, once alwaysRemove and the names are set.
+func (u *upstream) prepare() {
+	names := u.identity(&Decision{})
+	for mask := range u.removes {
+		list := slices.Clone(u.alwaysRemove)
+		for i, h := range names {
+			if mask&(1<<i) != 0 && h.Name != "" {
+				list = append(list, h.Name)
+			}
+		}
+		u.removes[mask] = list[:len(list):len(list)] // shared: an append copies
+	}
 }
 
 // names returns the configured upstream header names.
@@ -43,24 +71,21 @@ func (s *Snapshot) allow(r reason.Code, c *caller, tenant, kind string) Decision
 	if c.tier != nil {
 		d.Tier = c.tier.name
 	}
-	if c.key != nil {
-		d.Credential, d.FromStore = c.key.ID, c.store
+	if k := c.apiKey(); k != nil {
+		d.Credential, d.FromStore = k.ID, c.store
 	}
 	u := &s.upstream
 	d.SetHeaders = make([]Header, 0, 5)
-	d.RemoveHeaders = make([]string, 0, len(u.alwaysRemove)+5)
-	d.RemoveHeaders = append(d.RemoveHeaders, u.alwaysRemove...)
-	for _, h := range [...]Header{
-		{u.tenant, d.Tenant}, {u.tenantKind, d.TenantKind}, {u.user, d.User},
-		{u.tier, d.Tier}, {u.credential, d.Credential},
-	} {
+	mask := 0
+	for i, h := range u.identity(&d) {
 		switch {
 		case h.Name == "":
 		case h.Value == "":
-			d.RemoveHeaders = append(d.RemoveHeaders, h.Name)
+			mask |= 1 << i
 		default:
 			d.SetHeaders = append(d.SetHeaders, h)
 		}
 	}
+	d.RemoveHeaders = u.removes[mask]
 	return d
 }

@@ -65,7 +65,7 @@ func (s *Snapshot) isMember(tenant, user string) bool {
 // sameTenant denies a key bound to a tenant (or user) combined with a token
 // of another tenant (or user): no cross-tenant confusion.
 func (s *Snapshot) sameTenant(c *caller) reason.Code {
-	k, t := c.key, c.token
+	k, t := c.apiKey(), c.token
 	if k == nil || t == nil {
 		return ""
 	}
@@ -120,8 +120,8 @@ func (s *Snapshot) tenant(h map[string]string, c *caller) (string, string, reaso
 
 func (s *Snapshot) baseTenant(c *caller) (string, string, reason.Code) {
 	switch {
-	case c.key != nil && c.key.Tenant != "":
-		return c.key.Tenant, KindOrganization, ""
+	case c.keyTenant() != "":
+		return c.keyTenant(), KindOrganization, ""
 	case c.token != nil && c.token.Tenant() != "":
 		return s.canonical(c.token.Tenant()), KindOrganization, ""
 	case s.tenants.personal && c.user != "":
@@ -140,9 +140,9 @@ func (s *Snapshot) baseTenant(c *caller) (string, string, reason.Code) {
 // own user id (personal), a tenant it is a member of, its token's tenant, or
 // for tiers with any_tenant, any known tenant.
 func (s *Snapshot) selectTenant(v string, c *caller) (string, string, reason.Code) {
-	if c.key != nil && c.key.Tenant != "" {
-		if s.canonical(v) == c.key.Tenant {
-			return c.key.Tenant, KindOrganization, ""
+	if kt := c.keyTenant(); kt != "" {
+		if s.canonical(v) == kt {
+			return kt, KindOrganization, ""
 		}
 		if !c.tier.anyTenant {
 			return "", "", reason.TenantNotAllowed

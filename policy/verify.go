@@ -15,9 +15,10 @@ import (
 // caller is who the verified credentials say is calling, and, once
 // granted, at which tier.
 type caller struct {
-	db     keys.Set     // the store's keys, pinned for the check (nil: none)
-	store  bool         // the key came from the store
-	key    *keys.APIKey // nil: no key presented (or not found)
+	db     keys.Set    // the store's keys, pinned for the check (nil: none)
+	store  bool        // the key came from the store
+	found  keys.APIKey // the verified key, when hasKey (see apiKey)
+	hasKey bool
 	token  *authn.Token // nil: no token presented
 	keyID  string       // the presented key's id, when it was found (even refused)
 	issuer string       // the verified token's issuer id
@@ -25,10 +26,10 @@ type caller struct {
 	tier   *tier
 }
 
-// verify checks the presented key and token. On a refusal the caller still
+// verify checks the presented key and token into c. On a refusal c still
 // names what was identified (the key's id), for the deny.
-func (s *Snapshot) verify(ctx context.Context, tc *authn.Tokens, cr authn.Credentials, st *storeView, now time.Time) (*caller, reason.Code) {
-	c := &caller{db: st.keys}
+func (s *Snapshot) verify(ctx context.Context, tc *authn.Tokens, cr authn.Credentials, st *storeView, now time.Time, c *caller) reason.Code {
+	c.db = st.keys
 	if cr.Key != "" {
 		k, found, r := authn.CheckKey(s.keys, cr.Key, now)
 		if !found && st.keys != nil && s.store != nil && keys.WellFormed(cr.Key) {
@@ -42,21 +43,38 @@ func (s *Snapshot) verify(ctx context.Context, tc *authn.Tokens, cr authn.Creden
 			c.keyID = k.ID
 		}
 		if r != "" {
-			return c, r
+			return r
 		}
-		c.key, c.user = &k, k.User
+		c.found, c.hasKey, c.user = k, true, k.User
 	}
 	if cr.Token != "" {
 		t, r := s.verifier.Verify(ctx, tc, cr.Token, now)
 		if r != "" {
-			return c, r
+			return r
 		}
 		c.token, c.issuer = t, t.Issuer().ID()
 		if c.user == "" {
 			c.user = t.User()
 		}
 	}
-	return c, ""
+	return ""
+}
+
+// apiKey returns the verified key, nil when none was presented or it was
+// refused. The pointer is into c: callers must not keep it.
+func (c *caller) apiKey() *keys.APIKey {
+	if !c.hasKey {
+		return nil
+	}
+	return &c.found
+}
+
+// keyTenant returns the tenant the verified key is bound to ("" for none).
+func (c *caller) keyTenant() string {
+	if !c.hasKey {
+		return ""
+	}
+	return c.found.Tenant
 }
 
 // deny returns the deny r with what the caller's credentials identified.

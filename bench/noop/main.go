@@ -1,7 +1,14 @@
 // Command noop is the baseline for the benchmarks: an ext_authz gRPC server
-// that answers every Check with OK and three headers, and does nothing else
-// — the physical limit of the same gRPC transport Portcullis uses. It logs
-// its listening address the way `portcullis serve` does.
+// that decides nothing — the physical limit of the same gRPC transport
+// Portcullis uses. It logs its listening address the way `portcullis serve`
+// does.
+//
+// With -response FILE (a CheckResponse in protobuf encoding, which the
+// harness captures from portcullis for the workload at hand) it answers
+// every Check with exactly those bytes, written as they are, so that the
+// load client reads and decodes the same answer from both servers and the
+// ratio measures what deciding costs. Without it, it answers OK with three
+// headers.
 package main
 
 import (
@@ -11,6 +18,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -18,7 +27,10 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -40,19 +52,86 @@ func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse,
 	}, nil
 }
 
+// encoded is a response in its wire form, which codec writes as it is.
+type encoded []byte
+
+type codec struct{ encoding.CodecV2 }
+
+func (c codec) Marshal(v any) (mem.BufferSlice, error) {
+	if b, ok := v.(encoded); ok {
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	}
+	return c.CodecV2.Marshal(v)
+}
+
+// replay registers the Authorization service answering every Check with
+// resp, after decoding the request as any server must.
+func replay(gs *grpc.Server, resp encoded) {
+	sd := authv3.Authorization_ServiceDesc
+	sd.Methods = []grpc.MethodDesc{{MethodName: "Check", Handler: func(_ any, _ context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+		if err := dec(new(authv3.CheckRequest)); err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}}}
+	gs.RegisterService(&sd, noop{})
+}
+
 func main() {
 	addr := flag.String("grpc-addr", "127.0.0.1:0", "listen address")
+	respFile := flag.String("response", "", "answer every Check with this CheckResponse (protobuf encoding)")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	lis, err := net.Listen("tcp", *addr)
-	if err != nil {
-		log.Error("listen", "error", err.Error())
+	fail := func(msg string, err error) {
+		log.Error(msg, "error", err.Error())
 		os.Exit(1)
 	}
-	gs := grpc.NewServer(
+	var resp encoded
+	if *respFile != "" {
+		b, err := os.ReadFile(*respFile)
+		if err != nil {
+			fail("reading -response", err)
+		}
+		if err := proto.Unmarshal(b, &authv3.CheckResponse{}); err != nil {
+			fail("-response is not a CheckResponse", err)
+		}
+		resp = b
+	}
+	lis, err := net.Listen("tcp", *addr)
+	if err != nil {
+		fail("listen", err)
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			fail("creating -cpuprofile", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail("starting the CPU profile", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
+	opts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxRecvMsgSize(4<<20))
+		grpc.MaxRecvMsgSize(4 << 20),
+		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))), // as portcullis serve's
+	}
+	if resp != nil {
+		gs := grpc.NewServer(append(opts, grpc.ForceServerCodecV2(codec{encoding.GetCodecV2("proto")}))...)
+		replay(gs, resp)
+		serve(log, gs, lis)
+		return
+	}
+	gs := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(gs, noop{})
+	serve(log, gs, lis)
+}
+
+func serve(log *slog.Logger, gs *grpc.Server, lis net.Listener) {
 	go func() { _ = gs.Serve(lis) }()
 	log.Info("portcullis serving", "grpc_addr", lis.Addr().String(), "noop", true)
 	sig := make(chan os.Signal, 1)

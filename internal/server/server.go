@@ -215,6 +215,7 @@ func (s *Server) services(obs *telemetry.Observer) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(4 << 20),
 		grpc.MaxConcurrentStreams(s.cfg.MaxStreams),
+		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))),
 	}
 	if s.cfg.TLSCert != "" {
 		tf := &tlsFiles{cert: s.cfg.TLSCert, key: s.cfg.TLSKey, clientCA: s.cfg.ClientCA}

@@ -48,12 +48,12 @@ func NewObserver(m *Metrics, log *slog.Logger, usage *keys.Usage) *Observer {
 
 // Observe counts d and, at debug level, logs it: request id, method, path
 // without query, outcome, identity by id, latency. Never a credential.
-func (o *Observer) Observe(ctx context.Context, c extauthz.CheckInfo, d *policy.Decision, elapsed time.Duration) {
+func (o *Observer) Observe(ctx context.Context, c extauthz.CheckInfo, d policy.Decision, elapsed time.Duration) {
 	result := "deny"
 	if d.Allow {
 		result = "allow"
 	}
-	o.tracing.end(ctx, c, d)
+	o.tracing.end(ctx, c, &d)
 	o.m.checks.WithLabelValues(c.Transport, result, d.Tier, string(d.Reason)).Inc()
 	o.m.latency.WithLabelValues(c.Transport).Observe(elapsed.Seconds())
 	switch {
