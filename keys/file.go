@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/portcullis/portcullis/internal/source"
 )
@@ -322,3 +323,36 @@ func DuplicateIDs(n int, id func(int) string, dup func(int)) {
 		}
 	}
 }
+
+// IDs is an append-only list of key ids held in one arena: a million ids
+// cost two allocations, not a million strings for the collector to mark.
+// It is not safe for concurrent use.
+type IDs struct {
+	text []byte   // never modified in place: At's strings point into it
+	end  []uint32 // where each id ends in text
+}
+
+// Add appends id.
+func (l *IDs) Add(id string) {
+	l.text = append(l.text, id...)
+	l.end = append(l.end, uint32(len(l.text)))
+}
+
+// Len returns the number of ids.
+func (l *IDs) Len() int { return len(l.end) }
+
+// At returns id i, a string over the arena (valid for as long as it is
+// kept: a later Add may move the arena, never change it).
+func (l *IDs) At(i int) string {
+	start := uint32(0)
+	if i > 0 {
+		start = l.end[i-1]
+	}
+	if start == l.end[i] {
+		return ""
+	}
+	return unsafe.String(&l.text[start], int(l.end[i]-start))
+}
+
+// Duplicates calls dup with the index of every id an earlier one repeats.
+func (l *IDs) Duplicates(dup func(i int)) { DuplicateIDs(l.Len(), l.At, dup) }

@@ -3,8 +3,11 @@ package keys
 // This file holds the immutable index a check looks API keys up in.
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
+	"unsafe"
 )
 
 // APIKey is one key as a check sees it: a value, copied out of the index,
@@ -33,11 +36,72 @@ func (k APIKey) ExpiredAt(now time.Time) bool { return k.expires != 0 && now.Uni
 
 // Index maps key digests to keys. It is immutable once built and safe for
 // concurrent use; a change makes a new Index.
+//
+// It holds no pointers per key, so that the garbage collector, which marks
+// every pointer of the heap on each cycle, never walks a million keys: the
+// digests are one array, found through an open-addressing table of int32
+// (a digest's first bytes are as random as SHA-256, so they are the hash);
+// each key is a record of offsets and numbers; its id and user are bytes of
+// one text arena; its tenant and tier are numbers in tables of the few
+// distinct names. A million keys take about 80 MB.
 type Index struct {
-	byDigest map[Digest]int32
-	keys     []APIKey
-	entries  int // keys, not counting old values of rotated keys
-	tenants  map[string]bool
+	slots   []int32  // len a power of two, at most half full; 0: empty, else 1 + the value's number
+	digests []Digest // by value number
+	recs    []record // by value number
+	text    []byte   // ids and users; never modified once written (APIKey's strings point into it)
+	tenants []string // by number; tenants[0] is ""
+	tiers   []string // by number; tiers[0] is ""
+	entries int      // keys, not counting old values of rotated keys
+	bound   map[string]bool
+}
+
+// record is one value of a key as the index stores it.
+type record struct {
+	expires  int64 // Unix seconds, effective; 0: never
+	id, user span
+	tenant   uint32 // in tenants
+	tier     uint16 // in tiers
+	flags    uint8
+}
+
+// span is a string in the text arena.
+type span struct{ off, len uint32 }
+
+const (
+	flagSuperuser = 1 << iota
+	flagDisabled
+	flagRotated
+)
+
+// key returns the APIKey of value i. Its id and user are strings over the
+// arena, which is never modified: no copy, no allocation.
+func (x *Index) key(i int32) APIKey {
+	r := &x.recs[i]
+	return APIKey{ID: x.str(r.id), User: x.str(r.user), Tenant: x.tenants[r.tenant], Tier: x.tiers[r.tier],
+		Superuser: r.flags&flagSuperuser != 0, Disabled: r.flags&flagDisabled != 0, Rotated: r.flags&flagRotated != 0,
+		expires: r.expires}
+}
+
+func (x *Index) str(s span) string {
+	if s.len == 0 {
+		return ""
+	}
+	return unsafe.String(&x.text[s.off], int(s.len))
+}
+
+// find returns the number of the value whose digest is d, or the slot where
+// it would go (a negative number: -1 - slot).
+func (x *Index) find(d Digest) int32 {
+	mask := uint64(len(x.slots) - 1)
+	for h := binary.LittleEndian.Uint64(d[:8]) & mask; ; h = (h + 1) & mask {
+		v := x.slots[h]
+		if v == 0 {
+			return -1 - int32(h)
+		}
+		if x.digests[v-1] == d {
+			return v - 1
+		}
+	}
 }
 
 // Lookup returns the key whose digest is d.
@@ -45,11 +109,14 @@ func (x *Index) Lookup(d Digest) (APIKey, bool) {
 	if x == nil {
 		return APIKey{}, false
 	}
-	i, ok := x.byDigest[d]
-	if !ok {
+	if len(x.slots) == 0 {
 		return APIKey{}, false
 	}
-	return x.keys[i], true
+	i := x.find(d)
+	if i < 0 {
+		return APIKey{}, false
+	}
+	return x.key(i), true
 }
 
 // Len returns the number of keys (old values of rotated keys not counted).
@@ -61,44 +128,102 @@ func (x *Index) Len() int {
 }
 
 // HasTenant reports whether some key is bound to tenant.
-func (x *Index) HasTenant(tenant string) bool { return x != nil && x.tenants[tenant] }
+func (x *Index) HasTenant(tenant string) bool { return x != nil && x.bound[tenant] }
 
 // Each calls fn with every key (old values of rotated keys not included).
 func (x *Index) Each(fn func(APIKey)) {
 	if x == nil {
 		return
 	}
-	for _, k := range x.keys {
-		if !k.Rotated {
-			fn(k)
+	for i := range x.recs {
+		if x.recs[i].flags&flagRotated == 0 {
+			fn(x.key(int32(i)))
 		}
+	}
+}
+
+// each calls fn with every value's digest and key, rotated ones included.
+func (x *Index) each(fn func(Digest, APIKey)) {
+	for i, d := range x.digests {
+		fn(d, x.key(int32(i)))
 	}
 }
 
 // IndexBuilder makes an Index. It is not safe for concurrent use, and is
 // spent once Build is called.
 type IndexBuilder struct {
-	x      *Index
-	intern map[string]string
+	x       *Index
+	tenants map[string]uint32
+	tiers   map[string]uint16
 }
 
 // NewIndexBuilder returns a builder sized for about n keys.
 func NewIndexBuilder(n int) *IndexBuilder {
-	return &IndexBuilder{
-		x:      &Index{byDigest: make(map[Digest]int32, n), keys: make([]APIKey, 0, n), tenants: map[string]bool{}},
-		intern: map[string]string{},
-	}
+	x := &Index{digests: make([]Digest, 0, n), recs: make([]record, 0, n), text: make([]byte, 0, 8*n),
+		tenants: []string{""}, tiers: []string{""}, bound: map[string]bool{}}
+	x.slots = make([]int32, slotsFor(n))
+	return &IndexBuilder{x: x, tenants: map[string]uint32{"": 0}, tiers: map[string]uint16{"": 0}}
 }
 
-// str shares one copy of the strings many keys repeat (tenants, tiers).
-func (b *IndexBuilder) str(s string) string {
-	if v, ok := b.intern[s]; ok {
-		return v
+// slotsFor returns the table size for n values: a power of two, at least
+// twice n.
+func slotsFor(n int) int {
+	size := 16
+	for size < 2*n {
+		size *= 2
 	}
-	if len(b.intern) < 1<<16 {
-		b.intern[s] = s
+	return size
+}
+
+// tenant and tier return the number of a name, adding it when new.
+func (b *IndexBuilder) tenant(s string) uint32 {
+	if i, ok := b.tenants[s]; ok {
+		return i
 	}
-	return s
+	i := uint32(len(b.x.tenants))
+	b.x.tenants = append(b.x.tenants, s)
+	b.tenants[s] = i
+	return i
+}
+
+func (b *IndexBuilder) tier(s string) uint16 {
+	if i, ok := b.tiers[s]; ok {
+		return i
+	}
+	if len(b.x.tiers) > math.MaxUint16 {
+		panic("keys: more than 65,535 tier names") // a policy has a handful
+	}
+	i := uint16(len(b.x.tiers))
+	b.x.tiers = append(b.x.tiers, s)
+	b.tiers[s] = i
+	return i
+}
+
+// text appends s to the arena.
+func (b *IndexBuilder) text(s string) span {
+	if s == "" {
+		return span{}
+	}
+	if len(b.x.text)+len(s) > math.MaxUint32 {
+		panic("keys: more than 4 GiB of key ids and users") // a programming limit, far past any keys file
+	}
+	sp := span{off: uint32(len(b.x.text)), len: uint32(len(s))}
+	b.x.text = append(b.x.text, s...)
+	return sp
+}
+
+// record stores k's fields as a record.
+func (b *IndexBuilder) record(k APIKey) record {
+	r := record{id: b.text(k.ID), user: b.text(k.User), tenant: b.tenant(k.Tenant), tier: b.tier(k.Tier), expires: k.expires}
+	for _, f := range [...]struct {
+		on   bool
+		flag uint8
+	}{{k.Superuser, flagSuperuser}, {k.Disabled, flagDisabled}, {k.Rotated, flagRotated}} {
+		if f.on {
+			r.flags |= f.flag
+		}
+	}
+	return r
 }
 
 // Add indexes e, and each of its previous values, with its effective
@@ -108,39 +233,59 @@ func (b *IndexBuilder) str(s string) string {
 // and the field of e that repeats it (".sha256", ".previous[1].sha256").
 func (b *IndexBuilder) Add(e *Entry, tenant string, lifetime time.Duration) (taken, field string) {
 	x := b.x
-	if i, dup := x.byDigest[e.Digest]; dup {
-		return x.keys[i].ID, ".sha256"
+	if i := x.find(e.Digest); i >= 0 {
+		return x.key(i).ID, ".sha256"
 	}
 	for j, p := range e.Previous {
-		i, dup := x.byDigest[p.Digest]
+		i := x.find(p.Digest)
 		switch {
-		case dup:
-			return x.keys[i].ID, fmt.Sprintf(".previous[%d].sha256", j)
+		case i >= 0:
+			return x.key(i).ID, fmt.Sprintf(".previous[%d].sha256", j)
 		case p.Digest == e.Digest:
 			return e.ID, fmt.Sprintf(".previous[%d].sha256", j)
 		}
 	}
-	k := APIKey{ID: e.ID, Tenant: b.str(tenant), User: e.User, Tier: b.str(e.Tier), Superuser: e.Superuser,
+	k := APIKey{ID: e.ID, Tenant: tenant, User: e.User, Tier: e.Tier, Superuser: e.Superuser,
 		Disabled: e.Disabled, expires: unix(e.ExpiresAt(lifetime))}
-	b.put(e.Digest, k)
+	r := b.record(k)
+	b.put(e.Digest, r)
 	x.entries++
 	for _, p := range e.Previous {
-		old := k
-		old.Rotated = true
+		old := r // the same id and user bytes
+		old.flags |= flagRotated
 		if until := unix(p.Expires); k.expires == 0 || until < k.expires {
 			old.expires = until
 		}
 		b.put(p.Digest, old)
 	}
 	if tenant != "" {
-		x.tenants[k.Tenant] = true
+		x.bound[tenant] = true
 	}
 	return "", ""
 }
 
-func (b *IndexBuilder) put(d Digest, k APIKey) {
-	b.x.byDigest[d] = int32(len(b.x.keys))
-	b.x.keys = append(b.x.keys, k)
+// put adds a value whose digest is not indexed yet.
+func (b *IndexBuilder) put(d Digest, r record) {
+	x := b.x
+	if len(x.digests) >= math.MaxInt32-1 {
+		panic("keys: more than 2^31 key values") // a programming limit: 64 GB of digests
+	}
+	if 2*(len(x.digests)+1) > len(x.slots) {
+		b.grow()
+	}
+	slot := -1 - x.find(d)
+	x.slots[slot] = int32(len(x.digests)) + 1
+	x.digests = append(x.digests, d)
+	x.recs = append(x.recs, r)
+}
+
+// grow doubles the table and places every value anew.
+func (b *IndexBuilder) grow() {
+	x := b.x
+	x.slots = make([]int32, 2*len(x.slots))
+	for i, d := range x.digests {
+		x.slots[-1-x.find(d)] = int32(i) + 1
+	}
 }
 
 // account counts k as a key (when it is not an old value) and its tenant.
@@ -149,7 +294,7 @@ func (b *IndexBuilder) account(k APIKey) {
 		b.x.entries++
 	}
 	if k.Tenant != "" {
-		b.x.tenants[k.Tenant] = true
+		b.x.bound[k.Tenant] = true
 	}
 }
 
@@ -157,12 +302,14 @@ func (b *IndexBuilder) account(k APIKey) {
 // value, or an old one with Rotated set). A digest already indexed is
 // replaced.
 func (b *IndexBuilder) AddValue(d Digest, k APIKey) {
-	k.Tenant, k.Tier = b.str(k.Tenant), b.str(k.Tier)
-	if i, dup := b.x.byDigest[d]; dup {
-		b.x.keys[i] = k
-		return
+	if i := b.x.find(d); i >= 0 {
+		if b.x.recs[i].flags&flagRotated == 0 {
+			b.x.entries--
+		}
+		b.x.recs[i] = b.record(k)
+	} else {
+		b.put(d, b.record(k))
 	}
-	b.put(d, k)
 	b.account(k)
 }
 
@@ -175,8 +322,21 @@ func NewAPIKey(id, tenant, user, tier string, disabled, rotated bool, expires ti
 // Build returns the Index.
 func (b *IndexBuilder) Build() *Index {
 	x := b.x
-	b.x, b.intern = nil, nil
+	b.x, b.tenants, b.tiers = nil, nil, nil
+	// Give back what the size guess reserved beyond what was used.
+	x.digests, x.recs, x.text = fit(x.digests), fit(x.recs), fit(x.text)
 	return x
+}
+
+// fit returns s in an array of its length when more than a quarter of its
+// capacity is unused (a size guess far off; a near one costs less unused
+// than a copy costs at its peak) (the strings over the text arena keep the old one as
+// long as they are held; neither is modified).
+func fit[T any](s []T) []T {
+	if cap(s)-len(s) <= cap(s)/4 {
+		return s
+	}
+	return append(make([]T, 0, len(s)), s...)
 }
 
 func unix(t time.Time) int64 {

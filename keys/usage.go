@@ -31,12 +31,12 @@ type Report struct {
 
 // Usage counts checks per key id in memory: allowed, denied, last used.
 // It is kept out of Prometheus on purpose (one series per key would be
-// unbounded); only the ids it was told to track are counted, so it is
-// bounded by the number of keys. It is safe for concurrent use, and
-// recording takes no lock once a key has been seen.
+// unbounded); it is told the ids of checks' keys, which come from an index,
+// and Track drops the counters of keys a new index no longer has, so it is
+// bounded by the keys of the index and the one before. It is safe for
+// concurrent use, and recording takes no lock once a key has been seen.
 type Usage struct {
 	since time.Time
-	known atomic.Pointer[map[string]bool]
 	m     sync.Map // id → *counters
 }
 
@@ -48,13 +48,17 @@ type counters struct {
 // NewUsage returns a Usage counting from now.
 func NewUsage() *Usage { return &Usage{since: time.Now().UTC()} }
 
-// Track sets the key ids to count, dropping the counters of the others.
+// Track drops the counters of the keys x does not have. It holds nothing of
+// x: a set of a million ids would cost the collector what the index saves.
 func (u *Usage) Track(x *Index) {
-	ids := make(map[string]bool, x.Len())
-	x.Each(func(k APIKey) { ids[k.ID] = true })
-	u.known.Store(&ids)
+	keep := map[string]bool{} // of the counted ids: a few
+	x.Each(func(k APIKey) {
+		if _, ok := u.m.Load(k.ID); ok {
+			keep[k.ID] = true
+		}
+	})
 	u.m.Range(func(id, _ any) bool {
-		if !ids[id.(string)] {
+		if !keep[id.(string)] {
 			u.m.Delete(id)
 		}
 		return true
@@ -66,12 +70,11 @@ func (u *Usage) Record(id string, allowed bool, now time.Time) {
 	if id == "" {
 		return
 	}
-	if k := u.known.Load(); k == nil || !(*k)[id] {
-		return
-	}
 	v, ok := u.m.Load(id)
 	if !ok {
-		v, _ = u.m.LoadOrStore(id, &counters{})
+		// A copy: the id may be a string over an index's arena, which the
+		// counter would keep after the index is replaced.
+		v, _ = u.m.LoadOrStore(strings.Clone(id), &counters{})
 	}
 	c := v.(*counters)
 	if allowed {

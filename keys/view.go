@@ -122,12 +122,12 @@ func (v *View) Merge() *Index {
 		}
 	}
 	b := NewIndexBuilder(v.base.Len() + len(changed))
-	for d, i := range v.base.byDigest {
-		if k := v.base.keys[i]; !changed[k.ID] {
-			b.put(d, k)
+	v.base.each(func(d Digest, k APIKey) {
+		if !changed[k.ID] {
+			b.put(d, b.record(k))
 			b.account(k)
 		}
-	}
+	})
 	// The newest value of each changed key wins.
 	latest := map[string]*Layer{}
 	for _, l := range v.layers {
@@ -138,7 +138,7 @@ func (v *View) Merge() *Index {
 	for _, l := range v.layers {
 		for d, k := range l.values {
 			if latest[k.ID] == l {
-				b.put(d, k)
+				b.put(d, b.record(k))
 				b.account(k)
 			}
 		}

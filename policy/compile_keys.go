@@ -12,13 +12,31 @@ import (
 )
 
 // keyCompiler checks and indexes key entries one at a time.
+// It keeps what finish needs of every key compactly (a million keys load
+// without a million of anything the collector must mark): the ids in one
+// arena, the users only where there is one; where a key was written follows
+// from its number (inline keys first, then the keys file's).
 type keyCompiler struct {
 	c       *compiler
 	b       *keys.IndexBuilder
-	ids     []string
-	users   []string
-	where   []keys.At
+	ids     keys.IDs
+	users   []keyUser
+	inline  int          // how many keys the policy lists inline
 	fileSrc *source.File // the keys file, once an entry of it was read
+}
+
+// keyUser is the user of key number i.
+type keyUser struct {
+	i    int
+	user string
+}
+
+// at says where key number i was written.
+func (kc *keyCompiler) at(i int) keys.At {
+	if i < kc.inline {
+		return keys.At{File: kc.c.src, Index: i}
+	}
+	return keys.At{File: kc.fileSrc, Index: i - kc.inline}
 }
 
 func (c *compiler) apiKeys(f *policyFile) {
@@ -35,7 +53,7 @@ func (c *compiler) apiKeys(f *policyFile) {
 	if file != "" {
 		path = c.rel(file)
 	}
-	kc := &keyCompiler{c: c, b: keys.NewIndexBuilder(len(f.Keys) + keys.SizeHint(path))}
+	kc := &keyCompiler{c: c, b: keys.NewIndexBuilder(len(f.Keys) + keys.SizeHint(path)), inline: len(f.Keys)}
 	for i := range f.Keys {
 		at := keys.At{File: c.src, Index: i}
 		kc.add(f.Keys[i].Entry(&c.p, at), at)
@@ -70,15 +88,16 @@ func (kc *keyCompiler) add(e *keys.Entry, at keys.At) {
 			at.Problem(&c.p, field, "same key as %q", taken)
 		}
 	}
-	kc.ids = append(kc.ids, e.ID)
-	kc.users = append(kc.users, e.User)
-	kc.where = append(kc.where, at)
+	if e.User != "" {
+		kc.users = append(kc.users, keyUser{kc.ids.Len(), e.User})
+	}
+	kc.ids.Add(e.ID)
 }
 
 // finish checks what needs every key: the limit, unique ids, users that
 // name no tenant.
 func (kc *keyCompiler) finish(f *policyFile) {
-	c, n := kc.c, len(kc.ids)
+	c, n := kc.c, kc.ids.Len()
 	if n > 0 && f.Credentials.APIKey == nil {
 		c.errf("keys", "keys are configured but credentials.api_key is not, so no key is ever read")
 	}
@@ -89,12 +108,12 @@ func (kc *keyCompiler) finish(f *policyFile) {
 		}
 		c.p.Addf(src, at, "%d keys exceed the policy's key_limit of %d; revoke keys or raise key_limit", n, f.KeyLimit)
 	}
-	keys.DuplicateIDs(n, func(i int) string { return kc.ids[i] }, func(i int) {
-		kc.where[i].Problem(&c.p, ".id", "duplicate key id %q", kc.ids[i])
+	kc.ids.Duplicates(func(i int) {
+		kc.at(i).Problem(&c.p, ".id", "duplicate key id %q", kc.ids.At(i))
 	})
-	for i, u := range kc.users {
-		if u != "" && c.s.tenantNamed(u, nil) {
-			kc.where[i].Problem(&c.p, ".user", "%q is also a tenant's name or alias; users and tenants share "+
+	for _, ku := range kc.users {
+		if u := ku.user; c.s.tenantNamed(u, nil) {
+			kc.at(ku.i).Problem(&c.p, ".user", "%q is also a tenant's name or alias; users and tenants share "+
 				"the tenant header, so a user id must not name a tenant: give the user another id", u)
 		}
 	}
