@@ -61,6 +61,7 @@ var (
 	nTokens  = flag.Int("tokens", 10_000, "distinct tokens for workloads 3 and 4")
 	cacheMem = flag.Int("cached-tokens", 100_000, "distinct tokens for the token-cache memory measurement")
 	profile  = flag.String("cpuprofile", "", "write a CPU profile of portcullis under workload 2 (concurrency 50) to this file, then stop")
+	profSecs = flag.Int("profile-seconds", 10, "how long -cpuprofile profiles (for workloads 3 and 4, fewer seconds than -tokens last)")
 )
 
 func main() {
@@ -673,7 +674,7 @@ func (b *bench) soak(out io.Writer, d time.Duration) error {
 	return nil
 }
 
-// cpuProfile records a 10 s CPU profile of portcullis serving workload 2
+// cpuProfile records a CPU profile (-profile-seconds) of portcullis serving workload 2
 // (set -only to pick another) at concurrency 50, and one of the no-op
 // server under the same load beside it (path + ".noop").
 func (b *bench) cpuProfile(path string) error {
@@ -693,7 +694,7 @@ func (b *bench) cpuProfile(path string) error {
 	defer s.stop()
 	done := make(chan error, 1)
 	go func() {
-		resp, err := http.Get("http://" + s.admin + "/debug/pprof/profile?seconds=10")
+		resp, err := http.Get("http://" + s.admin + "/debug/pprof/profile?seconds=" + strconv.Itoa(*profSecs))
 		if err != nil {
 			done <- err
 			return
@@ -726,7 +727,7 @@ func (b *bench) cpuProfile(path string) error {
 	if err != nil {
 		return err
 	}
-	for t0 := time.Now(); time.Since(t0) < 10*time.Second; {
+	for t0 := time.Now(); time.Since(t0) < time.Duration(*profSecs)*time.Second; {
 		if _, err := load(noop, 50, 20000, w.req); err != nil {
 			noop.stop()
 			return err

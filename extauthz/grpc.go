@@ -4,18 +4,12 @@ package extauthz
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/policy"
@@ -86,9 +80,8 @@ func NewServer(decider Decider, observer Observer) *Server {
 // (a caller in this process, not Envoy).
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	resp, err := s.check(ctx, req).response()
-	if err != nil { // not reached: the bytes are proto's own encoding
-		d := policy.Deny(reason.Internal)
-		return encode(&d), nil
+	if err != nil { // not reached: the wire form is protobuf's encoding
+		return &authv3.CheckResponse{Status: &status.Status{Code: int32(codes.Unavailable), Message: string(reason.Internal)}}, nil
 	}
 	return resp, nil
 }
@@ -102,7 +95,7 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (w *wire) 
 		if p := recover(); p != nil {
 			d = policy.Deny(reason.Internal)
 			d.ID = info.RequestID
-			w = marshal(encode(&d))
+			w = newEncoded(&d).wire(&d)
 			recovered(ctx, s.observer, "grpc", p)
 		}
 		if s.observer != nil {
@@ -128,33 +121,16 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (w *wire) 
 // same identity under the same snapshot: only the bytes that carry the
 // decision id are made anew.
 func (s *Server) response(d *policy.Decision) *wire {
-	if d.PolicyVersion == "" { // not from a snapshot: encode afresh
-		return marshal(encode(d))
+	if d.PolicyVersion == "" { // not from a snapshot: encoded afresh
+		return newEncoded(d).wire(d)
 	}
 	k := respKey{d.PolicyVersion, d.Tier, d.Tenant, d.TenantKind, d.User, d.Credential, d.Reason}
 	e, hit := s.responses.Get(k)
 	if !hit {
-		anon := *d
-		anon.ID, anon.IDHeader = "", ""
-		r := encode(&anon)
-		if dr := r.GetDeniedResponse(); dr != nil {
-			dr.Body = "" // the tail writes it, with the id
-		}
-		e = &encoded{base: mustMarshal(r), allow: d.Allow}
+		e = newEncoded(d)
 		s.responses.Add(k, e)
 	}
 	return e.wire(d)
-}
-
-// marshal returns r in its wire form.
-func marshal(r *authv3.CheckResponse) *wire { return &wire{base: mustMarshal(r)} }
-
-func mustMarshal(r *authv3.CheckResponse) []byte {
-	b, err := proto.Marshal(r)
-	if err != nil { // only an invalid UTF-8 string fails, and encode writes none
-		panic(fmt.Sprintf("extauthz: encoding a CheckResponse: %v", err))
-	}
-	return b
 }
 
 // Decode lifts a CheckRequest's HTTP attributes into a policy.Request. It
@@ -228,41 +204,6 @@ func withoutQuery(p string) string {
 	return p
 }
 
-// encode turns a Decision into Envoy's CheckResponse: on allow, the headers
-// to set (overwrite, never append) and to remove, and the identity as
-// dynamic metadata; on deny, the HTTP status, the JSON body and
-// WWW-Authenticate on a 401, with the matching gRPC code.
-func encode(d *policy.Decision) *authv3.CheckResponse {
-	if d.Allow {
-		ok := &authv3.OkHttpResponse{HeadersToRemove: d.RemoveHeaders}
-		ok.Headers = make([]*corev3.HeaderValueOption, len(d.SetHeaders), len(d.SetHeaders)+1)
-		for i, h := range d.SetHeaders {
-			ok.Headers[i] = overwrite(h.Name, h.Value)
-		}
-		if d.IDHeader != "" && d.ID != "" {
-			ok.Headers = append(ok.Headers, overwrite(d.IDHeader, d.ID))
-		}
-		return &authv3.CheckResponse{
-			Status:          &status.Status{Code: int32(codes.OK)},
-			HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
-			DynamicMetadata: metadata(d),
-		}
-	}
-	headers := []*corev3.HeaderValueOption{overwrite("content-type", "application/json")}
-	if c := d.Challenge(); c != "" {
-		headers = append(headers, overwrite("www-authenticate", c))
-	}
-	return &authv3.CheckResponse{
-		Status: &status.Status{Code: int32(grpcCode(d.Status())), Message: string(d.Reason)},
-		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status())},
-			Headers: headers,
-			Body:    string(d.Body()),
-		}},
-		DynamicMetadata: metadata(d),
-	}
-}
-
 // grpcCode maps a deny's HTTP status to the CheckResponse status code.
 func grpcCode(httpStatus int) codes.Code {
 	switch httpStatus {
@@ -277,22 +218,4 @@ func grpcCode(httpStatus int) codes.Code {
 	default:
 		return codes.Unavailable
 	}
-}
-
-func overwrite(name, value string) *corev3.HeaderValueOption {
-	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: name, Value: value},
-		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		//lint:ignore SA1019 deprecated in Envoy's API, still read by Envoy releases before append_action
-		Append: wrapperspb.Bool(false),
-	}
-}
-
-// metadata is the identity as dynamic metadata. Envoy files it under the
-// filter's namespace, so access logs read it as
-// %DYNAMIC_METADATA(envoy.filters.http.ext_authz:tenant)%.
-func metadata(d *policy.Decision) *structpb.Struct {
-	fields := make(map[string]*structpb.Value, 6)
-	d.EachMetadata(func(k, v string) { fields[k] = structpb.NewStringValue(v) })
-	return &structpb.Struct{Fields: fields}
 }

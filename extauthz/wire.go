@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"unicode/utf8"
 
 	"github.com/portcullis/portcullis/policy"
 )
@@ -51,14 +52,18 @@ type encoded struct {
 	allow bool
 }
 
-// Field numbers of the messages the tail writes into (envoy.service.auth.v3,
-// envoy.config.core.v3, google.protobuf.Struct).
+// Field numbers of the messages a wire writes (envoy.service.auth.v3,
+// envoy.config.core.v3, envoy.type.v3, google.rpc, google.protobuf.Struct).
 const (
+	fieldStatus          = 1 // CheckResponse.status (google.rpc.Status: code 1, message 2)
 	fieldDenied          = 2 // CheckResponse.denied_response
 	fieldOK              = 3 // CheckResponse.ok_response
 	fieldDynamicMetadata = 4 // CheckResponse.dynamic_metadata
+	fieldDeniedStatus    = 1 // DeniedHttpResponse.status (HttpStatus: code 1)
+	fieldDeniedHeaders   = 2 // DeniedHttpResponse.headers
 	fieldDeniedBody      = 3 // DeniedHttpResponse.body
 	fieldOKHeaders       = 2 // OkHttpResponse.headers
+	fieldOKRemove        = 5 // OkHttpResponse.headers_to_remove
 	fieldStructFields    = 1 // Struct.fields (map entries: key 1, value 2)
 	fieldStringValue     = 3 // Value.string_value
 	fieldOptionHeader    = 1 // HeaderValueOption.header (HeaderValue: key 1, value 2)
@@ -66,6 +71,138 @@ const (
 	fieldOptionAction    = 3 // HeaderValueOption.append_action
 	overwriteIfExists    = 2 // HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 )
+
+// appendBase appends what encode(d) writes, but for the deny body, to b,
+// without building the messages: the encoding of a decision first seen
+// (a new user's first token) costs little next to its verification. Each
+// nested message's size is counted first, so everything is written once,
+// into b. It reports false when a value is not valid UTF-8, which protobuf
+// strings must be (encode's messages would fail to marshal).
+func appendBase(b []byte, d *policy.Decision) ([]byte, bool) {
+	valid := true
+	check := func(s string) {
+		if valid && !utf8.ValidString(s) {
+			valid = false
+		}
+	}
+	if d.Allow {
+		b = appendLen(b, fieldStatus, 0) // code OK: an empty status
+		okLen := 0
+		for _, h := range d.SetHeaders {
+			check(h.Name)
+			check(h.Value)
+			okLen += fieldSize(fieldOKHeaders, optionLen(h.Name, h.Value))
+		}
+		for _, h := range d.RemoveHeaders {
+			check(h)
+			okLen += fieldSize(fieldOKRemove, len(h))
+		}
+		b = appendLen(b, fieldOK, okLen)
+		for _, h := range d.SetHeaders {
+			b = appendOption(b, fieldOKHeaders, h.Name, h.Value)
+		}
+		for _, h := range d.RemoveHeaders {
+			b = appendString(b, fieldOKRemove, h)
+		}
+	} else {
+		check(string(d.Reason))
+		code, httpCode := uint64(grpcCode(d.Status())), uint64(d.Status())
+		b = appendLen(b, fieldStatus, varintSize(1, code)+fieldSize(2, len(d.Reason)))
+		b = appendVarint(b, 1, code)
+		b = appendString(b, 2, string(d.Reason))
+		challenge := d.Challenge()
+		deniedLen := fieldSize(fieldDeniedStatus, varintSize(1, httpCode)) +
+			fieldSize(fieldDeniedHeaders, optionLen("content-type", "application/json"))
+		if challenge != "" {
+			deniedLen += fieldSize(fieldDeniedHeaders, optionLen("www-authenticate", challenge))
+		}
+		b = appendLen(b, fieldDenied, deniedLen)
+		b = appendLen(b, fieldDeniedStatus, varintSize(1, httpCode))
+		b = appendVarint(b, 1, httpCode)
+		b = appendOption(b, fieldDeniedHeaders, "content-type", "application/json")
+		if challenge != "" {
+			b = appendOption(b, fieldDeniedHeaders, "www-authenticate", challenge)
+		}
+	}
+	metaLen := 0
+	d.EachMetadata(func(k, v string) {
+		check(v)
+		metaLen += fieldSize(fieldStructFields, entryLen(k, v))
+	})
+	b = appendLen(b, fieldDynamicMetadata, metaLen)
+	d.EachMetadata(func(k, v string) { b = appendEntry(b, k, v) })
+	return b, valid
+}
+
+// fieldSize is the encoded size of a length-delimited field of n bytes.
+func fieldSize(num protowire.Number, n int) int {
+	return protowire.SizeTag(num) + protowire.SizeBytes(n)
+}
+
+// varintSize is the encoded size of a varint field.
+func varintSize(num protowire.Number, v uint64) int {
+	return protowire.SizeTag(num) + protowire.SizeVarint(v)
+}
+
+// appendLen appends the tag and length of a length-delimited field whose n
+// bytes follow.
+func appendLen(b []byte, num protowire.Number, n int) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendVarint(b, uint64(n))
+}
+
+func appendString(b []byte, num protowire.Number, s string) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+// optionLen is the size of a HeaderValueOption overwriting name with value,
+// as overwrite makes it.
+func optionLen(name, value string) int {
+	return fieldSize(fieldOptionHeader, fieldSize(1, len(name))+fieldSize(2, len(value))) +
+		fieldSize(fieldOptionAppend, 0) + varintSize(fieldOptionAction, overwriteIfExists)
+}
+
+// appendOption appends field num holding that HeaderValueOption.
+func appendOption(b []byte, num protowire.Number, name, value string) []byte {
+	b = appendLen(b, num, optionLen(name, value))
+	b = appendLen(b, fieldOptionHeader, fieldSize(1, len(name))+fieldSize(2, len(value)))
+	b = appendString(b, 1, name)
+	b = appendString(b, 2, value)
+	b = appendLen(b, fieldOptionAppend, 0) // BoolValue false: present, empty
+	return appendVarint(b, fieldOptionAction, overwriteIfExists)
+}
+
+// entryLen is the size of the Struct.fields map entry key: string value.
+func entryLen(key, value string) int {
+	return fieldSize(1, len(key)) + fieldSize(2, fieldSize(fieldStringValue, len(value)))
+}
+
+// appendEntry appends Struct.fields holding that entry.
+func appendEntry(b []byte, key, value string) []byte {
+	b = appendLen(b, fieldStructFields, entryLen(key, value))
+	b = appendString(b, 1, key)
+	b = appendLen(b, 2, fieldSize(fieldStringValue, len(value)))
+	return appendString(b, fieldStringValue, value)
+}
+
+// newEncoded returns d's encoding without its id, for every decision with
+// d's identity. It panics when a value of d is not valid UTF-8 (the check
+// recovers: a deny).
+func newEncoded(d *policy.Decision) *encoded {
+	anon := *d
+	anon.ID, anon.IDHeader = "", "" // the tail writes the id, and the deny body with it
+	base, ok := appendBase(make([]byte, 0, 512), &anon)
+	if !ok {
+		panic("extauthz: a decision value is not valid UTF-8")
+	}
+	return &encoded{base: base, allow: d.Allow}
+}
 
 // wire returns d's answer: e's base, then d's own bytes (see appendTail).
 func (e *encoded) wire(d *policy.Decision) *wire {
@@ -87,8 +224,7 @@ func (e *encoded) appendTail(b []byte, d *policy.Decision) []byte {
 	switch {
 	case !e.allow:
 		body := d.Body()
-		b = protowire.AppendTag(b, fieldDenied, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(protowire.SizeTag(fieldDeniedBody)+protowire.SizeBytes(len(body))))
+		b = appendLen(b, fieldDenied, fieldSize(fieldDeniedBody, len(body)))
 		b = protowire.AppendTag(b, fieldDeniedBody, protowire.BytesType)
 		b = protowire.AppendBytes(b, body)
 	case d.IDHeader != "":
@@ -100,43 +236,15 @@ func (e *encoded) appendTail(b []byte, d *policy.Decision) []byte {
 // appendMetadataString appends CheckResponse.dynamic_metadata with the one
 // entry key: string value.
 func appendMetadataString(b []byte, key, value string) []byte {
-	valueLen := protowire.SizeTag(fieldStringValue) + protowire.SizeBytes(len(value))
-	entryLen := protowire.SizeTag(1) + protowire.SizeBytes(len(key)) + protowire.SizeTag(2) + protowire.SizeBytes(valueLen)
-	structLen := protowire.SizeTag(fieldStructFields) + protowire.SizeBytes(entryLen)
-	b = protowire.AppendTag(b, fieldDynamicMetadata, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(structLen))
-	b = protowire.AppendTag(b, fieldStructFields, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(entryLen))
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendString(b, key)
-	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(valueLen))
-	b = protowire.AppendTag(b, fieldStringValue, protowire.BytesType)
-	return protowire.AppendString(b, value)
+	b = appendLen(b, fieldDynamicMetadata, fieldSize(fieldStructFields, entryLen(key, value)))
+	return appendEntry(b, key, value)
 }
 
 // appendOKHeader appends CheckResponse.ok_response with one header to
 // overwrite, encoded as overwrite(name, value) is.
 func appendOKHeader(b []byte, name, value string) []byte {
-	hvLen := protowire.SizeTag(1) + protowire.SizeBytes(len(name)) + protowire.SizeTag(2) + protowire.SizeBytes(len(value))
-	optLen := protowire.SizeTag(fieldOptionHeader) + protowire.SizeBytes(hvLen) +
-		protowire.SizeTag(fieldOptionAppend) + protowire.SizeBytes(0) +
-		protowire.SizeTag(fieldOptionAction) + protowire.SizeVarint(overwriteIfExists)
-	okLen := protowire.SizeTag(fieldOKHeaders) + protowire.SizeBytes(optLen)
-	b = protowire.AppendTag(b, fieldOK, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(okLen))
-	b = protowire.AppendTag(b, fieldOKHeaders, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(optLen))
-	b = protowire.AppendTag(b, fieldOptionHeader, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(hvLen))
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
-	b = protowire.AppendString(b, name)
-	b = protowire.AppendTag(b, 2, protowire.BytesType)
-	b = protowire.AppendString(b, value)
-	b = protowire.AppendTag(b, fieldOptionAppend, protowire.BytesType)
-	b = protowire.AppendVarint(b, 0)
-	b = protowire.AppendTag(b, fieldOptionAction, protowire.VarintType)
-	return protowire.AppendVarint(b, overwriteIfExists)
+	b = appendLen(b, fieldOK, fieldSize(fieldOKHeaders, optionLen(name, value)))
+	return appendOption(b, fieldOKHeaders, name, value)
 }
 
 // codec is the gRPC server's codec: a wire is written as it is, anything

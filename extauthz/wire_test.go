@@ -1,7 +1,16 @@
 package extauthz
 
 import (
+	"context"
 	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -52,4 +61,85 @@ func TestWireDecodesAsEncode(t *testing.T) {
 			}
 		}
 	}
+}
+
+// decided is a Decider that answers d, whatever is asked.
+type decided policy.Decision
+
+func (d decided) Decide(context.Context, policy.Request) policy.Decision { return policy.Decision(d) }
+
+// TestWireRefusesInvalidUTF8: a decision value that is not UTF-8 (which
+// protobuf strings must be, and Envoy's parser checks) is never written:
+// the check is denied 503 instead.
+func TestWireRefusesInvalidUTF8(t *testing.T) {
+	for _, d := range []policy.Decision{
+		{Allow: true, Reason: reason.Allowed, Tenant: "acme\xff", PolicyVersion: "v1", SetHeaders: []policy.Header{{Name: "x-tenant-id", Value: "acme\xff"}}},
+		{Allow: true, Reason: reason.Allowed, User: "\xc3", PolicyVersion: "v1"},
+		{Reason: reason.TierTooLow, Credential: "k\xfe", PolicyVersion: "v1"},
+	} {
+		s := NewServer(decided(d), nil)
+		req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+			Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/", Headers: map[string]string{}}}}}
+		resp, err := s.check(context.Background(), req).response()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetDeniedResponse().GetStatus().GetCode() != 503 || resp.GetStatus().GetMessage() != string(reason.Internal) {
+			t.Errorf("decision %+v: answered %v, want a 503 internal_error deny", d, resp)
+		}
+	}
+}
+
+// encode is the reference the wire form is held to: a Decision as Envoy's
+// CheckResponse messages, built field by field: on allow, the headers
+// to set (overwrite, never append) and to remove, and the identity as
+// dynamic metadata; on deny, the HTTP status, the JSON body and
+// WWW-Authenticate on a 401, with the matching gRPC code.
+func encode(d *policy.Decision) *authv3.CheckResponse {
+	if d.Allow {
+		ok := &authv3.OkHttpResponse{HeadersToRemove: d.RemoveHeaders}
+		ok.Headers = make([]*corev3.HeaderValueOption, len(d.SetHeaders), len(d.SetHeaders)+1)
+		for i, h := range d.SetHeaders {
+			ok.Headers[i] = overwrite(h.Name, h.Value)
+		}
+		if d.IDHeader != "" && d.ID != "" {
+			ok.Headers = append(ok.Headers, overwrite(d.IDHeader, d.ID))
+		}
+		return &authv3.CheckResponse{
+			Status:          &status.Status{Code: int32(codes.OK)},
+			HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
+			DynamicMetadata: metadata(d),
+		}
+	}
+	headers := []*corev3.HeaderValueOption{overwrite("content-type", "application/json")}
+	if c := d.Challenge(); c != "" {
+		headers = append(headers, overwrite("www-authenticate", c))
+	}
+	return &authv3.CheckResponse{
+		Status: &status.Status{Code: int32(grpcCode(d.Status())), Message: string(d.Reason)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status())},
+			Headers: headers,
+			Body:    string(d.Body()),
+		}},
+		DynamicMetadata: metadata(d),
+	}
+}
+
+func overwrite(name, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		//lint:ignore SA1019 deprecated in Envoy's API, still read by Envoy releases before append_action
+		Append: wrapperspb.Bool(false),
+	}
+}
+
+// metadata is the identity as dynamic metadata. Envoy files it under the
+// filter's namespace, so access logs read it as
+// %DYNAMIC_METADATA(envoy.filters.http.ext_authz:tenant)%.
+func metadata(d *policy.Decision) *structpb.Struct {
+	fields := make(map[string]*structpb.Value, 6)
+	d.EachMetadata(func(k, v string) { fields[k] = structpb.NewStringValue(v) })
+	return &structpb.Struct{Fields: fields}
 }
