@@ -10,7 +10,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
-	"encoding/base64"
 	"math/big"
 )
 
@@ -21,8 +20,13 @@ import (
 // token is not parsed a second time. Unknown algorithms and malformed
 // signatures fail.
 func verifySignature(alg string, pub crypto.PublicKey, signingInput, sigB64 string) bool {
-	sig, err := base64.RawURLEncoding.DecodeString(sigB64)
-	if err != nil || len(sig) == 0 {
+	bp := segmentBufs.Get().(*[]byte)
+	defer segmentBufs.Put(bp)
+	sig, ok := decodeBase64(*bp, sigB64)
+	if cap(sig) <= 64<<10 {
+		*bp = sig
+	}
+	if !ok || len(sig) == 0 {
 		return false
 	}
 	var h crypto.Hash
@@ -65,16 +69,24 @@ func verifySignature(alg string, pub crypto.PublicKey, signingInput, sigB64 stri
 // curveOf is the one curve each ECDSA algorithm is defined on.
 var curveOf = map[string]elliptic.Curve{"ES256": elliptic.P256(), "ES384": elliptic.P384(), "ES512": elliptic.P521()}
 
+// hashOf returns the digest of s, copying s into a recycled buffer rather
+// than a new one per token.
 func hashOf(h crypto.Hash, s string) []byte {
+	bp := segmentBufs.Get().(*[]byte)
+	defer segmentBufs.Put(bp)
+	b := append((*bp)[:0], s...)
+	if cap(b) <= 64<<10 {
+		*bp = b
+	}
 	switch h {
 	case crypto.SHA256:
-		d := sha256.Sum256([]byte(s))
+		d := sha256.Sum256(b)
 		return d[:]
 	case crypto.SHA384:
-		d := sha512.Sum384([]byte(s))
+		d := sha512.Sum384(b)
 		return d[:]
 	default:
-		d := sha512.Sum512([]byte(s))
+		d := sha512.Sum512(b)
 		return d[:]
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portcullis/portcullis/cache"
@@ -158,16 +159,17 @@ type joseHeader struct {
 // its expiry. Only the issuer's JWK set is ever used: jku, x5u and jwk
 // header fields are ignored.
 func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Token, time.Time, reason.Code) {
-	parts := strings.Split(raw, ".")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+	header, rest, ok1 := strings.Cut(raw, ".")
+	payload, sig, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || header == "" || payload == "" || strings.Contains(sig, ".") {
 		return nil, time.Time{}, reason.InvalidToken
 	}
-	if parts[2] == "" {
+	if sig == "" {
 		return nil, time.Time{}, reason.TokenSignature
 	}
 	var hdr joseHeader
 	claims := map[string]any{}
-	if !decodeSegment(parts[0], &hdr) || !decodeSegment(parts[1], &claims) {
+	if !decodeSegment(header, &hdr) || !decodeSegment(payload, &claims) {
 		return nil, time.Time{}, reason.InvalidToken
 	}
 	if len(hdr.Crit) > 0 {
@@ -188,7 +190,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Toke
 	if kid == "" && is.cfg.RequireKID {
 		return nil, time.Time{}, reason.TokenUnknownKey
 	}
-	key, r := is.findKey(ctx, parts[0]+"."+parts[1], parts[2], hdr.Alg, kid)
+	key, r := is.findKey(ctx, raw[:len(header)+1+len(payload)], sig, hdr.Alg, kid)
 	if r != "" {
 		return nil, time.Time{}, r
 	}
@@ -200,12 +202,33 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Toke
 	return t, exp, ""
 }
 
+// decodeSegment decodes a base64url JSON segment into v (which keeps
+// nothing of the decoded bytes: json copies what it keeps).
 func decodeSegment(seg string, v any) bool {
-	b, err := base64.RawURLEncoding.DecodeString(seg)
-	if err != nil {
-		return false
+	bp := segmentBufs.Get().(*[]byte)
+	defer segmentBufs.Put(bp)
+	b, ok := decodeBase64(*bp, seg)
+	if cap(b) <= 64<<10 {
+		*bp = b
 	}
-	return json.Unmarshal(b, v) == nil
+	return ok && json.Unmarshal(b, v) == nil
+}
+
+// segmentBufs recycles the buffers token segments are decoded into.
+var segmentBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// decodeBase64 decodes the base64url (unpadded) s into buf's array when it
+// fits, growing it otherwise: s is copied behind the decoded bytes' room
+// and decoded from there, so that nothing is allocated.
+func decodeBase64(buf []byte, s string) ([]byte, bool) {
+	enc := base64.RawURLEncoding
+	room := enc.DecodedLen(len(s))
+	if cap(buf) < room+len(s) {
+		buf = make([]byte, 0, room+len(s))
+	}
+	src := append(buf[room:room], s...)
+	n, err := enc.Decode(buf[:room], src)
+	return buf[:n], err == nil
 }
 
 // findKey returns the issuer's key whose signature over signingInput is sig.

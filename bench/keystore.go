@@ -61,7 +61,8 @@ func (b *bench) keyStoreBench(out io.Writer) error {
 		return err
 	}
 	defer pg.Remove()
-	fmt.Fprintf(out, "## Key store — %s, PostgreSQL with fsync on\n\n", time.Now().UTC().Format("2006-01-02"))
+	header(out, command())
+	fmt.Fprint(out, "PostgreSQL 15, started by the harness with fsync and synchronous commits on, as in production.\n\n")
 
 	dsn, err := createDatabase(pg, "selfservice")
 	if err != nil {

@@ -16,6 +16,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -53,7 +54,7 @@ const clockTick = 100 // Linux USER_HZ: /proc/<pid>/stat counts CPU time in 1/10
 
 var (
 	quick    = flag.Bool("quick", false, "fewer requests and rounds (a smoke run)")
-	rounds   = flag.Int("rounds", 3, "alternating no-op/portcullis rounds per workload")
+	rounds   = flag.Int("rounds", 5, "alternating no-op/portcullis rounds per workload")
 	only     = flag.String("only", "", "comma-separated workload numbers to run (default all)")
 	soak     = flag.Duration("soak", 0, "instead of the table: run workload 2 this long and report heap in use")
 	outPath  = flag.String("out", "", "also write the report to this file")
@@ -62,43 +63,60 @@ var (
 	cacheMem = flag.Int("cached-tokens", 100_000, "distinct tokens for the token-cache memory measurement")
 	profile  = flag.String("cpuprofile", "", "write a CPU profile of portcullis under workload 2 (concurrency 50) to this file, then stop")
 	profSecs = flag.Int("profile-seconds", 10, "how long -cpuprofile profiles (for workloads 3 and 4, fewer seconds than -tokens last)")
+
+	updatePath = flag.String("update", "", "also rewrite the harness's section of this file (BENCHMARKS.md) with the report")
+	procsList  = flag.String("procs", "1,2", "GOMAXPROCS values (both servers) workload 2 at concurrency 50 also runs under; empty for none")
+	withMicro  = flag.Bool("micro", true, "with every workload: run the micro-benchmarks (go test -bench) in the same run")
 )
 
 func main() {
 	flag.Parse()
+	if err := harness(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// harness runs what the flags ask for, writes the report to stdout (and
+// -out), and rewrites its section of -update's file.
+func harness() error {
 	if *quick {
 		*rounds, *nTokens, *bigKeys, *cacheMem = 1, 2000, 100_000, 10_000
 	}
-	b, err := newBench()
+	b, err := newBench(!*quickstart)
+	if b != nil {
+		defer os.RemoveAll(b.dir)
+	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+		return err
 	}
-	defer os.RemoveAll(b.dir)
-	out := io.Writer(os.Stdout)
-	if *outPath != "" {
-		f, err := os.Create(*outPath)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
-		defer f.Close()
-		out = io.MultiWriter(os.Stdout, f)
-	}
+	var buf bytes.Buffer
+	section := ""
 	switch {
 	case *profile != "":
-		err = b.cpuProfile(*profile)
+		return b.cpuProfile(*profile)
 	case *keyStore:
-		err = b.keyStoreBench(out)
+		section, err = "keystore", b.keyStoreBench(&buf)
+	case *quickstart:
+		section, err = "quickstart", b.quickstartBench(&buf)
 	case *soak > 0:
-		err = b.soak(out, *soak)
+		section, err = "soak", b.soak(&buf, *soak)
 	default:
-		err = b.run(out)
+		section, err = "load", b.run(&buf)
 	}
+	os.Stdout.Write(buf.Bytes())
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+		return err
 	}
+	if *outPath != "" {
+		if err := os.WriteFile(*outPath, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	if *updatePath != "" {
+		return update(*updatePath, section, buf.String())
+	}
+	return nil
 }
 
 // bench holds the built binaries and the generated fixture.
@@ -114,7 +132,8 @@ type bench struct {
 	garbage    []string
 }
 
-func newBench() (*bench, error) {
+// newBench builds the servers and, with fixture, generates the fixture.
+func newBench(fixture bool) (*bench, error) {
 	dir, err := os.MkdirTemp("", "portcullis-bench-")
 	if err != nil {
 		return nil, err
@@ -122,10 +141,13 @@ func newBench() (*bench, error) {
 	b := &bench{dir: dir, portcullis: filepath.Join(dir, "portcullis"), noop: filepath.Join(dir, "noop"), key: "pk_bench_" + strings.Repeat("k", 32)}
 	logf("building portcullis and the no-op server")
 	if out, err := exec.Command("scripts/build.sh", b.portcullis).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building portcullis (run from the repository root): %v\n%s", err, out)
+		return b, fmt.Errorf("building portcullis (run from the repository root): %v\n%s", err, out)
 	}
 	if out, err := exec.Command("go", "build", "-trimpath", "-o", b.noop, "./bench/noop").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building the no-op server: %v\n%s", err, out)
+		return b, fmt.Errorf("building the no-op server: %v\n%s", err, out)
+	}
+	if !fixture {
+		return b, nil
 	}
 	return b, b.fixture()
 }
@@ -250,15 +272,19 @@ type server struct {
 	loaded  chan time.Duration // from exec to the key store's first load
 }
 
-// start runs portcullis serving policy.
-func (b *bench) start(policy string) (*server, error) {
-	return launch(exec.Command(b.portcullis, "serve", "--policy", policy, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--pprof"))
+// start runs portcullis serving policy, with env added to its environment.
+func (b *bench) start(policy string, env ...string) (*server, error) {
+	cmd := exec.Command(b.portcullis, "serve", "--policy", policy, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--pprof")
+	cmd.Env = append(os.Environ(), env...)
+	return launch(cmd)
 }
 
 // startNoop runs the no-op server answering with the response in the file
-// (from capture).
-func (b *bench) startNoop(response string) (*server, error) {
-	return launch(exec.Command(b.noop, "-response", response))
+// (from capture), with env added to its environment.
+func (b *bench) startNoop(response string, env ...string) (*server, error) {
+	cmd := exec.Command(b.noop, "-response", response)
+	cmd.Env = append(os.Environ(), env...)
+	return launch(cmd)
 }
 
 // capture asks portcullis serving policy for its answer to r and writes it,
@@ -536,21 +562,27 @@ func median(rs []result) result {
 
 func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
 
-func (b *bench) run(out io.Writer) error {
-	want := map[int]bool{}
+// wanted reports whether -only selects workload num (everything when
+// -only is empty).
+func wanted(num int) bool {
+	if *only == "" {
+		return true
+	}
 	for _, s := range strings.Split(*only, ",") {
-		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
-			want[n] = true
+		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && n == num {
+			return true
 		}
 	}
-	host, _ := os.Hostname()
-	fmt.Fprintf(out, "## Load harness — %s, %d cores, %s, %d rounds (median), %s\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), *rounds, host)
-	fmt.Fprintln(out, "| # | workload | conc | server | req/s | p50 | p90 | p99 | CPU/check | peak RSS |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|")
-	var ratios []string
+	return false
+}
+
+// command is how this run was started, for the report.
+func command() string { return strings.TrimSpace("go run ./bench " + strings.Join(os.Args[1:], " ")) }
+
+func (b *bench) run(out io.Writer) error {
+	rep := &report{}
 	for _, w := range b.workloads() {
-		if len(want) > 0 && !want[w.num] {
+		if !wanted(w.num) {
 			continue
 		}
 		resp, err := b.capture(w.policy, w.req(0))
@@ -562,68 +594,102 @@ func (b *bench) run(out io.Writer) error {
 			if err != nil {
 				return err
 			}
-			ratios = append(ratios, fmt.Sprintf("- workload 6: %d keys loaded in %.2f s (start to listening), RSS %d MB after load",
+			rep.notes = append(rep.notes, fmt.Sprintf("- workload 6: %d keys loaded in **%.2f s** (start to listening), **RSS %d MB** after load.",
 				*bigKeys, s.ready.Seconds(), s.memKB("VmRSS")/1024))
 			s.stop()
 		}
 		for _, conc := range []int{1, 50} {
-			n := w.n1
-			if conc == 50 {
-				n = w.n50
+			r, err := b.measure(w, conc, 0, resp)
+			if err != nil {
+				return err
 			}
-			var noop, pc []result
-			for r := range *rounds { // A/B alternation shows machine drift
-				for _, isNoop := range []bool{r%2 == 1, r%2 == 0} {
-					start := func() (*server, error) { return b.start(w.policy) }
-					if isNoop {
-						start = func() (*server, error) { return b.startNoop(resp) }
-					}
-					s, err := start()
+			rep.rows = append(rep.rows, r)
+		}
+		if w.num == 2 {
+			for _, p := range strings.Split(*procsList, ",") {
+				if n, err := strconv.Atoi(strings.TrimSpace(p)); err == nil && n > 0 {
+					r, err := b.measure(w, 50, n, resp)
 					if err != nil {
 						return err
 					}
-					res, err := load(s, conc, n, w.req)
-					s.stop()
-					if err != nil {
-						return fmt.Errorf("workload %d: %w", w.num, err)
-					}
-					if isNoop {
-						noop = append(noop, res)
-					} else {
-						if w.allow && res.allowed != n || !w.allow && res.allowed != 0 {
-							return fmt.Errorf("workload %d: %d of %d allowed: the fixture is wrong; portcullis check says:\n%s",
-								w.num, res.allowed, n, b.explain(w.policy, w.req(0)))
-						}
-						pc = append(pc, res)
-					}
-					logf("workload %d c=%d noop=%v round %d: %.0f req/s, p99 %s, %s CPU/check", w.num, conc, isNoop, r+1, res.rps, us(res.p99), us(res.cpuPerCheck))
+					rep.rows = append(rep.rows, r)
 				}
 			}
-			mn, mp := median(noop), median(pc)
-			for _, row := range []struct {
-				name string
-				r    result
-			}{{"no-op", mn}, {"portcullis", mp}} {
-				fmt.Fprintf(out, "| %d | %s | %d | %s | %.0f | %s | %s | %s | %s | %d MB |\n", w.num, w.name, conc, row.name,
-					row.r.rps, us(row.r.p50), us(row.r.p90), us(row.r.p99), us(row.r.cpuPerCheck), row.r.peakRSSKB/1024)
-			}
-			fmt.Fprintf(out, "| %d | %s | %d | **ratio** | **%.2f×** | %.2f× | %.2f× | **%.2f×** | **%.2f×** | %.1f× |\n", w.num, w.name, conc,
-				mp.rps/mn.rps, float64(mp.p50)/float64(mn.p50), float64(mp.p90)/float64(mn.p90), float64(mp.p99)/float64(mn.p99),
-				float64(mp.cpuPerCheck)/float64(max(mn.cpuPerCheck, 1)), float64(mp.peakRSSKB)/float64(max(mn.peakRSSKB, 1)))
 		}
 	}
-	if len(want) == 0 || want[7] {
+	if wanted(7) {
 		line, err := b.tokenCacheMemory()
 		if err != nil {
 			return err
 		}
-		ratios = append(ratios, line)
+		rep.notes = append(rep.notes, line)
 	}
-	fmt.Fprintln(out)
-	for _, r := range ratios {
-		fmt.Fprintln(out, r)
+	if *withMicro && *only == "" {
+		logf("micro-benchmarks")
+		pkgs := []string{"./authn", "./cache", "./extauthz", "./keys", "./policy"}
+		all, err := runMicro(".", "1", pkgs...)
+		if err != nil {
+			return err
+		}
+		par, err := runMicro("Parallel", "2,4", pkgs...)
+		if err != nil {
+			return err
+		}
+		rep.micro = append(all, par...)
 	}
+	if wanted(3) || wanted(4) {
+		v, err := verifyCosts(rep.micro)
+		if err != nil {
+			return err
+		}
+		rep.verify = v
+	}
+	rep.write(out, command())
 	return nil
+}
+
+// measure runs workload w at concurrency conc for -rounds rounds of the
+// no-op (answering resp) and portcullis back to back, alternating which
+// goes first, under GOMAXPROCS procs (0: the machine's).
+func (b *bench) measure(w workload, conc, procs int, resp string) (*row, error) {
+	n := w.n1
+	if conc == 50 {
+		n = w.n50
+	}
+	var env []string
+	if procs > 0 {
+		env = []string{"GOMAXPROCS=" + strconv.Itoa(procs)}
+	}
+	r := &row{num: w.num, name: w.name, conc: conc, procs: procs}
+	for round := range *rounds {
+		for _, isNoop := range []bool{round%2 == 1, round%2 == 0} {
+			start := func() (*server, error) { return b.start(w.policy, env...) }
+			if isNoop {
+				start = func() (*server, error) { return b.startNoop(resp, env...) }
+			}
+			s, err := start()
+			if err != nil {
+				return nil, err
+			}
+			res, err := load(s, conc, n, w.req)
+			s.stop()
+			if err != nil {
+				return nil, fmt.Errorf("workload %d: %w", w.num, err)
+			}
+			if isNoop {
+				r.noop = append(r.noop, res)
+			} else {
+				if w.allow && res.allowed != n || !w.allow && res.allowed != 0 {
+					return nil, fmt.Errorf("workload %d: %d of %d allowed: the fixture is wrong; portcullis check says:\n%s",
+						w.num, res.allowed, n, b.explain(w.policy, w.req(0)))
+				}
+				r.pc = append(r.pc, res)
+			}
+			logf("workload %d c=%d procs=%d noop=%v round %d: %.0f req/s, p99 %s, %s CPU/check", w.num, conc, procs, isNoop, round+1,
+				res.rps, us(res.p99), us(res.cpuPerCheck))
+		}
+	}
+	return r, nil
 }
 
 // tokenCacheMemory fills the verified-token cache with distinct tokens and

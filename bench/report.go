@@ -1,0 +1,291 @@
+package main
+
+// This file holds how the harness reports: the table of runs, their ratios
+// (medians of paired rounds), the targets of docs/design.md §6 checked
+// against them, and the sections of BENCHMARKS.md it rewrites (-update),
+// so that the file is never edited by hand.
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// row is one workload at one concurrency (and GOMAXPROCS, 0: the machine's):
+// the rounds of each server, in the order they ran (round r of the no-op
+// and of portcullis ran back to back).
+type row struct {
+	num         int
+	name        string
+	conc, procs int
+	noop, pc    []result
+}
+
+// ratio returns the median over rounds of portcullis's figure over the
+// no-op's in the same round: drift of the machine between rounds cancels.
+func (r *row) ratio(f func(result) float64) float64 {
+	var v []float64
+	for i := range min(len(r.noop), len(r.pc)) {
+		if d := f(r.noop[i]); d > 0 {
+			v = append(v, f(r.pc[i])/d)
+		}
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+var (
+	rps     = func(r result) float64 { return r.rps }
+	p50     = func(r result) float64 { return float64(r.p50) }
+	p90     = func(r result) float64 { return float64(r.p90) }
+	p99     = func(r result) float64 { return float64(r.p99) }
+	cpu     = func(r result) float64 { return float64(r.cpuPerCheck) }
+	peakRSS = func(r result) float64 { return float64(r.peakRSSKB) }
+)
+
+// report is what one harness run measured.
+type report struct {
+	rows   []*row
+	notes  []string
+	verify map[string]time.Duration // one signature verification, by algorithm (go test -bench, this run)
+	micro  []micro
+}
+
+// find returns the row of workload num at conc (procs 0), or nil.
+func (rep *report) find(num, conc int) *row {
+	for _, r := range rep.rows {
+		if r.num == num && r.conc == conc && r.procs == 0 {
+			return r
+		}
+	}
+	return nil
+}
+
+// header says what produced the report, for a reader to run it again.
+func header(out io.Writer, command string) {
+	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	dirty := ""
+	if st, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); len(st) > 0 {
+		dirty = " (with uncommitted changes)"
+	}
+	fmt.Fprintf(out, "`%s` at commit %s%s, %s: %d cores, %s, %d rounds.\n\n", command, strings.TrimSpace(string(commit)), dirty,
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), *rounds)
+}
+
+// table writes the runs: medians of each server, then the ratios.
+func (rep *report) table(out io.Writer) {
+	fmt.Fprintln(out, "| # | workload | conc | server | req/s | p50 | p90 | p99 | CPU/check | peak RSS |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rep.rows {
+		if r.procs != 0 {
+			continue
+		}
+		for _, s := range []struct {
+			name string
+			m    result
+		}{{"no-op", median(r.noop)}, {"portcullis", median(r.pc)}} {
+			fmt.Fprintf(out, "| %d | %s | %d | %s | %.0f | %s | %s | %s | %s | %d MB |\n", r.num, r.name, r.conc, s.name,
+				s.m.rps, us(s.m.p50), us(s.m.p90), us(s.m.p99), us(s.m.cpuPerCheck), s.m.peakRSSKB/1024)
+		}
+		fmt.Fprintf(out, "| %d | %s | %d | **ratio** | **%.2f×** | %.2f× | %.2f× | **%.2f×** | **%.2f×** | %.1f× |\n", r.num, r.name, r.conc,
+			r.ratio(rps), r.ratio(p50), r.ratio(p90), r.ratio(p99), r.ratio(cpu), r.ratio(peakRSS))
+	}
+	var procs []*row
+	for _, r := range rep.rows {
+		if r.procs != 0 {
+			procs = append(procs, r)
+		}
+	}
+	if len(procs) > 0 {
+		fmt.Fprintln(out, "\nThe cached path with GOMAXPROCS set for both servers (the load client keeps every core):")
+		fmt.Fprintln(out, "\n| # | workload | conc | GOMAXPROCS | no-op req/s | portcullis req/s | req/s ratio | CPU/check ratio |")
+		fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|")
+		for _, r := range procs {
+			fmt.Fprintf(out, "| %d | %s | %d | %d | %.0f | %.0f | **%.2f×** | **%.2f×** |\n", r.num, r.name, r.conc, r.procs,
+				median(r.noop).rps, median(r.pc).rps, r.ratio(rps), r.ratio(cpu))
+		}
+	}
+	if len(rep.notes) > 0 {
+		fmt.Fprintln(out)
+		for _, n := range rep.notes {
+			fmt.Fprintln(out, n)
+		}
+	}
+}
+
+// target is one promise of docs/design.md §6 and what this run measured.
+type target struct {
+	what, measured string
+	met            bool
+}
+
+// targets checks what the run measured against docs/design.md §6.
+func (rep *report) targets() []target {
+	var ts []target
+	add := func(what string, v, limit float64, atMost bool, format string) {
+		met := v <= limit
+		if !atMost {
+			met = v >= limit
+		}
+		ts = append(ts, target{what, fmt.Sprintf(format, v), met})
+	}
+	for _, num := range []int{1, 2} {
+		if r := rep.find(num, 50); r != nil {
+			add(fmt.Sprintf("workload %d, conc 50: CPU/check ≤ 1.15× the no-op's", num), r.ratio(cpu), 1.15, true, "%.2f×")
+			add(fmt.Sprintf("workload %d, conc 50: req/s ≥ 0.95× the no-op's", num), r.ratio(rps), 0.95, false, "%.2f×")
+		}
+		if r := rep.find(num, 1); r != nil {
+			add(fmt.Sprintf("workload %d, conc 1: req/s ≥ 0.95× the no-op's", num), r.ratio(rps), 0.95, false, "%.2f×")
+			add(fmt.Sprintf("workload %d, conc 1: p99 ≤ 1.15× the no-op's", num), r.ratio(p99), 1.15, true, "%.2f×")
+		}
+	}
+	for _, fs := range []struct {
+		num int
+		alg string
+	}{{3, "RS256"}, {4, "ES256"}} {
+		r, v := rep.find(fs.num, 50), rep.verify[fs.alg]
+		if r == nil || v == 0 {
+			continue
+		}
+		noop, pc := median(r.noop).cpuPerCheck, median(r.pc).cpuPerCheck
+		limit := noop + v*3/2
+		ts = append(ts, target{
+			what:     fmt.Sprintf("workload %d, conc 50: CPU/check ≤ the no-op's + 1.5 × one %s verification", fs.num, fs.alg),
+			measured: fmt.Sprintf("%s = no-op %s + %s; one verification %s, limit %s", us(pc), us(noop), us(pc-noop), us(v), us(limit)),
+			met:      pc <= limit})
+	}
+	if r6 := rep.find(6, 50); r6 != nil {
+		add("workload 6 (1,000,000 keys), conc 50: CPU/check ≤ 1.3× the no-op's", r6.ratio(cpu), 1.3, true, "%.2f×")
+		add("workload 6, conc 50: peak RSS (load included) ≤ 350 MB", float64(median(r6.pc).peakRSSKB)/1024, 350, true, "%.0f MB")
+	}
+	if r5, r1 := rep.find(5, 50), rep.find(1, 50); r5 != nil && r1 != nil {
+		d, a := median(r5.pc).cpuPerCheck, median(r1.pc).cpuPerCheck
+		ts = append(ts, target{"deny (workload 5) no slower than allow (workload 1), conc 50: CPU/check",
+			fmt.Sprintf("deny %s, allow %s", us(d), us(a)), d <= a})
+	}
+	return ts
+}
+
+// write writes the whole report: table, targets, micro-benchmarks.
+func (rep *report) write(out io.Writer, command string) {
+	header(out, command)
+	fmt.Fprintln(out, "Absolute figures are medians over the rounds; ratios are medians of each round's portcullis/no-op "+
+		"ratio (each round runs the two back to back, alternating which goes first).")
+	fmt.Fprintln(out)
+	rep.table(out)
+	if ts := rep.targets(); len(ts) > 0 {
+		fmt.Fprintln(out, "\nTargets (docs/design.md §6) against this run:")
+		fmt.Fprintln(out, "\n| target | measured | |\n|---|---|---|")
+		for _, t := range ts {
+			verdict := "met"
+			if !t.met {
+				verdict = "**missed**"
+			}
+			fmt.Fprintf(out, "| %s | %s | %s |\n", t.what, t.measured, verdict)
+		}
+	}
+	if len(rep.micro) > 0 {
+		fmt.Fprintln(out, "\nMicro-benchmarks of the same commit, in the same run (`go test -run '^$' -bench . -benchmem`; "+
+			"the Parallel ones with `-cpu 1,2,4`, ns/op is wall time per operation across all goroutines):")
+		fmt.Fprintln(out, "\n| package | benchmark | GOMAXPROCS | ns/op | B/op | allocs/op |\n|---|---|---|---|---|---|")
+		for _, m := range rep.micro {
+			fmt.Fprintf(out, "| %s | %s | %d | %.0f | %d | %d |\n", m.pkg, m.name, m.procs, m.nsPerOp, m.bytes, m.allocs)
+		}
+	}
+}
+
+// micro is one micro-benchmark result.
+type micro struct {
+	pkg, name     string
+	procs         int
+	nsPerOp       float64
+	bytes, allocs int64
+}
+
+var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-(\d+))?\s+\d+\s+([\d.]+) ns/op(?:\s+(\d+) B/op\s+(\d+) allocs/op)?`)
+
+// runMicro runs go test benchmarks (the packages, -bench pattern, -cpu
+// list) and parses them.
+func runMicro(pattern, cpus string, pkgs ...string) ([]micro, error) {
+	args := append([]string{"test", "-run", "^$", "-bench", pattern, "-benchmem", "-cpu", cpus}, pkgs...)
+	cmd := exec.Command("go", args...)
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, buf.String())
+	}
+	var out []micro
+	pkg := ""
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "pkg:" {
+			pkg = strings.TrimPrefix(f[1], "github.com/portcullis/portcullis/")
+		}
+		m := benchLine.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		r := micro{pkg: pkg, name: m[1], procs: 1}
+		if m[2] != "" {
+			r.procs, _ = strconv.Atoi(m[2])
+		}
+		r.nsPerOp, _ = strconv.ParseFloat(m[3], 64)
+		r.bytes, _ = strconv.ParseInt(m[4], 10, 64)
+		r.allocs, _ = strconv.ParseInt(m[5], 10, 64)
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// verifyCosts returns one signature verification's cost by algorithm from
+// micro-benchmarks already run, or runs authn's.
+func verifyCosts(ms []micro) (map[string]time.Duration, error) {
+	if !hasVerify(ms) {
+		var err error
+		if ms, err = runMicro("^Benchmark(RS256|ES256)Verify$", "1", "./authn"); err != nil {
+			return nil, err
+		}
+	}
+	v := map[string]time.Duration{}
+	for _, m := range ms {
+		if alg, ok := strings.CutSuffix(m.name, "Verify"); ok && m.pkg == "authn" && m.procs == 1 {
+			v[alg] = time.Duration(m.nsPerOp)
+		}
+	}
+	return v, nil
+}
+
+func hasVerify(ms []micro) bool {
+	for _, m := range ms {
+		if m.pkg == "authn" && strings.HasSuffix(m.name, "Verify") {
+			return true
+		}
+	}
+	return false
+}
+
+// update replaces the section between <!-- bench:name --> and
+// <!-- /bench:name --> of the file at path with text.
+func update(path, name, text string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	begin, end := "<!-- bench:"+name+" -->\n", "<!-- /bench:"+name+" -->"
+	i, j := bytes.Index(b, []byte(begin)), bytes.Index(b, []byte(end))
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no section %q...%q for the harness to rewrite: add the two lines where it goes", path, strings.TrimSpace(begin), end)
+	}
+	out := append(append(append([]byte{}, b[:i+len(begin)]...), text...), b[j:]...)
+	return os.WriteFile(path, out, 0o644)
+}
