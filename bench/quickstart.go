@@ -60,10 +60,10 @@ func (b *bench) quickstartBench(out io.Writer) error {
 	}
 	policy := filepath.Join(quickstartDir, "policy.yaml")
 	ws := []workload{
-		{1, "quickstart: service read, key", policy, scale(5000), scale(40000), func(int) *authv3.CheckRequest { return read }, true},
-		{2, "quickstart: admin write, key + cached token", policy, scale(5000), scale(40000), func(int) *authv3.CheckRequest { return cached }, true},
+		{1, "quickstart: service read, key", policy, scale(2500), scale(20000), func(int) *authv3.CheckRequest { return read }, true},
+		{2, "quickstart: admin write, key + cached token", policy, scale(2500), scale(20000), func(int) *authv3.CheckRequest { return cached }, true},
 		{3, "quickstart: admin write, key + first-sight token", policy, min(n, 2000), n, func(i int) *authv3.CheckRequest { return tokens[i%n] }, true},
-		{5, "quickstart: deny, wrong key", policy, scale(5000), scale(40000), func(int) *authv3.CheckRequest { return wrong }, false},
+		{5, "quickstart: deny, wrong key", policy, scale(2500), scale(20000), func(int) *authv3.CheckRequest { return wrong }, false},
 	}
 	rep := &report{}
 	for _, w := range ws {

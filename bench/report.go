@@ -79,7 +79,7 @@ func header(out io.Writer, command string) {
 	if st, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); len(st) > 0 {
 		dirty = " (with uncommitted changes)"
 	}
-	fmt.Fprintf(out, "`%s` at commit %s%s, %s: %d cores, %s, %d rounds.\n\n", command, strings.TrimSpace(string(commit)), dirty,
+	fmt.Fprintf(out, "`%s` at commit %s%s, %s: %d cores, %s, %d rounds (workload 6: at most 5).\n\n", command, strings.TrimSpace(string(commit)), dirty,
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), *rounds)
 }
 

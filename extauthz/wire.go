@@ -29,7 +29,8 @@ import (
 // decode it alike.
 type wire struct {
 	base, tail []byte
-	inline     [128]byte // tail's first bytes: one allocation per answer
+	bufs       [2]mem.Buffer // what the codec hands gRPC: base's shared box, then the tail's
+	inline     [256]byte     // tail's bytes (a deny body and a long id fit): one allocation per answer
 }
 
 // Response decodes w: the CheckResponse Envoy reads from it.
@@ -48,8 +49,9 @@ func (w *wire) response() (*authv3.CheckResponse, error) {
 // encoded is one cached response: the base encoding of a decision without
 // its id, and whether it allows (where the tail goes).
 type encoded struct {
-	base  []byte
-	allow bool
+	base    []byte
+	baseBuf mem.Buffer // base, boxed once for every answer that writes it
+	allow   bool
 }
 
 // Field numbers of the messages a wire writes (envoy.service.auth.v3,
@@ -201,13 +203,17 @@ func newEncoded(d *policy.Decision) *encoded {
 	if !ok {
 		panic("extauthz: a decision value is not valid UTF-8")
 	}
-	return &encoded{base: base, allow: d.Allow}
+	return &encoded{base: base, baseBuf: mem.SliceBuffer(base), allow: d.Allow}
 }
 
 // wire returns d's answer: e's base, then d's own bytes (see appendTail).
 func (e *encoded) wire(d *policy.Decision) *wire {
 	w := &wire{base: e.base}
 	w.tail = e.appendTail(w.inline[:0], d)
+	w.bufs[0] = e.baseBuf
+	if len(w.tail) > 0 {
+		w.bufs[1] = mem.SliceBuffer(w.tail)
+	}
 	return w
 }
 
@@ -223,7 +229,8 @@ func (e *encoded) appendTail(b []byte, d *policy.Decision) []byte {
 	}
 	switch {
 	case !e.allow:
-		body := d.Body()
+		var buf [256]byte // the body, on the stack
+		body := d.AppendBody(buf[:0])
 		b = appendLen(b, fieldDenied, fieldSize(fieldDeniedBody, len(body)))
 		b = protowire.AppendTag(b, fieldDeniedBody, protowire.BytesType)
 		b = protowire.AppendBytes(b, body)
@@ -255,9 +262,9 @@ type codec struct{ proto encoding.CodecV2 }
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	if w, ok := v.(*wire); ok {
 		if len(w.tail) == 0 {
-			return mem.BufferSlice{mem.SliceBuffer(w.base)}, nil
+			return w.bufs[:1], nil
 		}
-		return mem.BufferSlice{mem.SliceBuffer(w.base), mem.SliceBuffer(w.tail)}, nil
+		return w.bufs[:2], nil
 	}
 	return c.proto.Marshal(v)
 }

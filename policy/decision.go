@@ -88,16 +88,21 @@ func (d *Decision) Body() []byte {
 	if d.Allow {
 		return nil
 	}
-	if d.ID == "" || !plainJSON(d.ID) {
-		return bodyOf(d)
+	return d.AppendBody(nil)
+}
+
+// AppendBody appends the deny body (see Body) to b; on allow it appends
+// nothing.
+func (d *Decision) AppendBody(b []byte) []byte {
+	if d.Allow {
+		return b
+	}
+	prefix := bodyPrefixes()[d.Reason]
+	if d.ID == "" || !plainJSON(d.ID) || prefix == nil {
+		return append(b, bodyOf(d)...)
 	}
 	// What json.Marshal writes, without its reflection: the id needs no
 	// escaping.
-	prefix := bodyPrefixes()[d.Reason]
-	if prefix == nil { // not a known reason: not reached
-		return bodyOf(d)
-	}
-	b := make([]byte, 0, len(prefix)+len(d.ID)+2)
 	b = append(b, prefix...)
 	b = append(b, d.ID...)
 	return append(b, `"}`...)
