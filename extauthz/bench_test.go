@@ -2,6 +2,10 @@ package extauthz
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,4 +61,36 @@ func BenchmarkCheckCachedParallel(b *testing.B) {
 			s.check(ctx, req)
 		}
 	})
+}
+
+// BenchmarkCheckDeny: the deny path as the gRPC service takes it, half
+// wrong keys and half a valid key with a token whose signature is bad (its
+// failure cached): no slower than the allow of BenchmarkCheckCached.
+func BenchmarkCheckDeny(b *testing.B) {
+	s, allow := benchServer(b)
+	h := allow.GetAttributes().GetRequest().GetHttp().GetHeaders()
+	tok := h["authorization"]
+	badSig := tok[:strings.LastIndexByte(tok, '.')+1] + strings.Repeat("A", 342)
+	var reqs []*authv3.CheckRequest
+	for i := range 100 {
+		wrong := maps.Clone(h)
+		wrong["x-api-key"] = fmt.Sprintf("pk_wrong_%032d", i)
+		delete(wrong, "authorization")
+		bad := maps.Clone(h)
+		bad["authorization"] = badSig + strconv.Itoa(i%10)
+		for _, hh := range []map[string]string{wrong, bad} {
+			reqs = append(reqs, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+				Http: &authv3.AttributeContext_HttpRequest{Method: "POST", Path: "/images/1", Host: "api.example", Headers: hh}}}})
+		}
+	}
+	ctx := context.Background()
+	for _, r := range reqs { // failures cached
+		s.check(ctx, r)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s.check(ctx, reqs[i%len(reqs)])
+		i++
+	}
 }

@@ -6,6 +6,7 @@ package extauthz
 import (
 	"context"
 	"fmt"
+	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -13,7 +14,6 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"unicode/utf8"
 
 	"github.com/portcullis/portcullis/policy"
 )
@@ -25,15 +25,16 @@ import (
 // repeated element that occurs again, so base followed by tail decodes as
 // one response: base's metadata with the decision_id entry added, base's
 // headers with the id header appended, base's deny with its body set. That
-// is the encoding's rule, not a parser's habit: Envoy's C++ parser and Go's
-// decode it alike.
+// is the encoding's own rule (a message field that occurs more than once is
+// merged; for a oneof, the same member twice is merged too), which every
+// conforming parser, Envoy's C++ one and Go's, follows.
 type wire struct {
 	base, tail []byte
 	bufs       [2]mem.Buffer // what the codec hands gRPC: base's shared box, then the tail's
 	inline     [256]byte     // tail's bytes (a deny body and a long id fit): one allocation per answer
 }
 
-// Response decodes w: the CheckResponse Envoy reads from it.
+// response decodes w: the CheckResponse Envoy reads from it.
 func (w *wire) response() (*authv3.CheckResponse, error) {
 	out := &authv3.CheckResponse{}
 	b := w.base

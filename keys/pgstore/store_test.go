@@ -289,6 +289,53 @@ func TestMirrorSurvivesTheDatabase(t *testing.T) {
 	}
 }
 
+// TestUsageFlushWhileRecording: checks recorded from many goroutines while
+// flushes run (recording takes no lock, a flush swaps the counters out) are
+// each counted once: none lost, none twice.
+func TestUsageFlushWhileRecording(t *testing.T) {
+	e := newEnv(t, testkit.SharedPostgreSQL(t), pgstore.MirrorOptions{})
+	e.create(t, "busy", "u", "value-busy")
+	ctx := context.Background()
+	u := pgstore.NewUsage(e.store.Pool())
+	const workers, each = 8, 2000
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				u.Record("busy", (i+w)%3 != 0, time.Now())
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for flushing := true; flushing; {
+		select {
+		case <-done:
+			flushing = false
+		default:
+		}
+		if err := u.Flush(ctx, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	days, err := e.store.Days(ctx, "busy", time.Now().Add(-48*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, d := range days {
+		total += d.Allowed + d.Denied
+	}
+	if total != workers*each {
+		t.Fatalf("%d checks counted, %d recorded", total, workers*each)
+	}
+	if p := u.Pending("busy"); len(p) != 0 {
+		t.Fatalf("pending after the last flush: %v", p)
+	}
+}
+
 // TestUsageFlush: counts from two recorders add up; last_used_at only
 // moves forward.
 func TestUsageFlush(t *testing.T) {

@@ -6,7 +6,9 @@ package pgstore
 import (
 	"context"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,57 +20,77 @@ const lastUsedEvery = 3 * time.Minute
 
 type dayKey struct {
 	id  string
-	day string // 2006-01-02, UTC
+	day int64 // days since 1970-01-01, UTC
 }
 
+func dayOf(t time.Time) int64 { return t.Unix() / 86400 }
+
+func dayString(day int64) string { return time.Unix(day*86400, 0).UTC().Format(time.DateOnly) }
+
 type counts struct{ allowed, denied int64 }
+
+// dayCounts are one key's checks on one day not flushed yet.
+type dayCounts struct{ allowed, denied atomic.Int64 }
 
 // Usage counts checks per key and day in memory and flushes them in one
 // statement: the day's counts added to the store's, last_used_at moved
 // forward (never back), at most every lastUsedEvery per key. No check
-// writes to the database. It is safe for concurrent use.
+// writes to the database, and none takes a lock: the counters are atomics
+// in sync.Maps, so recording scales with the cores. It is safe for
+// concurrent use.
 type Usage struct {
 	pool *pgxpool.Pool
 
-	mu       sync.Mutex
-	pending  map[dayKey]counts
-	lastUsed map[string]time.Time // newest use not yet written
-	written  map[string]time.Time // when last_used_at was last written
+	pending sync.Map // dayKey → *dayCounts
+	used    sync.Map // key id → *atomic.Int64: its newest use, Unix nanoseconds
+
+	mu      sync.Mutex           // one flush at a time; guards what follows
+	written map[string]time.Time // when last_used_at was last written
+	wrote   map[string]int64     // the use it was written with
 }
 
 // NewUsage returns a Usage flushing to pool.
 func NewUsage(pool *pgxpool.Pool) *Usage {
-	return &Usage{pool: pool, pending: map[dayKey]counts{}, lastUsed: map[string]time.Time{}, written: map[string]time.Time{}}
+	return &Usage{pool: pool, written: map[string]time.Time{}, wrote: map[string]int64{}}
 }
 
 // Record counts one check of key id at now.
 func (u *Usage) Record(id string, allowed bool, now time.Time) {
-	now = now.UTC()
-	k := dayKey{id: id, day: now.Format(time.DateOnly)}
-	u.mu.Lock()
-	c := u.pending[k]
+	k := dayKey{id: id, day: dayOf(now)}
+	v, ok := u.pending.Load(k)
+	if !ok {
+		// Copies: id may be a string over a key index's arena, which the
+		// map would keep after the index is replaced.
+		k.id = strings.Clone(id)
+		v, _ = u.pending.LoadOrStore(k, new(dayCounts))
+	}
+	c := v.(*dayCounts)
 	if allowed {
-		c.allowed++
+		c.allowed.Add(1)
 	} else {
-		c.denied++
+		c.denied.Add(1)
 	}
-	u.pending[k] = c
-	if now.After(u.lastUsed[id]) {
-		u.lastUsed[id] = now
+	l, ok := u.used.Load(id)
+	if !ok {
+		l, _ = u.used.LoadOrStore(strings.Clone(id), new(atomic.Int64))
 	}
-	u.mu.Unlock()
+	last, at := l.(*atomic.Int64), now.UnixNano()
+	for old := last.Load(); at > old && !last.CompareAndSwap(old, at); old = last.Load() {
+	}
 }
 
 // Pending returns the counts of key id not flushed yet, by day.
 func (u *Usage) Pending(id string) map[string]counts {
-	u.mu.Lock()
-	defer u.mu.Unlock()
 	out := map[string]counts{}
-	for k, c := range u.pending {
-		if k.id == id {
-			out[k.day] = c
+	u.pending.Range(func(k, v any) bool {
+		if dk := k.(dayKey); dk.id == id {
+			c := v.(*dayCounts)
+			if a, d := c.allowed.Load(), c.denied.Load(); a != 0 || d != 0 {
+				out[dayString(dk.day)] = counts{a, d}
+			}
 		}
-	}
+		return true
+	})
 	return out
 }
 
@@ -76,22 +98,39 @@ func (u *Usage) Pending(id string) map[string]counts {
 // kept for the next flush.
 func (u *Usage) Flush(ctx context.Context, now time.Time) error {
 	u.mu.Lock()
-	pending := u.pending
-	u.pending = map[dayKey]counts{}
+	defer u.mu.Unlock()
+	type taken struct {
+		c    *dayCounts
+		a, d int64
+	}
+	var took []taken
 	var ids, days []string
 	var allowed, denied []int64
-	for k, c := range pending {
-		ids, days = append(ids, k.id), append(days, k.day)
-		allowed, denied = append(allowed, c.allowed), append(denied, c.denied)
-	}
+	u.pending.Range(func(k, v any) bool {
+		dk, c := k.(dayKey), v.(*dayCounts)
+		a, d := c.allowed.Swap(0), c.denied.Swap(0)
+		switch {
+		case a != 0 || d != 0:
+			took = append(took, taken{c, a, d})
+			ids, days = append(ids, dk.id), append(days, dayString(dk.day))
+			allowed, denied = append(allowed, a), append(denied, d)
+		case dk.day < dayOf(now)-1:
+			// Nothing counted since the last flush, and no check records a
+			// day this old: drop it.
+			u.pending.CompareAndDelete(k, v)
+		}
+		return true
+	})
 	var luIDs []string
 	var luAt []time.Time
-	for id, at := range u.lastUsed {
-		if now.Sub(u.written[id]) >= lastUsedEvery {
-			luIDs, luAt = append(luIDs, id), append(luAt, at)
+	var luNanos []int64
+	u.used.Range(func(k, v any) bool {
+		id, at := k.(string), v.(*atomic.Int64).Load()
+		if at > u.wrote[id] && now.Sub(u.written[id]) >= lastUsedEvery {
+			luIDs, luAt, luNanos = append(luIDs, id), append(luAt, time.Unix(0, at).UTC()), append(luNanos, at)
 		}
-	}
-	u.mu.Unlock()
+		return true
+	})
 	if len(ids) == 0 && len(luIDs) == 0 {
 		return nil
 	}
@@ -104,20 +143,15 @@ func (u *Usage) Flush(ctx context.Context, now time.Time) error {
 		UPDATE portcullis_keys k SET last_used_at = u.at FROM unnest($5::text[], $6::timestamptz[]) AS u(id, at)
 		WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)`,
 		ids, days, allowed, denied, luIDs, luAt)
-	u.mu.Lock()
-	defer u.mu.Unlock()
 	if err != nil {
-		for k, c := range pending { // keep them for the next flush
-			p := u.pending[k]
-			u.pending[k] = counts{p.allowed + c.allowed, p.denied + c.denied}
+		for _, t := range took { // keep them for the next flush
+			t.c.allowed.Add(t.a)
+			t.c.denied.Add(t.d)
 		}
 		return err
 	}
 	for i, id := range luIDs {
-		u.written[id] = now
-		if !u.lastUsed[id].After(luAt[i]) {
-			delete(u.lastUsed, id)
-		}
+		u.written[id], u.wrote[id] = now, luNanos[i]
 	}
 	return nil
 }
