@@ -37,8 +37,8 @@ type verified[V any] struct {
 }
 
 // Tokens caches the outcome of token verification: successes (type V) until
-// the token's expiry, about size of them, in a Clock (a lookup takes no
-// exclusive lock; the least recently used are evicted first, roughly);
+// the token's expiry, at most size of them, in a Clock (a lookup takes no
+// lock; the least recently used are evicted first, roughly);
 // failures (type F) for a short FailureTTL, so a flood of garbage tokens
 // costs one verification each per TTL. It is safe for concurrent use.
 type Tokens[V, F any] struct {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 
@@ -49,9 +50,8 @@ type Server struct {
 	decider  Decider
 	observer Observer
 	// responses holds encoded CheckResponses by what determines them, so
-	// the same caller's next check reuses its response instead of building
-	// a dozen small messages again. A cached response is never mutated
-	// (gRPC only reads it to marshal).
+	// the same caller's next check reuses its encoding instead of making it
+	// again. An encoding is never modified (gRPC only reads it).
 	responses *cache.Clock[respKey, *encoded]
 }
 
@@ -81,7 +81,9 @@ func NewServer(decider Decider, observer Observer) *Server {
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	resp, err := s.check(ctx, req).response()
 	if err != nil { // not reached: the wire form is protobuf's encoding
-		return &authv3.CheckResponse{Status: &status.Status{Code: int32(codes.Unavailable), Message: string(reason.Internal)}}, nil
+		return &authv3.CheckResponse{Status: &status.Status{Code: int32(codes.Unavailable), Message: string(reason.Internal)},
+			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+				Status: &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable}}}}, nil
 	}
 	return resp, nil
 }

@@ -8,7 +8,9 @@
 // every Check with exactly those bytes, written as they are, so that the
 // load client reads and decodes the same answer from both servers and the
 // ratio measures what deciding costs. Without it, it answers OK with three
-// headers.
+// headers. It runs with portcullis serve's transport options (stream
+// workers) and garbage-collector headroom (-gc-headroom-mib), so that the
+// two differ in deciding only.
 package main
 
 import (
@@ -32,6 +34,8 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/portcullis/portcullis/internal/gcfloor"
 )
 
 type noop struct{}
@@ -81,7 +85,9 @@ func main() {
 	addr := flag.String("grpc-addr", "127.0.0.1:0", "listen address")
 	respFile := flag.String("response", "", "answer every Check with this CheckResponse (protobuf encoding)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	headroom := flag.Uint("gc-headroom-mib", 64, "as portcullis serve's: the least heap growth between collections")
 	flag.Parse()
+	defer gcfloor.Keep(uint64(*headroom) << 20)()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	fail := func(msg string, err error) {
 		log.Error(msg, "error", err.Error())
@@ -118,7 +124,7 @@ func main() {
 	opts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(4 << 20),
-		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))), // as portcullis serve's
+		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))), // as portcullis serve's, and its GC headroom above
 	}
 	if resp != nil {
 		gs := grpc.NewServer(append(opts, grpc.ForceServerCodecV2(codec{encoding.GetCodecV2("proto")}))...)

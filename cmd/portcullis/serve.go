@@ -16,18 +16,19 @@ import (
 
 	"github.com/portcullis/portcullis/extauthz"
 	"github.com/portcullis/portcullis/internal/cli"
+	"github.com/portcullis/portcullis/internal/gcfloor"
 	"github.com/portcullis/portcullis/internal/server"
 )
 
 const serveUsage = `usage: portcullis serve --policy FILE [--grpc-addr 127.0.0.1:9001 | unix:///path] [--admin-addr 127.0.0.1:9090]
                         [--http-addr 127.0.0.1:9002 --http-mode traefik|nginx|ingress-nginx|envoy [--http-path-prefix P] [--trusted-proxies CIDRs]]
                         [--keys-api-addr 127.0.0.1:9003] [--no-migrate] [--shadow-policy FILE]
-                        [--reflection] [--tls-cert F --tls-key F [--client-ca F]] [--log-level info]`
+                        [--reflection] [--tls-cert F --tls-key F [--client-ca F]] [--log-level info] [--gc-headroom-mib 64]`
 
 func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	var cfg server.Config
 	var logLevel, trusted string
-	var maxStreams uint
+	var maxStreams, gcHeadroom uint
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.Policy, "policy", "", "policy file (YAML or JSON)")
 	fs.StringVar(&cfg.ShadowPolicy, "shadow-policy", "", "a second policy deciding every check beside --policy, compared and never changing an answer")
@@ -47,6 +48,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 10*time.Second, "HTTP listeners: the longest time to read one request, headers and body")
 	fs.UintVar(&maxStreams, "max-concurrent-streams", 1024, "gRPC: concurrent streams (checks in flight) per connection")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiling under /debug/pprof/ on the admin listener")
+	fs.UintVar(&gcHeadroom, "gc-headroom-mib", 64, "let the heap grow at least this many MiB between garbage collections "+
+		"(a small heap is otherwise collected dozens of times a second under load); 0: Go's default; ignored when GOGC is set")
 	fs.StringVar(&cfg.KeysAPIAddr, "keys-api-addr", "", "key-management API listener (needs a policy keys_store); off when empty")
 	fs.BoolVar(&cfg.NoMigrate, "no-migrate", false, "do not migrate the key store's schema at start (portcullis db migrate does)")
 	fs.DurationVar(&cfg.UsageFlush, "usage-flush", 10*time.Second, "how often key usage is written to the key store")
@@ -74,6 +77,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		return cli.ExitUsage
 	}
 	cfg.MaxStreams, cfg.Version = uint32(maxStreams), version()
+	defer gcfloor.Keep(uint64(gcHeadroom) << 20)()
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("portcullis stopped", "error", err.Error())
