@@ -19,15 +19,22 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"sync/atomic"
 )
 
-// GOGC returns the GOGC percentage that gives a heap of live bytes at least
-// floor bytes of growth before the next collection: at least 100, at most
-// 10,000.
+// minHeap is Go's least heap goal at GOGC 100 (4 MiB); the runtime scales
+// it with GOGC, so GOGC never needs to exceed floor/minHeap × 100.
+const minHeap = 4 << 20
+
+// GOGC returns the GOGC percentage that lets the heap grow at least floor
+// bytes before the next collection, for a collection that found live bytes
+// to scan (Go applies GOGC to the live heap, the stacks and the globals
+// together, and scales its 4 MiB least goal with it): at least 100, and no
+// more than makes that least goal floor.
 func GOGC(live, floor uint64) int {
 	live = max(live, 1)
-	return int(min(max(100, (floor*100+live-1)/live), 10_000))
+	return int(max(100, min((floor*100+live-1)/live, floor*100/minHeap)))
 }
 
 // Keep sets GOGC after every collection from the live heap it left, for a
@@ -41,14 +48,15 @@ func Keep(floor uint64) (stop func()) {
 }
 
 func start(t *tuner) (stop func()) {
-	t.tune()
 	t.arm()
+	t.tune()
 	return func() { t.stopped.Store(true) }
 }
 
 type tuner struct {
 	floor   uint64
 	stopped atomic.Bool
+	mu      sync.Mutex // cleanups may run at once; guards last
 	last    int
 	tuned   func(gogc int) // tests: told after each tune
 }
@@ -60,20 +68,32 @@ func (t *tuner) arm() {
 		if t.stopped.Load() {
 			return
 		}
+		t.arm() // before tuning: a collection right after it is seen too
 		t.tune()
-		t.arm()
 	}, t)
 }
 
-// tune sets GOGC for the live heap the last collection left, when it
-// changed by more than a tenth.
+// scanned names what the last collection found live: GOGC applies to their
+// sum (the heap goal is the live heap plus GOGC percent of all three).
+var scanned = []string{"/gc/heap/live:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes"}
+
+// tune sets GOGC for what the last collection left, when it changed by
+// more than a tenth.
 func (t *tuner) tune() {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return
+	s := make([]metrics.Sample, len(scanned))
+	for i, name := range scanned {
+		s[i].Name = name
 	}
-	p := GOGC(s[0].Value.Uint64(), t.floor)
+	metrics.Read(s)
+	var live uint64
+	for _, v := range s {
+		if v.Value.Kind() == metrics.KindUint64 {
+			live += v.Value.Uint64()
+		}
+	}
+	p := GOGC(live, t.floor)
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.last == 0 || p > t.last*11/10 || p < t.last*9/10 {
 		debug.SetGCPercent(p)
 		t.last = p

@@ -14,10 +14,11 @@ func TestGOGC(t *testing.T) {
 		live, floor uint64
 		want        int
 	}{
-		{4 << 20, 64 << 20, 1600},   // 4 MB live: collect after 64 MB more
+		{4 << 20, 64 << 20, 1600},   // 4 MiB live: collect after 64 MiB more
 		{64 << 20, 64 << 20, 100},   // as large as the floor: Go's default
 		{500 << 20, 64 << 20, 100},  // a million keys: as Go would
-		{0, 64 << 20, 10_000},       // nothing live yet: bounded
+		{0, 64 << 20, 1600},         // nothing live: Go's least goal (4 MiB × GOGC/100) becomes the floor
+		{300 << 10, 64 << 20, 1600}, // a few hundred KiB: the same, not 100 times the heap
 		{5 << 20, 64 << 20, 1280},   // rounded up: at least the floor
 		{100 << 20, 150 << 20, 150}, // between
 	} {
@@ -50,7 +51,7 @@ func TestKeepFollowsTheLiveHeap(t *testing.T) {
 			runtime.GC() // the next collection runs the next tune
 		}
 	}
-	wait(func(p int) bool { return p > 1000 }, "large for a small heap")
+	wait(func(p int) bool { return p == 1600 }, "the floor's for a small heap")
 	live := make([]byte, 96<<20)
 	for i := range live {
 		live[i] = 1 // resident, and live until the end of the wait
@@ -60,10 +61,10 @@ func TestKeepFollowsTheLiveHeap(t *testing.T) {
 	runtime.KeepAlive(live)
 	live = nil
 	runtime.GC()
-	wait(func(p int) bool { return p > 1000 }, "large again once the heap is garbage")
+	wait(func(p int) bool { return p == 1600 }, "the floor's again once the heap is garbage")
 	stop()
-	if p := debug.SetGCPercent(100); p <= 1000 {
-		t.Fatalf("GOGC %d while tuned, want Keep's last value", p)
+	if p := debug.SetGCPercent(100); p != 1600 {
+		t.Fatalf("GOGC %d while tuned, want Keep's last value, 1600", p)
 	}
 	runtime.GC()
 	runtime.GC()
