@@ -760,6 +760,7 @@ func (b *bench) soak(out io.Writer, d time.Duration) error {
 		total += 50000
 	}
 	h1, g1 := s.metric("go_memstats_heap_inuse_bytes"), s.metric("go_goroutines")
+	header(out, command())
 	fmt.Fprintf(out, "- soak: workload 2, concurrency 50, %s, %d checks: heap in use %.1f MB at start, %.1f MB at end; goroutines %.0f → %.0f; RSS %d MB\n",
 		d, total, h0/1e6, h1/1e6, g0, g1, s.memKB("VmRSS")/1024)
 	return nil
