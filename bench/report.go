@@ -76,7 +76,9 @@ func (rep *report) find(num, conc int) *row {
 func header(out io.Writer, command string) {
 	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	dirty := ""
-	if st, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); len(st) > 0 {
+	// Uncommitted changes to code, not to documents (an -update run before
+	// this one leaves BENCHMARKS.md changed).
+	if st, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)*.md").Output(); len(st) > 0 {
 		dirty = " (with uncommitted changes)"
 	}
 	fmt.Fprintf(out, "`%s` at commit %s%s, %s: %d cores, %s, %d rounds (workload 6: at most 5).\n\n", command, strings.TrimSpace(string(commit)), dirty,
