@@ -3,10 +3,12 @@ package k8s_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -195,6 +197,44 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment, minReplicas int32) {
 	if !strings.Contains(strings.Join(c.Args, " "), "--policy=/etc/portcullis/policy/policy.yaml") {
 		t.Errorf("args %v", c.Args)
 	}
+	flags := serveFlags(t)
+	for _, a := range c.Args[1:] {
+		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if !strings.HasPrefix(a, "--") || !flags[name] {
+			t.Errorf("arg %q is not a flag of portcullis serve (portcullis serve -h)", a)
+		}
+	}
+}
+
+var (
+	serveFlagsOnce sync.Once
+	serveFlagSet   map[string]bool
+	serveFlagsErr  error
+)
+
+// serveFlags returns the flags the real `portcullis serve` takes, read from
+// its -h (built from this repository).
+func serveFlags(t *testing.T) map[string]bool {
+	t.Helper()
+	serveFlagsOnce.Do(func() {
+		cmd := exec.Command("go", "run", "./cmd/portcullis", "serve", "-h")
+		cmd.Dir = ".."
+		out, err := cmd.CombinedOutput()
+		if err != nil && !strings.Contains(string(out), "-policy") {
+			serveFlagsErr = fmt.Errorf("portcullis serve -h: %v\n%s", err, out)
+			return
+		}
+		serveFlagSet = map[string]bool{}
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(l, "  -") {
+				serveFlagSet[strings.TrimPrefix(f[0], "-")] = true
+			}
+		}
+	})
+	if serveFlagsErr != nil {
+		t.Fatal(serveFlagsErr)
+	}
+	return serveFlagSet
 }
 
 // checkPolicy validates the policy a ConfigMap carries, with the keys file
@@ -403,7 +443,8 @@ func TestHelmChart(t *testing.T) {
 			args := strings.Join(d.Spec.Template.Spec.Containers[0].Args, " ")
 			if tc.name == "everything on" {
 				for _, want := range []string{"--reflection", "--http-addr=0.0.0.0:9002", "--http-mode=nginx", "--http-path-prefix=/authz",
-					"--trusted-proxies=10.0.0.0/8,192.168.0.0/16", "--tls-cert=", "--client-ca=", "--log-level=debug", "--shutdown-timeout=25s"} {
+					"--trusted-proxies=10.0.0.0/8,192.168.0.0/16", "--tls-cert=", "--client-ca=", "--log-level=debug", "--shutdown-timeout=25s",
+					"--gc-headroom-mib=32"} {
 					if !strings.Contains(args, want) {
 						t.Errorf("args lack %s: %s", want, args)
 					}
