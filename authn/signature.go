@@ -20,12 +20,9 @@ import (
 // token is not parsed a second time. Unknown algorithms and malformed
 // signatures fail.
 func verifySignature(alg string, pub crypto.PublicKey, signingInput, sigB64 string) bool {
-	bp := segmentBufs.Get().(*[]byte)
-	defer segmentBufs.Put(bp)
+	bp := borrow()
 	sig, ok := decodeBase64(*bp, sigB64)
-	if cap(sig) <= 64<<10 {
-		*bp = sig
-	}
+	defer giveBack(bp, sig)
 	if !ok || len(sig) == 0 {
 		return false
 	}
@@ -72,12 +69,9 @@ var curveOf = map[string]elliptic.Curve{"ES256": elliptic.P256(), "ES384": ellip
 // hashOf returns the digest of s, copying s into a recycled buffer rather
 // than a new one per token.
 func hashOf(h crypto.Hash, s string) []byte {
-	bp := segmentBufs.Get().(*[]byte)
-	defer segmentBufs.Put(bp)
+	bp := borrow()
 	b := append((*bp)[:0], s...)
-	if cap(b) <= 64<<10 {
-		*bp = b
-	}
+	defer giveBack(bp, b)
 	switch h {
 	case crypto.SHA256:
 		d := sha256.Sum256(b)

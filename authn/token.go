@@ -205,17 +205,25 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Toke
 // decodeSegment decodes a base64url JSON segment into v (which keeps
 // nothing of the decoded bytes: json copies what it keeps).
 func decodeSegment(seg string, v any) bool {
-	bp := segmentBufs.Get().(*[]byte)
-	defer segmentBufs.Put(bp)
+	bp := borrow()
 	b, ok := decodeBase64(*bp, seg)
-	if cap(b) <= 64<<10 {
-		*bp = b
-	}
+	defer giveBack(bp, b)
 	return ok && json.Unmarshal(b, v) == nil
 }
 
-// segmentBufs recycles the buffers token segments are decoded into.
-var segmentBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+// scratch recycles the buffers token segments are decoded and hashed in.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// borrow returns a recycled buffer; giveBack returns it, keeping b (what
+// the borrower grew it into) for the next one unless b is huge.
+func borrow() *[]byte { return scratch.Get().(*[]byte) }
+
+func giveBack(bp *[]byte, b []byte) {
+	if cap(b) <= 64<<10 {
+		*bp = b
+	}
+	scratch.Put(bp)
+}
 
 // decodeBase64 decodes the base64url (unpadded) s into buf's array when it
 // fits, growing it otherwise: s is copied behind the decoded bytes' room
