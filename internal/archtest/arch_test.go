@@ -41,6 +41,7 @@ var rules = []rule{
 	{"keys/api", append([]string{mod + "/internal/server", mod + "/extauthz"}, transport...), "the key-management API is a library"},
 	{"internal/cli", []string{mod + "/internal/server", "google.golang.org/grpc"}, "the offline commands run no server"},
 	{"internal/demo", []string{mod + "/policy", mod + "/authn", mod + "/keys", mod + "/extauthz"}, "demo credentials are data: no decision"},
+	{"internal/pgtemp", []string{mod + "/"}, "throwaway PostgreSQL clusters know nothing of what they store: no project package"},
 }
 
 // libraries must never import the binary, the server's lifecycle or the
