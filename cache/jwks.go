@@ -9,11 +9,11 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 )
 
@@ -76,10 +76,10 @@ func (s *KeySet) Skipped() []string { return s.skipped }
 // a JWK set, or that holds no usable key, is an error.
 func ParseKeySet(data []byte) (*KeySet, error) {
 	var doc struct {
-		Keys *[]json.RawMessage `json:"keys"`
+		Keys *[]jsontext.Value `json:"keys"`
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("parsing JWK set: not a JSON object: %w", err)
+	if err := strictJSON(data, &doc); err != nil {
+		return nil, fmt.Errorf("parsing JWK set: %w", err)
 	}
 	if doc.Keys == nil {
 		return nil, errors.New(`parsing JWK set: no "keys" array (a JWK set is {"keys": [...]}; ` +
@@ -123,7 +123,7 @@ func joinOr(lines []string, empty string) string {
 var rsaAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 
 // parseKey returns the usable key in raw, or nil and why it is not usable.
-func parseKey(raw json.RawMessage) (*JWK, string) {
+func parseKey(raw []byte) (*JWK, string) {
 	jk, err := jwk.ParseKey(raw)
 	if err != nil {
 		return nil, "not a valid JWK: " + err.Error()

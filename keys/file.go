@@ -6,7 +6,6 @@ package keys
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"time"
 	"unsafe"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/portcullis/portcullis/internal/source"
 )
@@ -170,10 +171,12 @@ func ReadFile(path string, p *source.Problems, opts ReadOptions, add func(*Entry
 var keyIndexRe = regexp.MustCompile(`^keys\[(\d+)\]`)
 
 // jsonStream is a JSON keys file {"version": 1, "keys": [...]} being
-// decoded one entry at a time.
+// decoded one entry at a time, under the project's strict JSON rules
+// (internal/source): names exactly as written, none repeated, none
+// unknown.
 type jsonStream struct {
 	path    string
-	dec     *json.Decoder
+	dec     *jsontext.Decoder
 	offsets []int64 // where each entry starts, for problem lines
 	file    *source.File
 }
@@ -195,21 +198,20 @@ func streamJSON(path string, p *source.Problems, opts ReadOptions, add func(*Ent
 		fmt.Fprintf(opts.Digest, "\x00%s\x00%d\x00", path, fi.Size())
 		r = io.TeeReader(fh, opts.Digest)
 	}
-	js := &jsonStream{path: path, dec: json.NewDecoder(bufio.NewReaderSize(r, 1<<16))}
-	js.dec.DisallowUnknownFields()
+	js := &jsonStream{path: path, dec: source.NewJSONDecoder(bufio.NewReaderSize(r, 1<<16))}
 	js.file = source.Streamed(path, js.line)
 	if err := js.delim('{'); err != nil {
 		return err
 	}
-	for js.dec.More() {
-		t, err := js.dec.Token()
+	for js.dec.PeekKind() != '}' {
+		t, err := js.dec.ReadToken()
 		if err != nil {
-			return js.fail(js.dec.InputOffset(), "%v", source.JSONMessage(err))
+			return js.fail(js.dec.InputOffset(), "%v", source.JSONError(err))
 		}
-		switch t {
+		switch name := t.String(); name {
 		case "version":
 			var v int
-			if err := js.dec.Decode(&v); err != nil || v != 1 {
+			if err := source.DecodeJSONValue(js.dec, &v); err != nil || v != 1 {
 				return js.fail(js.dec.InputOffset(), "version: want 1")
 			}
 		case "keys":
@@ -217,10 +219,16 @@ func streamJSON(path string, p *source.Problems, opts ReadOptions, add func(*Ent
 				return err
 			}
 		default:
-			return js.fail(js.dec.InputOffset(), "unknown field %q (misspelled, or not valid here)", t)
+			return js.fail(js.dec.InputOffset(), "unknown field %q (misspelled, or not valid here; names are case-sensitive)", name)
 		}
 	}
-	return js.delim('}')
+	if err := js.delim('}'); err != nil {
+		return err
+	}
+	if _, err := js.dec.ReadToken(); err != io.EOF {
+		return js.fail(js.dec.InputOffset(), "data after the JSON object")
+	}
+	return nil
 }
 
 // entries decodes the keys array.
@@ -228,11 +236,11 @@ func (js *jsonStream) entries(p *source.Problems, add func(*Entry, At)) error {
 	if err := js.delim('['); err != nil {
 		return err
 	}
-	for i := 0; js.dec.More(); i++ {
+	for i := 0; js.dec.PeekKind() != ']'; i++ {
 		js.offsets = append(js.offsets, js.dec.InputOffset())
 		var fe FileEntry
-		if err := js.dec.Decode(&fe); err != nil {
-			return js.fail(js.offsets[i], "keys[%d]: %v", i, source.JSONMessage(err))
+		if err := source.DecodeJSONValue(js.dec, &fe); err != nil {
+			return js.fail(js.offsets[i], "%v", err) // the path names the entry: keys[i].field
 		}
 		at := At{File: js.file, Index: i}
 		add(fe.Entry(p, at), at)
@@ -261,13 +269,17 @@ func (js *jsonStream) fail(off int64, format string, args ...any) error {
 	return fmt.Errorf("%s: %s", loc, fmt.Sprintf(format, args...))
 }
 
-func (js *jsonStream) delim(want json.Delim) error {
-	t, err := js.dec.Token()
-	if err != nil {
-		return js.fail(js.dec.InputOffset(), "%v", source.JSONMessage(err))
+func (js *jsonStream) delim(want jsontext.Kind) error {
+	if got := js.dec.PeekKind(); got != want {
+		if got == 0 {
+			_, err := js.dec.ReadToken()
+			return js.fail(js.dec.InputOffset(), "%v", source.JSONError(err))
+		}
+		return js.fail(js.dec.InputOffset(), "want %q, found %v", want, got)
 	}
-	if d, ok := t.(json.Delim); !ok || d != want {
-		return js.fail(js.dec.InputOffset(), "want %q, found %v", want, t)
+	_, err := js.dec.ReadToken()
+	if err != nil {
+		return js.fail(js.dec.InputOffset(), "%v", source.JSONError(err))
 	}
 	return nil
 }

@@ -59,8 +59,8 @@ func Load(path string) (*Credentials, error) {
 		return nil, err
 	}
 	c := &Credentials{Path: path}
-	if err := json.Unmarshal(b, c); err != nil {
-		return nil, fmt.Errorf("%s: %s", path, source.JSONMessage(err))
+	if err := source.DecodeJSON(b, c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil
 }

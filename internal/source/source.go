@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strconv"
@@ -155,7 +156,7 @@ func (p *Problems) Err() error { return errors.Join(p.errs...) }
 // Len returns how many problems were recorded.
 func (p *Problems) Len() int { return len(p.errs) }
 
-var unknownFieldRe = regexp.MustCompile(`^line (\d+): field (\S+) not found in type \S+$`)
+var unknownFieldRe = regexp.MustCompile(`^line (\d+): field (\S+) not found in type .+$`)
 var lineRe = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // Decode parses data (YAML, or JSON, which is YAML) into v, refusing unknown
@@ -175,6 +176,12 @@ func Decode(name string, data []byte, v any) (*File, error) {
 	dec.KnownFields(true)
 	err := dec.Decode(v)
 	if err == nil {
+		// A second document ("---") would be read by nothing: refuse it
+		// rather than serve half of what the file says.
+		var next yaml.Node
+		if dec.Decode(&next) != io.EOF {
+			return nil, fmt.Errorf("%s:%d: the file holds more than one YAML document (a line \"---\"): keep one", name, next.Line)
+		}
 		return f, nil
 	}
 	var te *yaml.TypeError
