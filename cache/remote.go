@@ -5,7 +5,6 @@ package cache
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -84,7 +83,31 @@ func (o RemoteOptions) withDefaults() RemoteOptions {
 	if o.Client == nil {
 		o.Client = &http.Client{Timeout: o.Timeout}
 	}
+	// Whatever client is given, a redirect may not leave the origin the
+	// fetch was configured with.
+	c := *o.Client
+	c.CheckRedirect = sameOrigin
+	o.Client = &c
 	return o
+}
+
+// sameOrigin lets a fetch follow a redirect only to the scheme and host
+// (with port) of the address it was asked for, as checked when the policy
+// was loaded or the discovery document was read: never from https to
+// http, never to another host, where an attacker who can answer one
+// request (an open redirect, a compromised path) would choose the keys.
+// An upgrade from http to https on the same host is followed.
+func sameOrigin(req *http.Request, via []*http.Request) error {
+	first := via[0].URL
+	switch {
+	case len(via) >= 10:
+		return errors.New("stopped after 10 redirects")
+	case first.Scheme == "https" && req.URL.Scheme != "https":
+		return fmt.Errorf("refusing a redirect from https to %s (%s): key sets and discovery documents are fetched over https only", req.URL.Scheme, Redacted(req.URL.String()))
+	case !strings.EqualFold(req.URL.Host, first.Host):
+		return fmt.Errorf("refusing a redirect to another host (%s, not %s): a key set or discovery document is fetched only from the host configured", req.URL.Host, first.Host)
+	}
+	return nil
 }
 
 // Remote is a Source fetched over HTTP. It keeps serving the last good set
@@ -294,8 +317,8 @@ func (r *Remote) discover(ctx context.Context) (string, error) {
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
 	}
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return "", fmt.Errorf("discovery document %s: not JSON: %w", r.shown, err)
+	if err := strictJSON(body, &doc); err != nil {
+		return "", fmt.Errorf("discovery document %s: %w", r.shown, err)
 	}
 	if doc.Issuer != r.issuer {
 		return "", fmt.Errorf("discovery document %s names issuer %q, not %q: its keys are not used "+
