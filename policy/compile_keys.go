@@ -25,10 +25,11 @@ type keyCompiler struct {
 	fileSrc *source.File // the keys file, once an entry of it was read
 }
 
-// keyUser is the user of key number i.
+// keyUser is the user of key number i, and the tenant it is bound to.
 type keyUser struct {
-	i    int
-	user string
+	i      int
+	user   string
+	tenant string // canonical
 }
 
 // at says where key number i was written.
@@ -89,13 +90,14 @@ func (kc *keyCompiler) add(e *keys.Entry, at keys.At) {
 		}
 	}
 	if e.User != "" {
-		kc.users = append(kc.users, keyUser{kc.ids.Len(), e.User})
+		kc.users = append(kc.users, keyUser{kc.ids.Len(), e.User, c.s.canonical(e.Tenant)})
 	}
 	kc.ids.Add(e.ID)
 }
 
 // finish checks what needs every key: the limit, unique ids, users that
-// name no tenant.
+// name no tenant; and warns of keys bound to a tenant and a user who is no
+// member of it, which every check refuses for that tenant.
 func (kc *keyCompiler) finish(f *policyFile) {
 	c, n := kc.c, kc.ids.Len()
 	if n > 0 && f.Credentials.APIKey == nil {
@@ -115,6 +117,11 @@ func (kc *keyCompiler) finish(f *policyFile) {
 		if u := ku.user; c.s.tenantNamed(u, nil) {
 			kc.at(ku.i).Problem(&c.p, ".user", "%q is also a tenant's name or alias; users and tenants share "+
 				"the tenant header, so a user id must not name a tenant: give the user another id", u)
+		}
+		if ku.tenant != "" && !c.s.isMember(ku.tenant, ku.user) {
+			kc.at(ku.i).Problem(&c.warn, "", "key %q is bound to tenant %q and user %q, who is not a member of it: every check "+
+				"refuses it (403 tenant_not_allowed) until %q is a member (tenants.%s.members), or bind the key to the tenant alone",
+				kc.ids.At(ku.i), ku.tenant, ku.user, ku.user, ku.tenant)
 		}
 	}
 }

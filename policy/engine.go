@@ -138,6 +138,9 @@ func (s *Snapshot) decide(ctx context.Context, tc *authn.Tokens, req Request, st
 	if r := s.verify(ctx, tc, cr, st, now, c); r != "" {
 		return c.deny(r)
 	}
+	if r := s.keyMember(c); r != "" {
+		return c.deny(r)
+	}
 	if r := s.sameTenant(c); r != "" {
 		return c.deny(r)
 	}

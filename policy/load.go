@@ -64,6 +64,9 @@ func Load(path string, opts LoadOptions) (*Snapshot, error) {
 		return nil, err
 	}
 	c.s.meta.version = hex.EncodeToString(digest.Sum(nil))[:12]
+	if err := c.warn.Err(); err != nil {
+		c.s.meta.warnings = strings.Split(err.Error(), "\n")
+	}
 	return c.s, nil
 }
 
@@ -73,6 +76,7 @@ type compiler struct {
 	dir    string
 	opts   LoadOptions
 	p      source.Problems
+	warn   source.Problems // what loads but will not work as its author meant
 	s      *Snapshot
 	digest hash.Hash // of every file read, for Snapshot.Version
 }

@@ -38,11 +38,17 @@ type meta struct {
 	keysFile    string   // the keys file read, if any
 	keyLimit    int
 	keyLifetime time.Duration
+	warnings    []string // "file:line: field: what", for validate and the reload log
 }
 
 // Version identifies the snapshot's content: the first 12 hex digits of a
 // SHA-256 over every file it was built from. Equal files, equal version.
 func (s *Snapshot) Version() string { return s.meta.version }
+
+// Warnings returns what the policy holds that loads but will not work as
+// its author meant (a key bound to a tenant its user is no member of), one
+// located line each; validate prints them and a reload logs them.
+func (s *Snapshot) Warnings() []string { return slices.Clone(s.meta.warnings) }
 
 // Files returns every file the snapshot was built from (policy, keys file,
 // JWKS files), for a watcher to reload on change.

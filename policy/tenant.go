@@ -62,6 +62,20 @@ func (s *Snapshot) isMember(tenant, user string) bool {
 	return t != nil && user != "" && t.members[user]
 }
 
+// keyMember refuses a key bound to a tenant and a user while that user is
+// no member of the tenant, whatever the request asks for (DESIGN.md §4:
+// nothing a key was granted at creation outlives the membership it was
+// granted under). A key bound to a tenant and no user, a customer's
+// service key, depends on no membership. Membership is read live, from
+// the snapshot the check pinned.
+func (s *Snapshot) keyMember(c *caller) reason.Code {
+	k := c.apiKey()
+	if k == nil || k.Tenant == "" || k.User == "" || s.isMember(k.Tenant, k.User) {
+		return ""
+	}
+	return reason.TenantNotAllowed
+}
+
 // sameTenant denies a key bound to a tenant (or user) combined with a token
 // of another tenant (or user): no cross-tenant confusion.
 func (s *Snapshot) sameTenant(c *caller) reason.Code {
