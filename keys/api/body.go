@@ -4,16 +4,18 @@ package api
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/portcullis/portcullis/internal/source"
 )
 
 // maxBody bounds a request body.
@@ -26,9 +28,10 @@ func badf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
 }
 
-// decode reads the body into v strictly: at most 64 KiB, one JSON object,
-// no unknown field, no wrong type, nothing after it. An empty body is
-// allowed only when empty is.
+// decode reads the body into v strictly (internal/source's JSON rules):
+// at most 64 KiB, one JSON object, names exactly as written here and none
+// repeated, no unknown field, no wrong type, nothing after it. An empty
+// body is allowed only when empty is.
 func decode(r *http.Request, v any, empty bool) error {
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
 	if err != nil {
@@ -40,23 +43,8 @@ func decode(r *http.Request, v any, empty bool) error {
 		}
 		return badf("the body is empty: send a JSON object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		var se *json.SyntaxError
-		switch {
-		case errors.As(err, &te):
-			return badf("%s: want %s", te.Field, te.Type)
-		case errors.As(err, &se):
-			return badf("malformed JSON at byte %d", se.Offset)
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return badf("%s is not a field of this call", strings.TrimPrefix(err.Error(), "json: unknown field "))
-		}
-		return badf("the body is not a JSON object: %v", strings.TrimPrefix(err.Error(), "json: "))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return badf("data after the JSON object")
+	if err := source.DecodeJSON(body, v); err != nil {
+		return badf("%v", err)
 	}
 	return nil
 }
@@ -90,8 +78,12 @@ func checkText(field, v string, max int, optional bool) error {
 	return nil
 }
 
+// maxLifetime bounds every duration and expiry a caller gives: 100 years
+// (36,500 days), so that every time stored is one an answer can write.
+const maxLifetime = 100 * 365 * 24 * time.Hour
+
 // parseLifetime reads "90d", "12h", "30m", "45s": a positive whole number
-// and one unit.
+// and one unit, at most maxLifetime.
 func parseLifetime(field, v string) (time.Duration, error) {
 	units := map[byte]time.Duration{'s': time.Second, 'm': time.Minute, 'h': time.Hour, 'd': 24 * time.Hour}
 	if len(v) < 2 {
@@ -99,8 +91,11 @@ func parseLifetime(field, v string) (time.Duration, error) {
 	}
 	unit, ok := units[v[len(v)-1]]
 	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
-	if !ok || err != nil || n <= 0 || n > int64(100*365*24*time.Hour/unit) {
+	if !ok || err != nil || n <= 0 {
 		return 0, badf(`%s: want a whole number and a unit s, m, h or d, like "90d"`, field)
+	}
+	if n > int64(maxLifetime/unit) {
+		return 0, badf(`%s: at most 100 years (36500d)`, field)
 	}
 	return time.Duration(n) * unit, nil
 }
@@ -118,6 +113,9 @@ func expiry(at, in *string, now time.Time) (*time.Time, error) {
 		}
 		if !t.After(now) {
 			return nil, badf("expires_at: %s is not in the future", *at)
+		}
+		if t.After(now.Add(maxLifetime)) {
+			return nil, badf("expires_at: at most 100 years ahead (36500d); for a key that never expires, leave it out")
 		}
 		t = t.UTC()
 		return &t, nil
@@ -139,12 +137,14 @@ type nullable[T any] struct {
 	Value T
 }
 
-// UnmarshalJSON records that the field was present, and whether null.
-func (n *nullable[T]) UnmarshalJSON(b []byte) error {
+// UnmarshalJSONFrom records that the field was present, and whether null;
+// a value is read under the same strict rules as the body.
+func (n *nullable[T]) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 	n.Set = true
-	if string(b) == "null" {
+	if dec.PeekKind() == 'n' {
 		n.Null = true
-		return nil
+		_, err := dec.ReadToken()
+		return err
 	}
-	return json.Unmarshal(b, &n.Value)
+	return source.DecodeJSONValue(dec, &n.Value)
 }

@@ -30,6 +30,7 @@ type keyObject struct {
 	ExpiresAt   *time.Time `json:"expires_at"`
 	LastUsedAt  *time.Time `json:"last_used_at"`
 	Disabled    bool       `json:"disabled"`
+	DisabledBy  *string    `json:"disabled_by"` // owner, tenant_admin, platform; null when enabled
 	State       string     `json:"state"`
 }
 
@@ -42,7 +43,7 @@ type withSecret struct {
 
 func object(k pgstore.Key, now time.Time) keyObject {
 	o := keyObject{ID: k.ID, Label: k.Label, Description: k.Description, Tier: k.Tier, Start: k.Start,
-		CreatedAt: k.CreatedAt, Disabled: k.Disabled, State: keys.StateActive,
+		CreatedAt: k.CreatedAt, Disabled: k.Disabled, DisabledBy: optional(k.DisabledBy), State: keys.StateActive,
 		User: optional(k.User), Tenant: optional(k.Tenant), ExpiresAt: optionalTime(k.ExpiresAt), LastUsedAt: optionalTime(k.LastUsedAt)}
 	switch {
 	case k.Disabled:
@@ -98,8 +99,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, p *principal) e
 		return err
 	}
 	h.audit(r, p, "create", k)
-	writeJSON(w, http.StatusCreated, withSecret{object(k, now), plain, k.Version})
-	return nil
+	return writeJSON(w, http.StatusCreated, withSecret{object(k, now), plain, k.Version})
 }
 
 // newKey checks a create's body against who is calling and the policy.
@@ -124,8 +124,16 @@ func (h *Handler) newKey(p *principal, b *createBody, now time.Time) (pgstore.Ne
 	if k.User == "" && k.Tenant == "" {
 		return k, badf("a key needs a user or a tenant")
 	}
+	if err := member(p.snap, k.Tenant, k.User); err != nil {
+		return k, err
+	}
 	if k.ID, err = newID(b.ID); err != nil {
 		return k, err
+	}
+	if b.ID != nil && p.manager == "" {
+		// A user's chosen id would be an oracle (taken by someone, or not)
+		// and could squat ids the platform means to use.
+		return k, forbiddenf("id: only the platform chooses key ids; leave id out and one is made for you")
 	}
 	exp, err := expiry(b.ExpiresAt, b.ExpiresIn, now)
 	if err != nil {
@@ -194,6 +202,17 @@ func (h *Handler) tenant(p *principal, tenant string) (string, error) {
 	return canon, nil
 }
 
+// member refuses a key bound to tenant and user unless user is a member of
+// tenant now: such a key acts for the tenant only while they are, so
+// creating, refreshing or enabling it otherwise would make a key every
+// check refuses.
+func member(snap *policy.Snapshot, tenant, user string) error {
+	if tenant == "" || user == "" || snap.IsMember(tenant, user) {
+		return nil
+	}
+	return forbiddenf("tenant: %q is not a member of %q: a key bound to a tenant and a user acts only while the user is a member", user, tenant)
+}
+
 // lifetime applies the policy's key_lifetime, the default and the longest
 // a key may live; exp nil means none was asked for.
 func (h *Handler) lifetime(p *principal, exp *time.Time, created time.Time) (time.Time, error) {
@@ -204,7 +223,7 @@ func (h *Handler) lifetime(p *principal, exp *time.Time, created time.Time) (tim
 	case exp == nil:
 		return time.Time{}, nil
 	case life > 0 && exp.After(created.Add(life)):
-		return time.Time{}, badf("expires_at: the policy lets a key live at most %s from its creation", life)
+		return time.Time{}, badf("expires_at: the policy lets a key live at most %s from its creation", formatDays(life))
 	}
 	return *exp, nil
 }
@@ -280,8 +299,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, p *principal) err
 		}
 		out.Keys = append(out.Keys, object(k, now))
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writeJSON(w, http.StatusOK, out)
 }
 
 // paging reads page_size (1 to 200, default 50) and page_token (the
@@ -311,8 +329,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, p *principal) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, object(k, h.cfg.Now()))
-	return nil
+	return writeJSON(w, http.StatusOK, object(k, h.cfg.Now()))
 }
 
 // managed returns the key the path names if the principal manages it.
@@ -365,7 +382,19 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, p *principal) er
 			t = *e
 		}
 		patch.ExpiresAt = &t
-		patch.Check = h.lifetimeCheck(p)
+	}
+	lifetime := h.lifetimeCheck(p)
+	patch.DisabledBy = p.relation
+	patch.Check = func(before, after pgstore.Key) error {
+		if b.ExpiresAt.Set {
+			if err := lifetime(before, after); err != nil {
+				return err
+			}
+		}
+		if before.Disabled && !after.Disabled {
+			return p.mayEnable(before)
+		}
+		return nil
 	}
 	if id := r.PathValue("id"); checkID(id) != nil {
 		return errNotFound
@@ -375,20 +404,19 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, p *principal) er
 		return err
 	}
 	h.audit(r, p, "update", k)
-	writeJSON(w, http.StatusOK, withSecret{keyObject: object(k, now), Version: k.Version})
-	return nil
+	return writeJSON(w, http.StatusOK, withSecret{keyObject: object(k, now), Version: k.Version})
 }
 
 // lifetimeCheck refuses an expiry the policy's key_lifetime does not allow
 // (never, or past creation plus the lifetime).
-func (h *Handler) lifetimeCheck(p *principal) func(pgstore.Key) error {
+func (h *Handler) lifetimeCheck(p *principal) func(before, after pgstore.Key) error {
 	life := p.snap.KeyLifetime()
-	return func(k pgstore.Key) error {
+	return func(_, k pgstore.Key) error {
 		switch {
 		case life > 0 && k.ExpiresAt.IsZero():
 			return badf("expires_at: the policy's key_lifetime allows no key that never expires")
 		case life > 0 && k.ExpiresAt.After(k.CreatedAt.Add(life)):
-			return badf("expires_at: the policy lets a key live at most %s from its creation", life)
+			return badf("expires_at: the policy lets a key live at most %s from its creation", formatDays(life))
 		}
 		return nil
 	}
@@ -411,8 +439,18 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, p *principal) 
 	if err != nil {
 		return err
 	}
+	lifetime := h.lifetimeCheck(p)
+	ref.Check = func(before, after pgstore.Key) error {
+		if err := member(p.snap, before.Tenant, before.User); err != nil {
+			return err
+		}
+		if exp != nil {
+			return lifetime(before, after)
+		}
+		return nil
+	}
 	if exp != nil {
-		ref.ExpiresAt, ref.Check = exp, h.lifetimeCheck(p)
+		ref.ExpiresAt = exp
 	}
 	if b.Overlap != nil {
 		if ref.Overlap, err = parseLifetime("overlap", *b.Overlap); err != nil {
@@ -432,8 +470,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, p *principal) 
 		return err
 	}
 	h.audit(r, p, "refresh", k)
-	writeJSON(w, http.StatusOK, withSecret{object(k, now), plain, k.Version})
-	return nil
+	return writeJSON(w, http.StatusOK, withSecret{object(k, now), plain, k.Version})
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -446,8 +483,7 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request, p *principal) e
 		return err
 	}
 	h.audit(r, p, "delete", pgstore.Key{ID: id, Version: v})
-	writeJSON(w, http.StatusOK, map[string]any{"id": id, "version": v})
-	return nil
+	return writeJSON(w, http.StatusOK, map[string]any{"id": id, "version": v})
 }
 
 type revokeBody struct {
@@ -481,8 +517,7 @@ func (h *Handler) revokeAll(w http.ResponseWriter, r *http.Request, p *principal
 	for _, id := range ids {
 		h.audit(r, p, "delete", pgstore.Key{ID: id, Version: v})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"revoked": len(ids), "version": v})
-	return nil
+	return writeJSON(w, http.StatusOK, map[string]any{"revoked": len(ids), "version": v})
 }
 
 // usageDays is how far back a key's usage is shown.
@@ -511,8 +546,7 @@ func (h *Handler) usage(w http.ResponseWriter, r *http.Request, p *principal) er
 		out.Allowed, out.Denied = out.Allowed+d.Allowed, out.Denied+d.Denied
 		out.Days = append(out.Days, d)
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func parseInt(s string) (int, error) {

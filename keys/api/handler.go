@@ -123,7 +123,41 @@ func (p *principal) scope() pgstore.Scope {
 // may reports whether the principal manages k: theirs, or bound to a
 // tenant they administer (not another member's unbound key).
 func (p *principal) may(k pgstore.Key) bool {
-	return p.manager != "" || k.User == p.user || (p.admin && k.Tenant != "" && slices.Contains(p.tenants, k.Tenant))
+	return p.manager != "" || k.User == p.user || p.tenantAdmin(k)
+}
+
+// relation says who the principal is to k, for the disabled_by it leaves
+// when it disables k: the platform (a management token), the key's owner,
+// or an admin of its tenant.
+func (p *principal) relation(k pgstore.Key) string {
+	switch {
+	case p.manager != "":
+		return pgstore.DisabledByPlatform
+	case k.User == p.user:
+		return pgstore.DisabledByOwner
+	}
+	return pgstore.DisabledByTenantAdmin
+}
+
+// tenantAdmin reports whether the principal administers k's tenant.
+func (p *principal) tenantAdmin(k pgstore.Key) bool {
+	return p.admin && k.Tenant != "" && slices.Contains(p.tenants, k.Tenant)
+}
+
+// mayEnable refuses to enable k (disabled) when a tenant admin or the
+// platform disabled it and the principal is neither a management token nor
+// an admin of k's tenant, and when k is bound to a tenant its user is no
+// longer a member of.
+func (p *principal) mayEnable(k pgstore.Key) error {
+	if (k.DisabledBy == pgstore.DisabledByTenantAdmin || k.DisabledBy == pgstore.DisabledByPlatform) &&
+		p.manager == "" && !p.tenantAdmin(k) {
+		who := "an admin of its tenant"
+		if k.DisabledBy == pgstore.DisabledByPlatform {
+			who = "the platform"
+		}
+		return forbiddenf("disabled: %s disabled this key; only an admin of its tenant or the platform may enable it", who)
+	}
+	return member(p.snap, k.Tenant, k.User)
 }
 
 // authenticated resolves the caller (401 when it cannot), then runs f; an
@@ -212,6 +246,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusConflict, "conflict", "the key id is taken")
 	case errors.Is(err, pgstore.ErrLimit):
 		writeError(w, http.StatusConflict, "limit_reached", strings.TrimPrefix(err.Error(), pgstore.ErrLimit.Error()+": ")+" reached")
+	case errors.Is(err, errEncode):
+		h.cfg.Log.ErrorContext(r.Context(), "key API answer not encoded", "method", r.Method, "path", r.URL.Path, "error", err.Error())
+		writeError(w, http.StatusInternalServerError, "internal", "the answer could not be encoded; report this to the platform's operators")
 	case errors.Is(err, context.Canceled):
 		writeError(w, http.StatusServiceUnavailable, "store_unavailable", "the call was cancelled")
 	default:
@@ -228,16 +265,33 @@ func lastLine(err error) string {
 	return s
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// errEncode marks an answer that could not be encoded: nothing of it was
+// written, and the call answers 500.
+var errEncode = errors.New("the answer could not be encoded")
+
+// writeJSON encodes v whole before it writes anything, then the status and
+// the body. When v cannot be encoded (a time past year 9999, a value JSON
+// has no form for) it writes nothing and returns an error wrapping
+// errEncode, which fail turns into a 500: never a status with an empty or
+// truncated body.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errEncode, err)
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(append(b, '\n')) // the status is out: a failed write is the client's connection going
+	return nil
 }
 
+// writeError answers an error; its body, two strings, always encodes.
 func writeError(w http.ResponseWriter, status int, code reason.Code, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg, "reason": string(code)})
+	_ = writeJSON(w, status, map[string]string{"error": msg, "reason": string(code)})
 }
 
-func (h *Handler) status(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"version": h.cfg.Mirror.Version(), "connected": h.cfg.Mirror.Connected()})
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
+	if err := writeJSON(w, http.StatusOK, map[string]any{"version": h.cfg.Mirror.Version(), "connected": h.cfg.Mirror.Connected()}); err != nil {
+		h.fail(w, r, err)
+	}
 }

@@ -88,8 +88,7 @@ func (h *Handler) openSession(w http.ResponseWriter, r *http.Request, p *princip
 		return err
 	}
 	h.cfg.Log.InfoContext(r.Context(), "session opened", "by", p.by(), "user", user, "tenant", tenant)
-	writeJSON(w, http.StatusCreated, map[string]any{"url": "/#code=" + code, "expires_at": expires})
-	return nil
+	return writeJSON(w, http.StatusCreated, map[string]any{"url": "/#code=" + code, "expires_at": expires})
 }
 
 type exchangeBody struct {
@@ -133,7 +132,9 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: cookie, Path: "/", Expires: s.ExpiresAt, MaxAge: int(sessionLife / time.Second),
 		HttpOnly: true, Secure: h.secureCookie(r), SameSite: http.SameSiteStrictMode})
 	h.cfg.Log.InfoContext(r.Context(), "session started", "user", s.User, "tenant", s.Tenant)
-	writeJSON(w, http.StatusOK, map[string]any{"user": s.User, "tenant": optional(s.Tenant), "expires_at": s.ExpiresAt, "csrf_token": csrf})
+	if err := writeJSON(w, http.StatusOK, map[string]any{"user": s.User, "tenant": optional(s.Tenant), "expires_at": s.ExpiresAt, "csrf_token": csrf}); err != nil {
+		h.fail(w, r, err)
+	}
 }
 
 // logout is POST /v1/sessions/logout: the session ends on the server.
@@ -146,8 +147,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, p *principal) e
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: h.secureCookie(r), SameSite: http.SameSiteStrictMode})
 	h.cfg.Log.InfoContext(r.Context(), "session ended", "user", p.user)
-	writeJSON(w, http.StatusOK, map[string]any{"ended": true})
-	return nil
+	return writeJSON(w, http.StatusOK, map[string]any{"ended": true})
 }
 
 // whoami is GET /v1/sessions/current: what the page shows and offers the
@@ -162,9 +162,8 @@ func (h *Handler) whoami(w http.ResponseWriter, _ *http.Request, p *principal) e
 		s := formatDays(life)
 		maxLife = &s
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": p.user, "tenant": optional(p.sessionTenant), "expires_at": p.sessionExpires,
+	return writeJSON(w, http.StatusOK, map[string]any{"user": p.user, "tenant": optional(p.sessionTenant), "expires_at": p.sessionExpires,
 		"tenants": p.tenants, "tiers": api.Tiers(), "max_lifetime": maxLife})
-	return nil
 }
 
 // formatDays writes d as the policy does: "365d", or Go's form for less

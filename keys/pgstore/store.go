@@ -42,11 +42,19 @@ type Key struct {
 	CreatedBy   string
 	ExpiresAt   time.Time // zero: never
 	Disabled    bool
+	DisabledBy  string    // who disabled it: DisabledByOwner, DisabledByTenantAdmin, DisabledByPlatform; "" when enabled
 	RevokedAt   time.Time // zero: not deleted
 	Previous    *keys.Previous
 	LastUsedAt  time.Time // zero: never used
 	Version     int64
 }
+
+// Who disabled a key, as Key.DisabledBy and the API's disabled_by say.
+const (
+	DisabledByOwner       = "owner"
+	DisabledByTenantAdmin = "tenant_admin"
+	DisabledByPlatform    = "platform"
+)
 
 // Store runs the key-management transactions. It is safe for concurrent use.
 type Store struct {
@@ -66,14 +74,14 @@ func (s *Store) WithoutNotify() *Store { return &Store{pool: s.pool} }
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 const keyColumns = `id, digest, start, coalesce(user_id, ''), coalesce(tenant, ''), tier, label, description,
-	created_at, created_by, expires_at, disabled, revoked_at, previous_digest, previous_expires_at, last_used_at, version`
+	created_at, created_by, expires_at, disabled, coalesce(disabled_by, ''), revoked_at, previous_digest, previous_expires_at, last_used_at, version`
 
 func scanKey(row pgx.Row) (Key, error) {
 	var k Key
 	var digest, prev []byte
 	var expires, revoked, prevExpires, lastUsed *time.Time
 	err := row.Scan(&k.ID, &digest, &k.Start, &k.User, &k.Tenant, &k.Tier, &k.Label, &k.Description,
-		&k.CreatedAt, &k.CreatedBy, &expires, &k.Disabled, &revoked, &prev, &prevExpires, &lastUsed, &k.Version)
+		&k.CreatedAt, &k.CreatedBy, &expires, &k.Disabled, &k.DisabledBy, &revoked, &prev, &prevExpires, &lastUsed, &k.Version)
 	if err != nil {
 		return k, err
 	}
@@ -251,9 +259,28 @@ type Patch struct {
 	Label, Description *string
 	ExpiresAt          *time.Time // the zero time: never
 	Disabled           *bool
-	// Check, when set, is asked about the key as it will be (the expiry
-	// against the policy's lifetime); an error refuses the patch.
-	Check func(Key) error
+	// DisabledBy says who the caller is to the key (DisabledByOwner, …),
+	// recorded when Disabled disables it; a key disabled already keeps
+	// the weightier of the two (platform over tenant admin over owner).
+	DisabledBy func(Key) string
+	// Check, when set, is asked about the key as it was and as it will be
+	// (the expiry against the policy's lifetime, who may enable it); an
+	// error refuses the patch.
+	Check func(before, after Key) error
+}
+
+// weight orders who disabled a key: a later disable by someone lighter
+// never makes it easier to enable.
+func weight(by string) int {
+	switch by {
+	case DisabledByOwner:
+		return 1
+	case DisabledByTenantAdmin:
+		return 2
+	case DisabledByPlatform:
+		return 3
+	}
+	return 0
 }
 
 // Update applies p to key id if may allows it.
@@ -264,6 +291,7 @@ func (s *Store) Update(ctx context.Context, id string, p Patch, by string, may f
 		if err != nil {
 			return nil, err
 		}
+		before := k
 		if p.Label != nil {
 			k.Label = *p.Label
 		}
@@ -275,14 +303,25 @@ func (s *Store) Update(ctx context.Context, id string, p Patch, by string, may f
 		}
 		if p.Disabled != nil {
 			k.Disabled = *p.Disabled
+			switch {
+			case !k.Disabled:
+				k.DisabledBy = ""
+			case p.DisabledBy != nil:
+				if by := p.DisabledBy(before); weight(by) > weight(k.DisabledBy) {
+					k.DisabledBy = by
+				}
+			case k.DisabledBy == "":
+				k.DisabledBy = DisabledByPlatform
+			}
 		}
 		if p.Check != nil {
-			if err := p.Check(k); err != nil {
+			if err := p.Check(before, k); err != nil {
 				return nil, err
 			}
 		}
 		out, err = scanKey(tx.QueryRow(ctx, `UPDATE portcullis_keys SET label = $2, description = $3, expires_at = $4,
-			disabled = $5, version = $6 WHERE id = $1 RETURNING `+keyColumns, id, k.Label, k.Description, nullTime(k.ExpiresAt), k.Disabled, v))
+			disabled = $5, disabled_by = $6, version = $7 WHERE id = $1 RETURNING `+keyColumns,
+			id, k.Label, k.Description, nullTime(k.ExpiresAt), k.Disabled, nullString(k.DisabledBy), v))
 		return []string{id}, err
 	})
 	return out, err
@@ -295,7 +334,7 @@ type Refresh struct {
 	ExpiresAt *time.Time    // nil: unchanged; the zero time: never
 	Overlap   time.Duration // how long the old value keeps working; 0: none
 	Now       time.Time
-	Check     func(Key) error // as in Patch
+	Check     func(before, after Key) error // as in Patch
 }
 
 // Refresh gives key id a new value if may allows it; with an overlap the
@@ -307,11 +346,12 @@ func (s *Store) Refresh(ctx context.Context, id string, r Refresh, by string, ma
 		if err != nil {
 			return nil, err
 		}
+		before := k
 		if r.ExpiresAt != nil {
 			k.ExpiresAt = *r.ExpiresAt
 		}
 		if r.Check != nil {
-			if err := r.Check(k); err != nil {
+			if err := r.Check(before, k); err != nil {
 				return nil, err
 			}
 		}

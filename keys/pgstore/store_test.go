@@ -106,7 +106,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if v, err := pgstore.Migrate(context.Background(), pool); err != nil || v != 2 {
+	if v, err := pgstore.Migrate(context.Background(), pool); err != nil || v != 3 {
 		t.Fatalf("schema %d, %v", v, err)
 	}
 }
