@@ -31,21 +31,35 @@ commands:
   keys      work with API keys: new, rotate, revoke, list, expiring, hash, import
   db        the key store's schema: migrate
   version   print the version
+
+portcullis <command> --help describes one command.
 `
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run executes one command line and returns the process exit status.
+// run executes one command line and returns the process exit status. A
+// command whose output could not be written (a closed pipe, a full disk)
+// never exits 0: it says so on stderr and exits 2.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	out := &cli.Output{W: stdout}
+	code := dispatch(ctx, args, stdin, out, stderr)
+	if err := out.Err(); err != nil && (code == cli.ExitOK || code == cli.ExitDenied) {
+		fmt.Fprintf(stderr, "portcullis %s: the output could not be written: %v\n", args[0], err)
+		return cli.ExitUsage
+	}
+	return code
+}
+
+func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageString)
 		return cli.ExitUsage
 	}
 	switch args[0] {
 	case "serve":
-		return runServe(ctx, args[1:], stderr)
+		return runServe(ctx, args[1:], stdout, stderr)
 	case "check":
 		return cli.Check(ctx, args[1:], stdout, stderr)
 	case "validate":
@@ -59,7 +73,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "portcullis", version())
 		return cli.ExitOK
-	case "help", "-h", "--help":
+	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usageString)
 		return cli.ExitOK
 	}

@@ -211,11 +211,7 @@ func TestKeysHash(t *testing.T) {
 // TestBinaryExitCodes builds the real binary and checks the exit statuses
 // a script sees.
 func TestBinaryExitCodes(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "portcullis")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := binPath // TestMain's build: a second one would only cost time
 	demo := testkit.Load(t, "three-tiers")
 	for _, tc := range []struct {
 		args []string

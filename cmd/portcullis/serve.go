@@ -23,9 +23,19 @@ import (
 const serveUsage = `usage: portcullis serve --policy FILE [--grpc-addr 127.0.0.1:9001 | unix:///path] [--admin-addr 127.0.0.1:9090]
                         [--http-addr 127.0.0.1:9002 --http-mode traefik|nginx|ingress-nginx|envoy [--http-path-prefix P] [--trusted-proxies CIDRs]]
                         [--keys-api-addr 127.0.0.1:9003] [--no-migrate] [--shadow-policy FILE]
-                        [--reflection] [--tls-cert F --tls-key F [--client-ca F]] [--log-level info] [--gc-headroom-mib 64]`
+                        [--reflection] [--tls-cert F --tls-key F [--client-ca F]] [--log-level info] [--gc-headroom-mib 64]
 
-func runServe(ctx context.Context, args []string, stderr io.Writer) int {
+Serves Envoy's ext_authz over gRPC, health and metrics on the admin listener, and, when
+asked, forward-auth over HTTP and the key-management API with the token page. The policy,
+its keys and JWKS files and the TLS files are reloaded when they change and on SIGHUP;
+SIGTERM drains. TLS (--tls-cert, --tls-key) serves the gRPC listener and the key API
+listener; --client-ca requires client certificates (mTLS) there. The forward-auth and admin
+listeners stay plain HTTP: keep them on a private network.
+
+flags:
+`
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cfg server.Config
 	var logLevel, trusted string
 	var maxStreams, gcHeadroom uint
@@ -35,9 +45,11 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:9001", "ext_authz gRPC listener: host:port or unix:///path")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:9090", "admin listener: /healthz, /readyz, /metrics")
 	fs.BoolVar(&cfg.Reflection, "reflection", false, "serve gRPC reflection (for grpcurl and ghz)")
-	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate for the gRPC listener (PEM; reloaded when it changes)")
-	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key for the gRPC listener (PEM)")
-	fs.StringVar(&cfg.ClientCA, "client-ca", "", "CA bundle clients must present a certificate from (mTLS)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate (PEM) of the gRPC listener and the key API listener (--keys-api-addr); "+
+		"re-read when the file changes. Needs --tls-key")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key (PEM) for --tls-cert; re-read when the file changes")
+	fs.StringVar(&cfg.ClientCA, "client-ca", "", "CA bundle (PEM): the gRPC and key API listeners require client certificates "+
+		"signed by it (mTLS). Needs --tls-cert")
 	fs.StringVar(&logLevel, "log-level", "info", "debug (one line per decision), info, warn or error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long SIGTERM waits for in-flight checks")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "", "forward-auth HTTP listener (Traefik, nginx auth_request, Envoy http_service); off when empty")
@@ -55,10 +67,10 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.DurationVar(&cfg.UsageFlush, "usage-flush", 10*time.Second, "how often key usage is written to the key store")
 	fs.StringVar(&trusted, "trusted-proxies", "127.0.0.0/8,::1/128", "peers allowed to ask over HTTP (comma-separated CIDRs)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, serveUsage)
+		fmt.Fprint(fs.Output(), serveUsage)
 		fs.PrintDefaults()
 	}
-	if ok, help := cli.ParseFlags(fs, args, stderr); !ok {
+	if ok, help := cli.ParseFlags(fs, args, stdout, stderr); !ok {
 		if help {
 			return cli.ExitOK
 		}
@@ -70,11 +82,25 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) int {
 		return cli.ExitUsage
 	}
 	var level slog.Level
-	if cfg.Policy == "" || fs.NArg() > 0 || level.UnmarshalText([]byte(logLevel)) != nil ||
-		(cfg.TLSCert == "") != (cfg.TLSKey == "") || (cfg.ClientCA != "" && cfg.TLSCert == "") ||
-		cfg.IdleTimeout <= 0 || cfg.ReadTimeout <= 0 || maxStreams == 0 || maxStreams > 1<<31 || cfg.UsageFlush <= 0 {
-		fs.Usage()
-		return cli.ExitUsage
+	for _, bad := range []struct {
+		is  bool
+		why string
+	}{
+		{cfg.Policy == "", "--policy FILE is required"},
+		{fs.NArg() > 0, fmt.Sprintf("unexpected %q: serve takes flags only", fs.Arg(0))},
+		{level.UnmarshalText([]byte(logLevel)) != nil, fmt.Sprintf("--log-level %q: want debug, info, warn or error", logLevel)},
+		{(cfg.TLSCert == "") != (cfg.TLSKey == ""), "--tls-cert and --tls-key go together"},
+		{cfg.ClientCA != "" && cfg.TLSCert == "", "--client-ca needs --tls-cert and --tls-key"},
+		{cfg.IdleTimeout <= 0, "--idle-timeout must be positive"},
+		{cfg.ReadTimeout <= 0, "--read-timeout must be positive"},
+		{maxStreams == 0 || maxStreams > 1<<31, "--max-concurrent-streams: want 1 to 2147483648"},
+		{cfg.UsageFlush <= 0, "--usage-flush must be positive"},
+	} {
+		if bad.is {
+			fmt.Fprintf(stderr, "portcullis serve: %s\n", bad.why)
+			fs.Usage()
+			return cli.ExitUsage
+		}
 	}
 	cfg.MaxStreams, cfg.Version = uint32(maxStreams), version()
 	defer gcfloor.Keep(uint64(gcHeadroom) << 20)()

@@ -93,10 +93,10 @@ func Check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var headers headerFlags
 	fs.Var(&headers, "H", "request header 'name: value' (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: portcullis check --policy FILE --method M --path P [--host H] [-H 'name: value']...")
+		fmt.Fprint(fs.Output(), checkUsage)
 		fs.PrintDefaults()
 	}
-	if ok, help := ParseFlags(fs, args, stderr); !ok {
+	if ok, help := ParseFlags(fs, args, stdout, stderr); !ok {
 		if help {
 			return ExitOK
 		}
@@ -134,10 +134,26 @@ func Check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return ExitOK
 }
 
+const checkUsage = `usage: portcullis check --policy FILE --method M --path P [--host H] [-H 'name: value']...
+
+Decides one request offline, exactly as the server would, and prints the decision as JSON.
+Exit 0 allowed, 3 denied, 2 on a usage or policy error.
+
+flags:
+`
+
+const validateUsage = `usage: portcullis validate FILE
+
+Loads the policy FILE with the keys and JWKS files it names, as the server would, and
+lists every problem as file:line: field: what is wrong.
+Exit 0 valid, 1 invalid, 2 on a usage error.
+`
+
+// Validate is `portcullis validate`: every problem of a policy at once.
 func Validate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: portcullis validate FILE") }
-	if ok, help := ParseFlags(fs, args, stderr); !ok {
+	fs.Usage = func() { fmt.Fprint(fs.Output(), validateUsage) }
+	if ok, help := ParseFlags(fs, args, stdout, stderr); !ok {
 		if help {
 			return ExitOK
 		}

@@ -33,18 +33,44 @@ func openStore(snap *policy.Snapshot) (*pgstore.Store, func(), error) {
 	return pgstore.New(pool), pool.Close, nil
 }
 
+const dbUsage = `usage: portcullis db migrate --policy FILE
+
+Applies the key store's schema to the database the policy's keys_store names
+(its DSN in the environment variable keys_store.postgres.dsn_env), under an
+advisory lock; safe to run again. serve does the same at start unless --no-migrate.
+Exit 0 done, 1 the database refused or cannot be reached, 2 on a usage error.
+
+flags:
+`
+
+// DB is `portcullis db`: the key store's schema.
 func DB(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "migrate" {
-		fmt.Fprintln(stderr, "usage: portcullis db migrate --policy FILE")
-		return ExitUsage
-	}
 	fs := flag.NewFlagSet("db migrate", flag.ContinueOnError)
 	pol := fs.String("policy", "", "policy whose keys_store to migrate")
-	if ok, help := ParseFlags(fs, args[1:], stderr); !ok || *pol == "" || fs.NArg() > 0 {
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), dbUsage)
+		fs.PrintDefaults()
+	}
+	if len(args) > 0 && isHelp(args[0]) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return ExitOK
+	}
+	if len(args) == 0 || args[0] != "migrate" {
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "portcullis db: unknown command %q\n", args[0])
+		}
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return ExitUsage
+	}
+	if ok, help := ParseFlags(fs, args[1:], stdout, stderr); !ok || *pol == "" || fs.NArg() > 0 {
 		if help {
 			return ExitOK
 		}
-		fmt.Fprintln(stderr, "usage: portcullis db migrate --policy FILE")
+		if ok {
+			fs.Usage()
+		}
 		return ExitUsage
 	}
 	snap, err := policy.Load(*pol, policy.LoadOptions{})
@@ -74,11 +100,14 @@ func DB(args []string, stdout, stderr io.Writer) int {
 
 // runKeysImport copies a keys file's entries into the policy's key store,
 // digests unchanged, in one transaction.
-func runKeysImport(args []string, stdout, stderr io.Writer) int {
+func runKeysImport(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("keys import", flag.ContinueOnError)
 	pol := fs.String("policy", "", "policy whose key store to import into")
-	pos, ok := parseKeysFlags(fs, args, stderr)
-	if !ok || len(pos) != 1 || *pol == "" {
+	pos, code, stop := parseKeysFlags(fs, args, stdout, stderr)
+	if stop {
+		return code
+	}
+	if len(pos) != 1 || *pol == "" {
 		return fail(stderr, "import", errors.New("give --policy FILE and one keys file"))
 	}
 	snap, err := policy.Load(*pol, policy.LoadOptions{})

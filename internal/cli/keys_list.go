@@ -32,22 +32,24 @@ func rows(es []*keys.Entry, now time.Time, lifetime time.Duration) []keyRow {
 		if r.Superuser {
 			r.Tier += " (superuser)"
 		}
-		if r.State == keys.StateDisabled {
-			r.State = "revoked"
-		}
 		out = append(out, r)
 	}
 	return out
 }
 
-func printRows(w io.Writer, rs []keyRow, asJSON bool) {
+// printRows prints rs as a table, or as JSON; it fails when the output
+// cannot be encoded (a time outside JSON's years 0–9999: the key is named)
+// or written.
+func printRows(w io.Writer, rs []keyRow, asJSON bool) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(struct {
+		b, err := json.MarshalIndent(struct {
 			Keys []keyRow `json:"keys"`
-		}{rs})
-		return
+		}{rs}, "", "  ")
+		if err != nil {
+			return jsonProblem(rs, err)
+		}
+		_, err = w.Write(append(b, '\n'))
+		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	usage := len(rs) > 0 && rs[0].Allowed != nil
@@ -74,7 +76,24 @@ func printRows(w io.Writer, rs []keyRow, asJSON bool) {
 		}
 		fmt.Fprintln(tw, line)
 	}
-	_ = tw.Flush()
+	return tw.Flush()
+}
+
+// jsonProblem says which key's time JSON cannot hold (RFC 3339 has four
+// digits for the year), and what to do.
+func jsonProblem(rs []keyRow, err error) error {
+	for _, r := range rs {
+		for _, f := range []struct {
+			name string
+			t    *time.Time
+		}{{"created", &r.Created}, {"expires", r.Expires}, {"last_used", r.LastUsed}} {
+			if f.t != nil && (f.t.Year() < 0 || f.t.Year() > 9999) {
+				return fmt.Errorf("key %s: %s %s is outside the years 0-9999 that JSON times can hold: "+
+					"give the key an earlier expiry (or the policy a shorter key_lifetime), or leave out --json", r.ID, f.name, f.t.Format("2006-01-02"))
+			}
+		}
+	}
+	return fmt.Errorf("the keys cannot be written as JSON: %v", err)
 }
 
 func dash(s string) string {
@@ -84,16 +103,26 @@ func dash(s string) string {
 	return s
 }
 
-func runKeysList(args []string, stdout, stderr io.Writer) int {
+func runKeysList(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("keys list", flag.ContinueOnError)
 	policyPath, keysPath := keysFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	admin := fs.String("admin", "", "a running server's admin address, to show each key's usage")
-	if pos, ok := parseKeysFlags(fs, args, stderr); !ok || len(pos) > 0 {
-		return ExitUsage
+	pos, code, stop := parseKeysFlags(fs, args, stdout, stderr)
+	if stop {
+		return code
 	}
-	f, _, done, err := openKeys(*policyPath, *keysPath)
+	if len(pos) > 0 {
+		return fail(stderr, "list", fmt.Errorf("unexpected %q: list takes flags only", pos[0]))
+	}
+	f, snap, done, err := openKeys(*policyPath, *keysPath)
 	defer done()
+	if *admin != "" && snap != nil && snap.KeyStore() != nil {
+		// A replica counts the keys of files; the store's keys are counted
+		// in the database, summed over every replica.
+		return fail(stderr, "list", fmt.Errorf("--admin: %s keeps its keys in the key store, whose usage is counted in the database across "+
+			"every replica, not by one server's /keys/usage: ask the key API (GET /v1/keys/{id}/usage), or leave out --admin", *policyPath))
+	}
 	var es []*keys.Entry
 	if err == nil {
 		es, err = f.Entries(context.Background())
@@ -112,21 +141,27 @@ func runKeysList(args []string, stdout, stderr io.Writer) int {
 			rs[i].Allowed, rs[i].Denied, rs[i].LastUsed = &c.Allowed, &c.Denied, c.LastUsed
 		}
 	}
-	printRows(stdout, rs, *asJSON)
+	if err := printRows(stdout, rs, *asJSON); err != nil {
+		return fail(stderr, "list", err)
+	}
 	return ExitOK
 }
 
-func runKeysExpiring(args []string, stdout, stderr io.Writer) int {
+func runKeysExpiring(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("keys expiring", flag.ContinueOnError)
 	policyPath, keysPath := keysFlags(fs)
 	within := fs.String("within", "14d", "window, e.g. 14d")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if pos, ok := parseKeysFlags(fs, args, stderr); !ok || len(pos) > 0 {
-		return ExitUsage
+	pos, code, stop := parseKeysFlags(fs, args, stdout, stderr)
+	if stop {
+		return code
+	}
+	if len(pos) > 0 {
+		return fail(stderr, "expiring", fmt.Errorf("unexpected %q: expiring takes flags only", pos[0]))
 	}
 	win, err := source.ParseDuration(*within)
 	if err != nil {
-		return fail(stderr, "expiring", err)
+		return fail(stderr, "expiring", fmt.Errorf("--within: %w", err))
 	}
 	f, _, done, err := openKeys(*policyPath, *keysPath)
 	defer done()
@@ -145,6 +180,8 @@ func runKeysExpiring(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	sort.Slice(soon, func(i, j int) bool { return soon[i].ExpiresAt(f.Lifetime()).Before(soon[j].ExpiresAt(f.Lifetime())) })
-	printRows(stdout, rows(soon, now, f.Lifetime()), *asJSON)
+	if err := printRows(stdout, rows(soon, now, f.Lifetime()), *asJSON); err != nil {
+		return fail(stderr, "expiring", err)
+	}
 	return ExitOK
 }

@@ -5,6 +5,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -55,15 +56,26 @@ type testExpect struct {
 	RemoveHeaders []string          `yaml:"remove_headers"`
 }
 
+const testUsage = `usage: portcullis test [--policy FILE] TESTFILE...
+
+Decides each case of the policy test files offline, as check does, and prints
+PASS <name> or FAIL <name>: <field> want <x> got <y> with the decision; the last
+line counts them. Every problem of every file (the file, its policy, its
+credentials) is listed at once, and then no case runs.
+Exit 0 all pass, 1 a case failed, 2 on a usage, policy or test-file error.
+
+flags:
+`
+
 // Test runs policy test files and prints one line per case and a summary.
 func Test(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	policyPath := fs.String("policy", "", "policy file, instead of each test file's own")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: portcullis test [--policy FILE] TESTFILE...")
+		fmt.Fprint(fs.Output(), testUsage)
 		fs.PrintDefaults()
 	}
-	if ok, help := ParseFlags(fs, args, stderr); !ok {
+	if ok, help := ParseFlags(fs, args, stdout, stderr); !ok {
 		if help {
 			return ExitOK
 		}
@@ -74,15 +86,21 @@ func Test(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	// Every file is read and its policy loaded before any case runs: a
-	// broken file is a usage error, not a half-run suite.
+	// broken file is a usage error, not a half-run suite, and every
+	// problem of every file is listed at once.
 	var suites []*suite
+	var problems []error
 	for _, name := range fs.Args() {
 		s, err := loadSuite(ctx, name, *policyPath, stderr)
 		if err != nil {
-			fmt.Fprintf(stderr, "portcullis test: %v\n", err)
-			return ExitUsage
+			problems = append(problems, err)
+			continue
 		}
 		suites = append(suites, s)
+	}
+	if len(problems) > 0 {
+		fmt.Fprintf(stderr, "portcullis test: no case ran:\n%v\n", errors.Join(problems...))
+		return ExitUsage
 	}
 	passed, failed := 0, 0
 	for _, s := range suites {
@@ -120,10 +138,12 @@ func loadSuite(ctx context.Context, name, policyOverride string, stderr io.Write
 	}
 	var tf testFile
 	f, err := source.Decode(name, raw, &tf)
-	if err != nil {
+	if f == nil {
 		return nil, err
 	}
+	// Fields that did not decode are problems; the rest is checked too.
 	var p source.Problems
+	p.Add(err)
 	dir := filepath.Dir(name)
 	polPath := policyOverride
 	if polPath == "" {
@@ -184,12 +204,15 @@ func loadSuite(ctx context.Context, name, policyOverride string, stderr io.Write
 		}
 		s.cases = append(s.cases, loadedCase{testCase: c, req: req})
 	}
-	if err := p.Err(); err != nil {
-		return nil, err
+	if polPath == "" {
+		return nil, p.Err()
 	}
 	snap, err := policy.Load(polPath, policy.LoadOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("%s: the policy is invalid:\n%w", name, err)
+		p.Add(fmt.Errorf("%s: the policy is invalid (%s):\n%w", name, polPath, err))
+	}
+	if err := p.Err(); err != nil {
+		return nil, err
 	}
 	opts, err := storeKeys(ctx, snap, "test", stderr)
 	if err != nil {
