@@ -21,7 +21,7 @@ func TestCommandHelp(t *testing.T) {
 		usage string // the first line starts with it
 		says  string // and the text holds this
 	}{
-		{[]string{"--help"}, "usage: portcullis <command>", "keys"},
+		{[]string{"--help"}, "usage: portcullis <command>", "demo"},
 		{[]string{"keys", "--help"}, "usage: portcullis keys COMMAND", "expiring"},
 		{[]string{"keys", "new", "--help"}, "usage: portcullis keys new", "-expires"},
 		{[]string{"keys", "rotate", "--help"}, "usage: portcullis keys rotate", "-overlap"},
@@ -36,6 +36,8 @@ func TestCommandHelp(t *testing.T) {
 		{[]string{"check", "--help"}, "usage: portcullis check", "-method"},
 		{[]string{"test", "--help"}, "usage: portcullis test", "-policy"},
 		{[]string{"serve", "--help"}, "usage: portcullis serve", "-tls-cert"},
+		{[]string{"demo", "--help"}, "usage: portcullis demo self-service", "-signin-addr"},
+		{[]string{"demo", "self-service", "--help"}, "usage: portcullis demo self-service", "-keys-api-addr"},
 	} {
 		for _, h := range []string{"--help", "-h"} {
 			args := append([]string(nil), tc.args...)
@@ -52,7 +54,7 @@ func TestCommandHelp(t *testing.T) {
 		}
 	}
 	// A usage error still goes to stderr, with exit 2.
-	for _, args := range [][]string{{"keys", "new", "--bogus"}, {"db"}, {"db", "grow"}, {"validate"}, {"keys", "hash", "extra"}} {
+	for _, args := range [][]string{{"keys", "new", "--bogus"}, {"db"}, {"db", "grow"}, {"validate"}, {"keys", "hash", "extra"}, {"demo"}, {"demo", "other"}} {
 		if code, out, errOut := runCLI(t, "", args...); code != 2 || out != "" || errOut == "" {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 2 with a message on stderr only", args, code, out, errOut)
 		}

@@ -1,6 +1,7 @@
 // Command portcullis is the Portcullis binary: an Envoy ext_authz server and
 // the offline tools around its policy. This package wires the server
-// (serve.go) and dispatches the offline commands to internal/cli.
+// (serve.go) and the demo (demo.go) and dispatches the offline commands to
+// internal/cli.
 //
 //	portcullis serve --policy FILE [--grpc-addr ADDR] [--admin-addr ADDR] [--http-addr ADDR --http-mode M] [--keys-api-addr ADDR] …
 //	portcullis check --policy FILE --method M --path P [--host H] [-H 'name: value']...
@@ -8,6 +9,7 @@
 //	portcullis test [--policy FILE] TESTFILE...
 //	portcullis keys new|rotate|revoke|list|expiring|hash|import …
 //	portcullis db migrate --policy FILE
+//	portcullis demo self-service
 //	portcullis version
 package main
 
@@ -30,6 +32,7 @@ commands:
   test      run a policy's test cases
   keys      work with API keys: new, rotate, revoke, list, expiring, hash, import
   db        the key store's schema: migrate
+  demo      try an example on this machine: demo self-service (a throwaway PostgreSQL, the token page)
   version   print the version
 
 portcullis <command> --help describes one command.
@@ -70,6 +73,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cli.Keys(args[1:], stdin, stdout, stderr)
 	case "db":
 		return cli.DB(args[1:], stdout, stderr)
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "portcullis", version())
 		return cli.ExitOK

@@ -42,6 +42,7 @@ var rules = []rule{
 	{"internal/cli", []string{mod + "/internal/server", "google.golang.org/grpc"}, "the offline commands run no server"},
 	{"internal/demo", []string{mod + "/policy", mod + "/authn", mod + "/keys", mod + "/extauthz"}, "demo credentials are data: no decision"},
 	{"internal/pgtemp", []string{mod + "/"}, "throwaway PostgreSQL clusters know nothing of what they store: no project package"},
+	{"internal/sandbox", []string{mod + "/internal/testkit", mod + "/cmd/"}, "the demo is part of the binary: it never imports the test kit"},
 }
 
 // libraries must never import the binary, the server's lifecycle or the
@@ -66,7 +67,7 @@ func violations(deps map[string][]string) []string {
 		check(mod+"/"+r.pkg, r.forbidden, r.why)
 	}
 	for _, l := range libraries {
-		forbidden := []string{mod + "/cmd/", mod + "/internal/server", mod + "/internal/testkit"}
+		forbidden := []string{mod + "/cmd/", mod + "/internal/server", mod + "/internal/testkit", mod + "/internal/sandbox"}
 		if l != "internal/cli" {
 			forbidden = append(forbidden, mod+"/internal/cli")
 		}
