@@ -213,14 +213,12 @@ var (
 )
 
 // serveFlags returns the flags the real `portcullis serve` takes, read from
-// its -h (built from this repository).
+// its -h.
 func serveFlags(t *testing.T) map[string]bool {
 	t.Helper()
 	serveFlagsOnce.Do(func() {
-		cmd := exec.Command("go", "run", "./cmd/portcullis", "serve", "-h")
-		cmd.Dir = ".."
-		out, err := cmd.CombinedOutput()
-		if err != nil && !strings.Contains(string(out), "-policy") {
+		out, err := exec.Command(portcullis(t), "serve", "-h").CombinedOutput()
+		if err != nil {
 			serveFlagsErr = fmt.Errorf("portcullis serve -h: %v\n%s", err, out)
 			return
 		}
@@ -237,8 +235,9 @@ func serveFlags(t *testing.T) map[string]bool {
 	return serveFlagSet
 }
 
-// checkPolicy validates the policy a ConfigMap carries, with the keys file
-// its Secret carries, exactly as the server will load them.
+// checkPolicy validates the policy a ConfigMap carries, with the files its
+// Secret carries where the Deployment mounts them, exactly as the server
+// will load them, and with the real binary's validate.
 func checkPolicy(t *testing.T, cm *corev1.ConfigMap, secret *corev1.Secret) {
 	t.Helper()
 	dir := t.TempDir()
@@ -258,17 +257,22 @@ func checkPolicy(t *testing.T, cm *corev1.ConfigMap, secret *corev1.Secret) {
 			t.Fatal(err)
 		}
 	}
-	keysPath := filepath.Join(secretDir, "keys.yaml")
 	pol := filepath.Join(dir, "policy.yaml")
-	b, _ := os.ReadFile(pol)
-	if !strings.Contains(string(b), "keys_file: /etc/portcullis/keys/keys.yaml") {
-		t.Error("the policy must name the mounted Secret: keys_file: /etc/portcullis/keys/keys.yaml")
+	b, err := os.ReadFile(pol)
+	if err != nil {
+		t.Fatalf("the ConfigMap has no policy.yaml: %v", err)
+	}
+	if strings.Contains(string(b), "keys_file:") && !strings.Contains(string(b), "keys_file: /etc/portcullis/keys/keys.yaml") {
+		t.Error("the policy's keys_file must name the mounted Secret: keys_file: /etc/portcullis/keys/keys.yaml")
 	}
 	if err := os.WriteFile(pol, []byte(strings.ReplaceAll(string(b), "/etc/portcullis/keys/", secretDir+"/")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := policy.Load(pol, policy.LoadOptions{KeysFile: keysPath}); err != nil {
+	if _, err := policy.Load(pol, policy.LoadOptions{}); err != nil {
 		t.Fatalf("the shipped policy does not validate:\n%v", err)
+	}
+	if out, err := exec.Command(portcullis(t), "validate", pol).CombinedOutput(); err != nil {
+		t.Fatalf("portcullis validate: %v\n%s", err, out)
 	}
 }
 
@@ -418,10 +422,11 @@ func TestHelmChart(t *testing.T) {
 		kinds  map[string]int
 	}{
 		{"defaults", nil, map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Secret": 1, "Service": 1, "Deployment": 1,
-			"PodDisruptionBudget": 1, "NetworkPolicy": 1, "HorizontalPodAutoscaler": 0, "ServiceMonitor": 0, "AuthorizationPolicy": 0}},
+			"PodDisruptionBudget": 1, "NetworkPolicy": 1, "HorizontalPodAutoscaler": 0, "ServiceMonitor": 0, "AuthorizationPolicy": 0,
+			"Ingress": 0}},
 		{"everything on", []string{"-f", all}, map[string]int{"ServiceAccount": 1, "ConfigMap": 2, "Secret": 1, "Service": 1, "Deployment": 1,
 			"PodDisruptionBudget": 1, "NetworkPolicy": 1, "HorizontalPodAutoscaler": 1, "ServiceMonitor": 1, "AuthorizationPolicy": 1,
-			"PrometheusRule": 1}},
+			"PrometheusRule": 1, "Ingress": 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runHelm(t, append([]string{"lint", "--strict", chart}, tc.values...)...)
