@@ -37,11 +37,15 @@ func decode(r *http.Request, v any, empty bool) error {
 	if err != nil {
 		return badf("the body is over %d KiB", maxBody>>10)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
 		if empty {
 			return nil
 		}
 		return badf("the body is empty: send a JSON object")
+	}
+	if trimmed[0] != '{' {
+		return badf("the body is not a JSON object: send {…}")
 	}
 	if err := source.DecodeJSON(body, v); err != nil {
 		return badf("%v", err)

@@ -500,6 +500,11 @@ func (h *Handler) revokeAll(w http.ResponseWriter, r *http.Request, p *principal
 	if f.User == "" && f.Tenant == "" {
 		return badf("name a user, a tenant, or both")
 	}
+	if f.User != "" {
+		if err := checkText("user", f.User, 200, false); err != nil {
+			return err
+		}
+	}
 	if p.manager == "" && f.User != "" && f.User != p.user {
 		return forbiddenf("user: you may delete only your own keys and your tenants'")
 	}

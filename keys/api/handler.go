@@ -52,30 +52,60 @@ func New(cfg Config) *Handler {
 		cfg.Now = time.Now
 	}
 	h := &Handler{cfg: cfg, tokens: authn.NewTokens(10_000, 10_000, 10*time.Second), mux: http.NewServeMux()}
-	for pattern, f := range map[string]func(http.ResponseWriter, *http.Request, *principal) error{
-		"POST /v1/keys":              h.create,
-		"GET /v1/keys":               h.list,
-		"GET /v1/keys/{id}":          h.get,
-		"PATCH /v1/keys/{id}":        h.patch,
-		"POST /v1/keys/{id}/refresh": h.refresh,
-		"DELETE /v1/keys/{id}":       h.delete,
-		"POST /v1/keys/revoke":       h.revokeAll,
-		"GET /v1/keys/{id}/usage":    h.usage,
-	} {
-		h.mux.Handle(pattern, h.authenticated(f))
+	routes := map[string]http.Handler{
+		"POST /v1/keys":              h.authenticated(h.create),
+		"GET /v1/keys":               h.authenticated(h.list),
+		"GET /v1/keys/{id}":          h.authenticated(h.get),
+		"PATCH /v1/keys/{id}":        h.authenticated(h.patch),
+		"POST /v1/keys/{id}/refresh": h.authenticated(h.refresh),
+		"DELETE /v1/keys/{id}":       h.authenticated(h.delete),
+		"POST /v1/keys/revoke":       h.authenticated(h.revokeAll),
+		"GET /v1/keys/{id}/usage":    h.authenticated(h.usage),
+		"POST /v1/sessions":          h.authenticated(h.openSession),
+		"POST /v1/sessions/logout":   h.authenticated(h.logout),
+		"GET /v1/sessions/current":   h.authenticated(h.whoami),
+		"POST /v1/sessions/exchange": http.HandlerFunc(h.exchange),
+		"GET /v1/status":             http.HandlerFunc(h.status),
+		"GET /v1/openapi.json":       http.HandlerFunc(serveOpenAPI),
+		"GET /{$}":                   http.HandlerFunc(servePage),
+		"GET /assets/{name}":         http.HandlerFunc(servePage),
 	}
-	h.mux.Handle("POST /v1/sessions", h.authenticated(h.openSession))
-	h.mux.Handle("POST /v1/sessions/logout", h.authenticated(h.logout))
-	h.mux.Handle("GET /v1/sessions/current", h.authenticated(h.whoami))
-	h.mux.HandleFunc("POST /v1/sessions/exchange", h.exchange)
-	h.mux.HandleFunc("GET /v1/status", h.status)
-	h.mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
-	h.mux.HandleFunc("GET /{$}", servePage)
-	h.mux.HandleFunc("GET /assets/{name}", servePage)
-	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such call: see /v1/openapi.json")
-	})
+	for pattern, handler := range routes {
+		h.mux.Handle(pattern, handler)
+	}
+	h.mux.HandleFunc("/", h.unrouted)
 	return h
+}
+
+// unrouted answers what no route takes: a known path asked with another
+// method is a 405 naming the methods it takes (RFC 9110 §15.5.6); any
+// other path a 404.
+func (h *Handler) unrouted(w http.ResponseWriter, r *http.Request) {
+	// The methods whose routes take this path; where one route names the
+	// path exactly (POST /v1/keys/revoke), only such routes count, not
+	// those whose wildcard would also match it (GET /v1/keys/{id}).
+	var exact, wild []string
+	for _, m := range []string{"DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		switch _, pattern := h.mux.Handler(probe); {
+		case pattern == "/" || pattern == "":
+		case strings.Contains(pattern, "{"):
+			wild = append(wild, m)
+		default:
+			exact = append(exact, m)
+		}
+	}
+	allow := exact
+	if len(allow) == 0 {
+		allow = wild
+	}
+	if len(allow) == 0 {
+		writeError(w, http.StatusNotFound, "not_found", "no such call: see /v1/openapi.json")
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "this call takes "+strings.Join(allow, ", ")+": see /v1/openapi.json")
 }
 
 // ServeHTTP answers one call. Every answer is JSON and is never cached.

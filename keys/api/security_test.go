@@ -372,3 +372,43 @@ func TestChosenIDs(t *testing.T) {
 		t.Fatal("bob lost his key")
 	}
 }
+
+// TestUndeclaredMethods: a known path asked with a method it does not take
+// is a 405 whose Allow header names those it does (what schemathesis's
+// unsupported_method check found: a 404 before); an unknown path is a 404.
+func TestUndeclaredMethods(t *testing.T) {
+	e := newAPI(t, nil)
+	for _, c := range []struct{ method, path, allow string }{
+		{"TRACE", "/v1/status", "GET, HEAD"},
+		{"POST", "/v1/status", "GET, HEAD"},
+		{"PUT", "/v1/keys", "GET, HEAD, POST"},
+		{"DELETE", "/v1/keys", "GET, HEAD, POST"},
+		{"PUT", "/v1/keys/some-id", "DELETE, GET, HEAD, PATCH"},
+		{"GET", "/v1/sessions", "POST"},
+		{"OPTIONS", "/v1/keys/revoke", "POST"},
+		{"TRACE", "/v1/sessions/exchange", "POST"},
+		{"DELETE", "/v1/keys/some-id/usage", "GET, HEAD"},
+		{"PATCH", "/v1/openapi.json", "GET, HEAD"},
+	} {
+		req, _ := http.NewRequest(c.method, e.srv.URL+c.path, nil)
+		req.Header.Set("Authorization", e.token("console"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Reason string }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != 405 || resp.Header.Get("Allow") != c.allow || body.Reason != "method_not_allowed" {
+			t.Errorf("%s %s: %d Allow %q %q, want 405 Allow %q", c.method, c.path, resp.StatusCode, resp.Header.Get("Allow"), body.Reason, c.allow)
+		}
+	}
+	resp, err := http.Get(e.srv.URL + "/v1/nothing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("an unknown path: %d", resp.StatusCode)
+	}
+}
