@@ -174,6 +174,11 @@ func Validate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portcullis validate: %s is invalid\n", file)
 		return ExitFailed
 	}
+	// What loads but will not work as its author meant: a warning each,
+	// on stderr; the policy is still valid.
+	for _, w := range snap.Warnings() {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
 	fmt.Fprintf(stdout, "%s: valid (%d keys, %d files)\n", file, snap.Keys().Len(), len(snap.Files()))
 	return ExitOK
 }

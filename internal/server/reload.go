@@ -134,6 +134,15 @@ func (r *reloader) reloadLive(trigger string) {
 	r.watch(snap.Files())
 	s.log.Info("policy reloaded", "trigger", trigger, "policy", s.cfg.Policy, "generation", r.generation,
 		"policy_version", snap.Version(), "keys", snap.Keys().Len(), "took_ms", time.Since(start).Milliseconds())
+	s.warn(snap)
+}
+
+// warn logs what the policy holds that loads but will not work as its
+// author meant (policy.Snapshot.Warnings), one line each.
+func (s *Server) warn(snap *policy.Snapshot) {
+	for _, w := range snap.Warnings() {
+		s.log.Warn("policy warning", "policy", s.cfg.Policy, "warning", w)
+	}
 }
 
 // watch watches the folders of files. Folders, not files: an editor's

@@ -111,6 +111,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading policy: %w", err)
 	}
+	s.warn(snap)
 	obs := telemetry.NewObserver(s.metrics, log, s.usage)
 	obs.Trace(tracing)
 	if s.keys, err = s.openKeyStore(snap); err != nil {
