@@ -109,7 +109,9 @@ func (ed Editor) encode(doc *yaml.Node) ([]byte, error) {
 	if err := enc.Encode(doc); err != nil {
 		return nil, err
 	}
-	_ = enc.Close()
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
 	return out.Bytes(), nil
 }
 

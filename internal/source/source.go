@@ -261,15 +261,23 @@ func ParseDuration(s string) (time.Duration, error) {
 
 // ParseTimestamp parses a point in time written as RFC 3339
 // ("2026-01-02T15:04:05Z") or as a date ("2026-01-02", midnight UTC).
+// Years outside 1 to 9999 in UTC are refused: no JSON or RFC 3339 answer
+// could write them.
 func ParseTimestamp(s string) (time.Time, error) {
+	var t time.Time
+	var err error
 	if len(s) == len(time.DateOnly) {
-		if t, err := time.Parse(time.DateOnly, s); err == nil {
-			return t, nil
-		}
-	} else if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
+		t, err = time.Parse(time.DateOnly, s)
+	} else {
+		t, err = time.Parse(time.RFC3339, s)
 	}
-	return time.Time{}, fmt.Errorf("invalid time %q: want RFC 3339 (2026-01-02T15:04:05Z) or a date (2026-01-02)", s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("invalid time %q: want RFC 3339 (2026-01-02T15:04:05Z) or a date (2026-01-02)", s)
+	}
+	if y := t.UTC().Year(); y < 1 || y > 9999 {
+		return time.Time{}, fmt.Errorf("time %q is outside the years 1 to 9999 (in UTC)", s)
+	}
+	return t, nil
 }
 
 // StringList is one string or a list of strings.

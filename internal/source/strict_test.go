@@ -87,3 +87,19 @@ func TestStrictYAML(t *testing.T) {
 		})
 	}
 }
+
+// TestTimestampsAreRangeChecked (RT2-02): a time in a policy or keys file
+// that no answer could write (past year 9999 in UTC, before year 1) is
+// refused, however it is written.
+func TestTimestampsAreRangeChecked(t *testing.T) {
+	for _, s := range []string{"9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00", "0000-01-01", "10000-01-01"} {
+		if _, err := source.ParseTimestamp(s); err == nil {
+			t.Errorf("%s: accepted", s)
+		}
+	}
+	for _, s := range []string{"9999-12-31T23:59:59Z", "9999-12-31", "2026-01-02T15:04:05+02:00"} {
+		if _, err := source.ParseTimestamp(s); err != nil {
+			t.Errorf("%s: %v", s, err)
+		}
+	}
+}
