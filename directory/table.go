@@ -61,9 +61,9 @@ type span struct{ off, len uint32 }
 
 type tenantRec struct {
 	id, display, aliases span // aliases: "\x00"-separated
-	created                  int64
-	plan                     uint16 // in plans
-	disabled                 bool
+	created              int64
+	plan                 uint16 // in plans
+	disabled             bool
 }
 
 type nameRec struct {
