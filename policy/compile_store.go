@@ -152,7 +152,7 @@ func (c *compiler) managementTokens(path string, a *KeysAPI) {
 // AdmitKey checks a key an operator adds to the key store against the
 // policy, the way a file's keys are checked: a known tier, a known tenant
 // (bound by its canonical name), a user that names no tenant, a user or a
-// tenant; and gives it the policy's key_lifetime when it has no expiry.
+// tenant, a user who is a member of the tenant the key is bound to; and gives it the policy's key_lifetime when it has no expiry.
 func (s *Snapshot) AdmitKey(e *keys.Entry) error {
 	if !s.HasTier(e.Tier) {
 		return fmt.Errorf("tier %q is not a tier of the policy (%s)", e.Tier, listing("tiers", s.Tiers()))
@@ -169,6 +169,9 @@ func (s *Snapshot) AdmitKey(e *keys.Entry) error {
 	}
 	if e.User == "" && e.Tenant == "" {
 		return fmt.Errorf("a key in the key store needs a user or a tenant")
+	}
+	if e.User != "" && e.Tenant != "" && !s.IsMember(e.Tenant, e.User) {
+		return fmt.Errorf("user %q is not a member of tenant %q: a key bound to both acts only while the user is a member", e.User, e.Tenant)
 	}
 	if life := s.KeyLifetime(); life > 0 && e.Expires.IsZero() {
 		e.Expires = e.Created.Add(life)
