@@ -58,8 +58,8 @@ type Server struct {
 // respKey is everything an encoded response depends on: the snapshot
 // (header names) and the decision's outcome and identity.
 type respKey struct {
-	policy, tier, tenant, kind, user, credential string
-	reason                                       reason.Code
+	policy, tier, tenant, kind, user, role, credential string
+	reason                                             reason.Code
 }
 
 // responseCacheSize bounds the encoded-response cache (entries are a few
@@ -126,7 +126,7 @@ func (s *Server) response(d *policy.Decision) *wire {
 	if d.PolicyVersion == "" { // not from a snapshot: encoded afresh
 		return newEncoded(d).wire(d)
 	}
-	k := respKey{d.PolicyVersion, d.Tier, d.Tenant, d.TenantKind, d.User, d.Credential, d.Reason}
+	k := respKey{d.PolicyVersion, d.Tier, d.Tenant, d.TenantKind, d.User, d.Role, d.Credential, d.Reason}
 	e, hit := s.responses.Get(k)
 	if !hit {
 		e = newEncoded(d)

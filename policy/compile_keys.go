@@ -85,12 +85,12 @@ func (kc *keyCompiler) add(e *keys.Entry, at keys.At) {
 	// A key is bound to its tenant's canonical name, never an alias: the
 	// tenant header carries one name per tenant.
 	if e.Digest != (keys.Digest{}) {
-		if taken, field := kc.b.Add(e, c.s.canonical(e.Tenant), c.s.meta.keyLifetime); taken != "" {
+		if taken, field := kc.b.Add(e, c.s.canonical(e.Tenant, nil), c.s.meta.keyLifetime); taken != "" {
 			at.Problem(&c.p, field, "same key as %q", taken)
 		}
 	}
 	if e.User != "" {
-		kc.users = append(kc.users, keyUser{kc.ids.Len(), e.User, c.s.canonical(e.Tenant)})
+		kc.users = append(kc.users, keyUser{kc.ids.Len(), e.User, c.s.canonical(e.Tenant, nil)})
 	}
 	kc.ids.Add(e.ID)
 }
@@ -114,11 +114,11 @@ func (kc *keyCompiler) finish(f *policyFile) {
 		kc.at(i).Problem(&c.p, ".id", "duplicate key id %q", kc.ids.At(i))
 	})
 	for _, ku := range kc.users {
-		if u := ku.user; c.s.tenantNamed(u, nil) {
+		if u := ku.user; c.s.tenantNamed(u, nil, nil) {
 			kc.at(ku.i).Problem(&c.p, ".user", "%q is also a tenant's name or alias; users and tenants share "+
 				"the tenant header, so a user id must not name a tenant: give the user another id", u)
 		}
-		if ku.tenant != "" && !c.s.isMember(ku.tenant, ku.user) {
+		if ku.tenant != "" && !c.s.isMember(ku.tenant, ku.user, nil) {
 			kc.at(ku.i).Problem(&c.warn, "", "key %q is bound to tenant %q and user %q, who is not a member of it: every check "+
 				"refuses it (403 tenant_not_allowed) until %q is a member (tenants.%s.members), or bind the key to the tenant alone",
 				kc.ids.At(ku.i), ku.tenant, ku.user, ku.user, ku.tenant)

@@ -15,9 +15,12 @@ func (c *compiler) tenants(f *policyFile) {
 	t := &c.s.tenants
 	t.byName, t.aliases, t.personal = map[string]*tenant{}, map[string]string{}, f.PersonalTenants
 	for _, name := range sortedKeys(f.Tenants) {
-		tn := &tenant{name: name, members: map[string]bool{}}
-		for _, m := range f.Tenants[name].Members {
-			tn.members[m] = true
+		tn := &tenant{name: name, members: map[string]string{}}
+		for i, m := range f.Tenants[name].Members {
+			if _, dup := tn.members[m.User]; dup {
+				c.errf(fmt.Sprintf("tenants.%s.members[%d]", name, i), "%q is listed twice", m.User)
+			}
+			tn.members[m.User] = m.Role // the default role is filled in by directory()
 		}
 		t.byName[name] = tn
 		t.aliases[name] = name
@@ -33,9 +36,9 @@ func (c *compiler) tenants(f *policyFile) {
 	}
 	for _, name := range sortedKeys(f.Tenants) {
 		for i, m := range f.Tenants[name].Members {
-			if other, ok := t.aliases[m]; ok {
+			if other, ok := t.aliases[m.User]; ok {
 				c.errf(fmt.Sprintf("tenants.%s.members[%d]", name, i), "member %q is also tenant %q's name or alias; "+
-					"users and tenants share the tenant header, so a user id must not name a tenant", m, other)
+					"users and tenants share the tenant header, so a user id must not name a tenant", m.User, other)
 			}
 		}
 	}
@@ -204,6 +207,7 @@ func (c *compiler) upstream(f *policyFile) {
 		tier:       name("tier", u.Tier, DefaultTierHeader),
 		credential: name("credential", u.Credential, DefaultCredentialHeader),
 		decisionID: name("decision_id", u.DecisionID, ""),
+		role:       name("role", u.Role, ""),
 		strip:      u.StripCredentials == nil || *u.StripCredentials,
 	}
 	seen := map[string]bool{}

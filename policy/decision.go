@@ -50,6 +50,7 @@ type Decision struct {
 	Tenant        string
 	TenantKind    string
 	User          string
+	Role          string // the caller's role in the tenant it acts for (directory roles); "" for none
 	Credential    string // the API key's id, never the key
 	FromStore     bool   // the key is one of the key store's (not the policy's)
 	Issuer        string // the id of the issuer whose token was verified
@@ -143,7 +144,7 @@ func plainJSON(s string) bool {
 func (d *Decision) EachMetadata(f func(key, value string)) {
 	for _, kv := range [...][2]string{
 		{"reason", string(d.Reason)}, {"tier", d.Tier}, {"tenant", d.Tenant},
-		{"tenant_kind", d.TenantKind}, {"user", d.User}, {"credential", d.Credential}, {"decision_id", d.ID},
+		{"tenant_kind", d.TenantKind}, {"user", d.User}, {"role", d.Role}, {"credential", d.Credential}, {"decision_id", d.ID},
 	} {
 		if kv[1] != "" {
 			f(kv[0], kv[1])

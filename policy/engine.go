@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/authn"
+	"github.com/portcullis/portcullis/directory"
 	"github.com/portcullis/portcullis/keys"
 	"github.com/portcullis/portcullis/reason"
 )
@@ -29,16 +30,19 @@ type EngineOptions struct {
 	OnPanic func(value any, stack []byte)
 }
 
-// Store is where an Engine finds the key store's keys. Implementations are
-// safe for concurrent use and never block: a check never waits on a database.
+// Store is where an Engine finds the key store's keys and its directory.
+// Implementations are safe for concurrent use and never block: a check
+// never waits on a database.
 type Store interface {
-	Keys() keys.Set // the keys as held now
-	Loaded() bool   // whether every key was loaded once
+	Keys() keys.Set                // the keys as held now
+	Directory() directory.Set      // tenants, members and user states as held now; nil without the directory
+	Loaded() bool                  // whether every key (and the directory) was loaded once
 }
 
 // storeView is the store as one check sees it, pinned at its start.
 type storeView struct {
-	keys   keys.Set // nil: no store
+	keys   keys.Set      // nil: no store
+	dir    directory.Set // nil: no directory in the store
 	loaded bool
 }
 
@@ -108,6 +112,9 @@ func (e *Engine) Decide(ctx context.Context, req Request) (d Decision) {
 	var st storeView
 	if e.store != nil {
 		st = storeView{keys: e.store.Keys(), loaded: e.store.Loaded()}
+		if s.dir.store {
+			st.dir = e.store.Directory()
+		}
 	}
 	d = s.decide(ctx, e.tokens, req, &st, e.now())
 	d.PolicyVersion = s.meta.version
@@ -138,6 +145,9 @@ func (s *Snapshot) decide(ctx context.Context, tc *authn.Tokens, req Request, st
 	if r := s.verify(ctx, tc, cr, st, now, c); r != "" {
 		return c.deny(r)
 	}
+	if r := s.userDisabled(c); r != "" {
+		return c.deny(r)
+	}
 	if r := s.keyMember(c); r != "" {
 		return c.deny(r)
 	}
@@ -150,6 +160,17 @@ func (s *Snapshot) decide(ctx context.Context, tc *authn.Tokens, req Request, st
 	tenant, kind, r := s.tenant(req.Headers, c)
 	if r != "" {
 		return c.deny(r)
+	}
+	if r := s.tenantState(tenant, kind, c); r != "" {
+		return c.deny(r)
+	}
+	// A role caps the tier its member reaches in the tenant: the route
+	// needs at most the cap, and the cap is the tier the upstream hears of.
+	if c.role = s.role(tenant, kind, c); c.role != nil && c.role.maxTier != nil && c.role.maxTier.rank < c.tier.rank {
+		if c.role.maxTier.rank < rt.tier.rank {
+			return c.deny(reason.TierTooLow)
+		}
+		c.tier = c.role.maxTier
 	}
 	if tenant == "" && rt.tenant == tenantRequired {
 		return c.deny(reason.TenantRequired)

@@ -5,6 +5,10 @@ package policy
 // Snapshot. Nothing else reads them.
 
 import (
+	"fmt"
+
+	"go.yaml.in/yaml/v3"
+
 	"github.com/portcullis/portcullis/internal/source"
 	"github.com/portcullis/portcullis/keys"
 )
@@ -26,6 +30,7 @@ type policyFile struct {
 	Limits          limitsFile            `yaml:"limits"`
 	KeysStore       *keysStoreFile        `yaml:"keys_store"`
 	KeysAPI         *keysAPIFile          `yaml:"keys_api"`
+	Directory       *directoryFile        `yaml:"directory"`
 }
 
 type credentialsFile struct {
@@ -74,8 +79,57 @@ type claimsFile struct {
 }
 
 type tenantFile struct {
-	Aliases []string `yaml:"aliases"`
-	Members []string `yaml:"members"`
+	Aliases []string     `yaml:"aliases"`
+	Members []memberFile `yaml:"members"`
+}
+
+// memberFile is one member of a policy tenant: a bare user id (the
+// directory's default_role), or {user, role}.
+type memberFile struct {
+	User, Role string
+	Line       int
+}
+
+// UnmarshalYAML reads a bare id or a {user, role} mapping, strictly.
+func (m *memberFile) UnmarshalYAML(n *yaml.Node) error {
+	m.Line = n.Line
+	switch n.Kind {
+	case yaml.ScalarNode:
+		m.User = n.Value
+		return nil
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if v.Kind != yaml.ScalarNode {
+				return fmt.Errorf("line %d: %s: want a string", v.Line, k.Value)
+			}
+			switch k.Value {
+			case "user":
+				m.User = v.Value
+			case "role":
+				m.Role = v.Value
+			default:
+				return fmt.Errorf("line %d: unknown field %q in a member (want user and role)", k.Line, k.Value)
+			}
+		}
+		if m.User == "" {
+			return fmt.Errorf("line %d: a member needs its user", n.Line)
+		}
+		return nil
+	}
+	return fmt.Errorf("line %d: a member is a user id or {user, role}", n.Line)
+}
+
+// directoryFile turns on the directory in the store and defines roles.
+type directoryFile struct {
+	Store       bool                `yaml:"store"`
+	Roles       map[string]roleFile `yaml:"roles"`
+	DefaultRole string              `yaml:"default_role"`
+}
+
+type roleFile struct {
+	MaxTier    string `yaml:"max_tier"`
+	ManageKeys bool   `yaml:"manage_keys"`
 }
 
 type tierFile struct {
@@ -113,6 +167,7 @@ type upstreamFile struct {
 	Tier             *string `yaml:"tier"`
 	Credential       *string `yaml:"credential"`
 	DecisionID       *string `yaml:"decision_id"`
+	Role             *string `yaml:"role"`
 	StripCredentials *bool   `yaml:"strip_credentials"`
 }
 

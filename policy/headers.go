@@ -23,19 +23,21 @@ const (
 // credential headers when they are stripped.
 type upstream struct {
 	tenant, tenantKind, user, tier, credential string
+	role                                       string // "" unless configured
 	decisionID                                 string // "" unless configured
 	strip                                      bool
 	alwaysRemove                               []string
-	// removes holds what an allow removes, by which of the five identity
+	// removes holds what an allow removes, by which of the six identity
 	// headers have no value (bit i: identity()[i]), made once so that an
 	// allow shares one: alwaysRemove, then those headers' names.
-	removes [1 << 5][]string
+	removes [1 << 6][]string
 }
 
-// identity returns the five identity headers with their values in d, in
+// identity returns the six identity headers with their values in d, in
 // the order of removes' bits.
-func (u *upstream) identity(d *Decision) [5]Header {
-	return [...]Header{{u.tenant, d.Tenant}, {u.tenantKind, d.TenantKind}, {u.user, d.User}, {u.tier, d.Tier}, {u.credential, d.Credential}}
+func (u *upstream) identity(d *Decision) [6]Header {
+	return [...]Header{{u.tenant, d.Tenant}, {u.tenantKind, d.TenantKind}, {u.user, d.User}, {u.tier, d.Tier},
+		{u.credential, d.Credential}, {u.role, d.Role}}
 }
 
 // prepare fills removes, once alwaysRemove and the names are set.
@@ -55,7 +57,7 @@ func (u *upstream) prepare() {
 // names returns the configured upstream header names.
 func (u *upstream) names() []string {
 	var out []string
-	for _, h := range []string{u.tenant, u.tenantKind, u.user, u.tier, u.credential, u.decisionID} {
+	for _, h := range []string{u.tenant, u.tenantKind, u.user, u.tier, u.credential, u.role, u.decisionID} {
 		if h != "" {
 			out = append(out, h)
 		}
@@ -71,11 +73,14 @@ func (s *Snapshot) allow(r reason.Code, c *caller, tenant, kind string) Decision
 	if c.tier != nil {
 		d.Tier = c.tier.name
 	}
+	if c.role != nil {
+		d.Role = c.role.name
+	}
 	if k := c.apiKey(); k != nil {
 		d.Credential, d.FromStore = k.ID, c.store
 	}
 	u := &s.upstream
-	d.SetHeaders = make([]Header, 0, 5)
+	d.SetHeaders = make([]Header, 0, 6)
 	mask := 0
 	for i, h := range u.identity(&d) {
 		switch {

@@ -89,6 +89,7 @@ func (c *compiler) compile(f *policyFile) {
 	issuers := c.issuers(f)
 	c.tenants(f)
 	c.tiers(f, issuers)
+	c.directory(f)
 	c.apiKeys(f)
 	c.contexts(f)
 	c.routes(f)

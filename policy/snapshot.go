@@ -23,6 +23,7 @@ type Snapshot struct {
 	remotes  []*cache.Remote // their key sets fetched over HTTP
 	keys     *keys.Index     // the policy's API keys (inline and keys file)
 	tenants  tenantTable
+	dir      directoryConf
 	tiers    tierTable
 	contexts []contextRule
 	routes   []route
@@ -111,17 +112,14 @@ func (s *Snapshot) KeysAPI() *KeysAPI { return s.api }
 
 // Canonical returns the canonical name of tenant v (a name or an alias) and
 // whether the policy knows it.
-func (s *Snapshot) Canonical(v string) (string, bool) {
-	n, ok := s.tenants.aliases[v]
-	return n, ok
-}
+func (s *Snapshot) Canonical(v string) (string, bool) { return s.Tenants(nil).Canonical(v) }
 
 // IsMember reports whether user is a member of tenant (canonical name).
-func (s *Snapshot) IsMember(tenant, user string) bool { return s.isMember(tenant, user) }
+func (s *Snapshot) IsMember(tenant, user string) bool { return s.isMember(tenant, user, nil) }
 
 // NamesTenant reports whether v is a tenant's name or alias, or a tenant
 // the policy's keys are bound to: no user may be called so.
-func (s *Snapshot) NamesTenant(v string) bool { return s.tenantNamed(v, nil) }
+func (s *Snapshot) NamesTenant(v string) bool { return s.tenantNamed(v, nil, nil) }
 
 // HasTier reports whether the policy defines tier.
 func (s *Snapshot) HasTier(tier string) bool { return s.tiers.byName[tier] != nil }
@@ -131,13 +129,5 @@ func (s *Snapshot) VerifyToken(ctx context.Context, tc *authn.Tokens, raw string
 	return s.verifier.Verify(ctx, tc, raw, now)
 }
 
-// TenantsOf returns the tenants user is a member of, by canonical name.
-func (s *Snapshot) TenantsOf(user string) []string {
-	var out []string
-	for _, name := range sortedKeys(s.tenants.byName) {
-		if s.isMember(name, user) {
-			out = append(out, name)
-		}
-	}
-	return out
-}
+// TenantsOf returns the policy's tenants user is a member of.
+func (s *Snapshot) TenantsOf(user string) []string { return s.Tenants(nil).TenantsOf(user) }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/authn"
+	"github.com/portcullis/portcullis/directory"
 	"github.com/portcullis/portcullis/keys"
 	"github.com/portcullis/portcullis/reason"
 )
@@ -15,7 +16,8 @@ import (
 // caller is who the verified credentials say is calling, and, once
 // granted, at which tier.
 type caller struct {
-	db     keys.Set    // the store's keys, pinned for the check (nil: none)
+	db     keys.Set      // the store's keys, pinned for the check (nil: none)
+	dir    directory.Set // the store's directory, pinned for the check (nil: none)
 	store  bool        // the key came from the store
 	found  keys.APIKey // the verified key, when hasKey (see apiKey)
 	hasKey bool
@@ -24,12 +26,13 @@ type caller struct {
 	issuer string       // the verified token's issuer id
 	user   string
 	tier   *tier
+	role   *role // the caller's role in the tenant it acts for (nil: none)
 }
 
 // verify checks the presented key and token into c. On a refusal c still
 // names what was identified (the key's id), for the deny.
 func (s *Snapshot) verify(ctx context.Context, tc *authn.Tokens, cr authn.Credentials, st *storeView, now time.Time, c *caller) reason.Code {
-	c.db = st.keys
+	c.db, c.dir = st.keys, st.dir
 	if cr.Key != "" {
 		k, found, r := authn.CheckKey(s.keys, cr.Key, now)
 		if !found && st.keys != nil && s.store != nil && keys.WellFormed(cr.Key) {
@@ -81,6 +84,9 @@ func (c *caller) keyTenant() string {
 func (c *caller) deny(r reason.Code) Decision {
 	d := Deny(r)
 	d.Credential, d.User, d.Issuer, d.FromStore = c.keyID, c.user, c.issuer, c.store
+	if c.role != nil {
+		d.Role = c.role.name
+	}
 	if c.tier != nil {
 		d.Tier = c.tier.name
 	}

@@ -37,6 +37,8 @@ const (
 	ContextNotAllowed Code = "context_not_allowed"
 	ContextConflict   Code = "context_conflict"
 	TenantRequired    Code = "tenant_required"
+	TenantDisabled    Code = "tenant_disabled" // the directory holds the tenant acted for disabled
+	UserDisabled      Code = "user_disabled"   // the directory holds the key's user or the token's subject disabled
 	UntrustedProxy    Code = "untrusted_proxy" // forward-auth from a peer not in the trusted proxies
 
 	JWKSUnavailable  Code = "jwks_unavailable"
@@ -79,6 +81,8 @@ var reasons = map[Code]info{
 	ContextNotAllowed: {403, "caller may not select a tenant with this header"},
 	ContextConflict:   {403, "context headers name different tenants"},
 	TenantRequired:    {403, "this route needs a tenant"},
+	TenantDisabled:    {403, "the tenant is disabled"},
+	UserDisabled:      {403, "the user is disabled"},
 	UntrustedProxy:    {403, "request did not come through a trusted proxy"},
 
 	JWKSUnavailable:  {503, "token issuer keys unavailable"},

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/portcullis/portcullis/directory"
 	"github.com/portcullis/portcullis/keys"
 )
 
@@ -368,3 +369,7 @@ func LoadOnce(ctx context.Context, config *pgx.ConnConfig) (*Mirror, error) {
 	}
 	return m, nil
 }
+
+// Directory returns the directory as the mirror holds it now; nil until
+// the store keeps one.
+func (m *Mirror) Directory() directory.Set { return nil }

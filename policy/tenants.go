@@ -1,0 +1,105 @@
+package policy
+
+// This file holds Tenants: the policy's tenants read together with the
+// store's directory, as the key-management API asks about them.
+
+import (
+	"slices"
+
+	"github.com/portcullis/portcullis/directory"
+)
+
+// Tenants is the policy's tenants and the store's directory (a view
+// pinned by the caller; nil without one) read as one: what the
+// key-management API asks when it decides who may do what. It is a value,
+// safe for concurrent use.
+type Tenants struct {
+	s   *Snapshot
+	dir directory.Set
+}
+
+// Tenants returns the policy's tenants read with dir (nil: the policy's
+// alone, or a policy whose directory is not in the store).
+func (s *Snapshot) Tenants(dir directory.Set) Tenants {
+	if !s.dir.store {
+		dir = nil
+	}
+	return Tenants{s: s, dir: dir}
+}
+
+// Directory reports whether the policy keeps its directory in the store.
+func (s *Snapshot) Directory() bool { return s.dir.store }
+
+// Source says where tenant id lives: "policy", "store", or "" for none.
+func (t Tenants) Source(id string) string {
+	if _, ok := t.s.tenants.byName[id]; ok {
+		return "policy"
+	}
+	if t.dir != nil {
+		if _, _, ok := t.dir.State(id); ok {
+			return "store"
+		}
+	}
+	return ""
+}
+
+// Canonical returns the id of the tenant v names (an id or an alias, of
+// the policy or the store) and whether one does.
+func (t Tenants) Canonical(v string) (string, bool) {
+	if n, ok := t.s.tenants.aliases[v]; ok {
+		return n, true
+	}
+	if t.dir != nil {
+		return t.dir.Resolve(v)
+	}
+	return "", false
+}
+
+// IsMember reports whether user is a member of tenant (an id).
+func (t Tenants) IsMember(tenant, user string) bool { return t.s.isMember(tenant, user, t.dir) }
+
+// Role returns user's role in tenant (an id), and whether they are a
+// member; the role is "" when the policy defines no roles.
+func (t Tenants) Role(tenant, user string) (string, bool) { return t.s.memberRole(tenant, user, t.dir) }
+
+// ManagesKeys reports whether user's role in tenant manages every key
+// bound to it (a manage_keys role).
+func (t Tenants) ManagesKeys(tenant, user string) bool {
+	name, ok := t.s.memberRole(tenant, user, t.dir)
+	r := t.s.roleNamed(name)
+	return ok && r != nil && r.manageKeys
+}
+
+// TenantsOf returns the tenants user is a member of, by id, sorted.
+func (t Tenants) TenantsOf(user string) []string {
+	var out []string
+	for _, name := range sortedKeys(t.s.tenants.byName) {
+		if t.s.isMember(name, user, nil) {
+			out = append(out, name)
+		}
+	}
+	if t.dir != nil {
+		for _, m := range t.dir.TenantsOf(user) {
+			out = append(out, m.Tenant)
+		}
+		slices.Sort(out)
+	}
+	return out
+}
+
+// NamesTenant reports whether v is a tenant's id or alias (policy or
+// store), or a tenant the policy's keys are bound to: no user may be
+// called so.
+func (t Tenants) NamesTenant(v string) bool { return t.s.tenantNamed(v, nil, t.dir) }
+
+// UserDisabled reports whether the directory holds user disabled.
+func (t Tenants) UserDisabled(user string) bool { return t.dir != nil && t.dir.UserDisabled(user) }
+
+// Disabled reports whether tenant (an id of the store) is disabled.
+func (t Tenants) Disabled(tenant string) bool {
+	if t.dir == nil {
+		return false
+	}
+	disabled, _, _ := t.dir.State(tenant)
+	return disabled
+}
