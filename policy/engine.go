@@ -34,9 +34,9 @@ type EngineOptions struct {
 // Implementations are safe for concurrent use and never block: a check
 // never waits on a database.
 type Store interface {
-	Keys() keys.Set                // the keys as held now
-	Directory() directory.Set      // tenants, members and user states as held now; nil without the directory
-	Loaded() bool                  // whether every key (and the directory) was loaded once
+	Keys() keys.Set           // the keys as held now
+	Directory() directory.Set // tenants, members and user states as held now; nil without the directory
+	Loaded() bool             // whether every key (and the directory) was loaded once
 }
 
 // storeView is the store as one check sees it, pinned at its start.

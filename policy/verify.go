@@ -18,8 +18,8 @@ import (
 type caller struct {
 	db     keys.Set      // the store's keys, pinned for the check (nil: none)
 	dir    directory.Set // the store's directory, pinned for the check (nil: none)
-	store  bool        // the key came from the store
-	found  keys.APIKey // the verified key, when hasKey (see apiKey)
+	store  bool          // the key came from the store
+	found  keys.APIKey   // the verified key, when hasKey (see apiKey)
 	hasKey bool
 	token  *authn.Token // nil: no token presented
 	keyID  string       // the presented key's id, when it was found (even refused)
