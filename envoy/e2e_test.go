@@ -131,12 +131,15 @@ var frontProxies = []shipped{{"envoy.yaml", "grpc"}, {"http-service.yaml", "http
 // stack is one Envoy in front of an upstream, with Portcullis as its
 // authorization server.
 type stack struct {
-	envoy      *envoy
-	addr       string // Envoy's listener
-	up         *upstream
-	pc         *portcullis
-	transport  string
-	configFile string
+	envoy     *envoy
+	addr      string // Envoy's listener
+	up        *upstream
+	pc        *portcullis
+	transport string // grpc or http: how Envoy asks Portcullis
+	// others is set for configurations others wrote (or Istio generates):
+	// they neither clear the forward-auth families nor write the shipped
+	// access log, so those two are not asserted.
+	others bool
 }
 
 // serveExample starts portcullis serve on an example's policy, with the
@@ -163,7 +166,7 @@ func startStack(t *testing.T, s shipped, d doc, p *portcullis, up *upstream) *st
 		"api":             tcp(up.addr()),
 	})
 	e := startEnvoy(t, d)
-	return &stack{envoy: e, addr: e.listener(t, "ingress"), up: up, pc: p, transport: s.transport, configFile: s.file}
+	return &stack{envoy: e, addr: e.listener(t, "ingress"), up: up, pc: p, transport: s.transport}
 }
 
 // reporter is where an assertion reports: the test itself, or a recorder
@@ -264,6 +267,9 @@ func (st *stack) checkAllow(t *testing.T, r reporter, c convention, x exchange, 
 		}
 	}
 	for _, kv := range familyHeaders {
+		if st.others {
+			break
+		}
 		n := strings.ToLower(kv[0])
 		v, ok := got.Header[n]
 		switch {
@@ -280,7 +286,9 @@ func (st *stack) checkAllow(t *testing.T, r reporter, c convention, x exchange, 
 		r.Errorf("the upstream received no x-request-id")
 		return
 	}
-	st.checkLog(t, r, id, x, 200, "allowed")
+	if !st.others {
+		st.checkLog(t, r, id, x, 200, "allowed")
+	}
 }
 
 // checkDeny checks the client's answer to a denied request, and that the
@@ -315,7 +323,9 @@ func (st *stack) checkDeny(t *testing.T, r reporter, x exchange, a answer, befor
 		r.Errorf("deny body without an id: %s", a.body)
 		return
 	}
-	st.checkLog(t, r, body["id"], x, x.status, x.reason)
+	if !st.others {
+		st.checkLog(t, r, body["id"], x, x.status, x.reason)
+	}
 }
 
 // accessEntry is one line of the shipped configurations' JSON access log.

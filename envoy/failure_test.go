@@ -195,7 +195,7 @@ func TestEnvoyFailsClosed(t *testing.T) {
 				"api":             tcp(up.addr()),
 			})
 			e := startEnvoy(t, cfg)
-			st := &stack{envoy: e, addr: e.listener(t, "ingress"), up: up, pc: p, transport: s.transport, configFile: s.file}
+			st := &stack{envoy: e, addr: e.listener(t, "ingress"), up: up, pc: p, transport: s.transport}
 			st.assertAllowed(t, key)
 			timeout := extAuthzTimeout(t, shippedDoc(t, s.file))
 			rl.delay.Store(int64(2 * timeout))
