@@ -79,6 +79,10 @@ func envoyBinary(t testing.TB) string {
 	return ""
 }
 
+// orphanless makes a child process die with the test binary, even when a
+// test's cleanups never run (a test binary killed by -timeout).
+func orphanless() *syscall.SysProcAttr { return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} }
+
 func isExecutable(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
@@ -106,6 +110,7 @@ type portcullis struct {
 func startPortcullis(t *testing.T, args ...string) *portcullis {
 	t.Helper()
 	cmd := exec.Command(binPath, append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...)...)
+	cmd.SysProcAttr = orphanless()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -631,6 +636,7 @@ func startEnvoy(t *testing.T, d doc) *envoy {
 	validate(t, cfg)
 	addrFile := filepath.Join(dir, "admin-address")
 	cmd := exec.Command(bin, append([]string{"-c", cfg, "--admin-address-path", addrFile}, envoyArgs...)...)
+	cmd.SysProcAttr = orphanless()
 	e := &envoy{cmd: cmd, dir: dir, exited: make(chan struct{}), grew: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = (*envoyOut)(e), &lockedWriter{mu: &e.mu, w: &e.stderr}
 	if err := cmd.Start(); err != nil {
