@@ -23,9 +23,8 @@ type store struct {
 	dir  *directory.View
 }
 
-func (s *store) Keys() keys.Set           { return s.keys }
-func (s *store) Directory() directory.Set { return s.dir }
-func (s *store) Loaded() bool             { return true }
+func (s *store) View() (keys.Set, directory.Set) { return s.keys, s.dir }
+func (s *store) Loaded() bool                    { return true }
 func (s *store) change(c directory.Changes) {
 	layers := s.dir.Layers()
 	top := layers[len(layers)-1]

@@ -34,9 +34,11 @@ type EngineOptions struct {
 // Implementations are safe for concurrent use and never block: a check
 // never waits on a database.
 type Store interface {
-	Keys() keys.Set           // the keys as held now
-	Directory() directory.Set // tenants, members and user states as held now; nil without the directory
-	Loaded() bool             // whether every key (and the directory) was loaded once
+	// View returns the keys and the directory (tenants, members, user
+	// states) as held now, both of one moment of the store.
+	View() (keys.Set, directory.Set)
+	// Loaded reports whether the store was loaded once.
+	Loaded() bool
 }
 
 // storeView is the store as one check sees it, pinned at its start.
@@ -111,9 +113,10 @@ func (e *Engine) Decide(ctx context.Context, req Request) (d Decision) {
 	}
 	var st storeView
 	if e.store != nil {
-		st = storeView{keys: e.store.Keys(), loaded: e.store.Loaded()}
+		k, dir := e.store.View()
+		st = storeView{keys: k, loaded: e.store.Loaded()}
 		if s.dir.store {
-			st.dir = e.store.Directory()
+			st.dir = dir
 		}
 	}
 	d = s.decide(ctx, e.tokens, req, &st, e.now())

@@ -39,7 +39,7 @@ type Mirror struct {
 	connect func(ctx context.Context) (*pgx.Conn, error)
 	opts    MirrorOptions
 
-	view      atomic.Pointer[keys.View]
+	view      atomic.Pointer[state]
 	changed   atomic.Pointer[chan struct{}] // closed and replaced at each publish
 	applied   atomic.Int64
 	connected atomic.Bool
@@ -47,15 +47,31 @@ type Mirror struct {
 	resyncs   atomic.Int64
 	loaded    chan struct{}
 
-	merged  chan merged // a merge's result, for the feed to publish
-	merging bool        // owned by the feed goroutine
-	loads   int         // owned by the feed goroutine: snapshots loaded
-	down    bool        // owned by the feed goroutine: an outage was logged
+	merged     chan merged // a merge's result, for the feed to publish
+	merging    bool        // owned by the feed goroutine
+	dirMerged  chan dirMerged
+	dirMerging bool // owned by the feed goroutine
+	loads      int  // owned by the feed goroutine: snapshots loaded
+	down       bool // owned by the feed goroutine: an outage was logged
+}
+
+// state is what the mirror publishes: the keys and the directory of one
+// moment of the store, read together by a check.
+type state struct {
+	keys *keys.View
+	dir  *directory.View
 }
 
 // merged is an index a merge made from the view of the loads'th snapshot.
 type merged struct {
 	idx   *keys.Index
+	loads int
+}
+
+// dirMerged is a directory table a merge made from the view of the
+// loads'th snapshot.
+type dirMerged struct {
+	table *directory.Table
 	loads int
 }
 
@@ -73,7 +89,7 @@ func NewMirror(config *pgx.ConnConfig, opts MirrorOptions) *Mirror {
 	}
 	m := &Mirror{
 		connect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, config.Copy()) },
-		opts:    opts, loaded: make(chan struct{}), merged: make(chan merged, 1),
+		opts:    opts, loaded: make(chan struct{}), merged: make(chan merged, 1), dirMerged: make(chan dirMerged, 1),
 	}
 	ch := make(chan struct{})
 	m.changed.Store(&ch)
@@ -100,9 +116,27 @@ func (m *Mirror) Wait(ctx context.Context, version int64) error {
 // first snapshot).
 func (m *Mirror) Keys() keys.Set {
 	if v := m.view.Load(); v != nil {
-		return v
+		return v.keys
 	}
 	return (*keys.View)(nil)
+}
+
+// Directory returns the directory as the mirror holds it now (empty
+// before the first snapshot).
+func (m *Mirror) Directory() directory.Set {
+	if v := m.view.Load(); v != nil {
+		return v.dir
+	}
+	return (*directory.View)(nil)
+}
+
+// View returns the keys and the directory as the mirror holds them now,
+// both of the same moment.
+func (m *Mirror) View() (keys.Set, directory.Set) {
+	if v := m.view.Load(); v != nil {
+		return v.keys, v.dir
+	}
+	return (*keys.View)(nil), (*directory.View)(nil)
 }
 
 // Loaded reports whether the first snapshot is in.
@@ -211,6 +245,7 @@ func (m *Mirror) lost(ctx context.Context, err error) {
 // what it reads is one consistent state of the store.
 func (m *Mirror) catchUp(ctx context.Context, conn *pgx.Conn) error {
 	m.publishMerged()
+	m.publishDirMerged()
 	return pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var version, prunedBelow int64
 		if err := tx.QueryRow(ctx, "SELECT version, pruned_below FROM portcullis_version").Scan(&version, &prunedBelow); err != nil {
@@ -253,20 +288,26 @@ func (m *Mirror) load(ctx context.Context, tx pgx.Tx, version int64, resync bool
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	dir, err := loadDirectory(ctx, tx)
+	if err != nil {
+		return err
+	}
 	m.loads++
-	m.merging = false // a merge of the view before is of no use now
+	m.merging, m.dirMerging = false, false // a merge of the view before is of no use now
 	// A resync is counted before its view is seen: whoever sees the view
 	// sees the count.
 	if resync {
 		m.resyncs.Add(1)
 	}
-	m.publish(keys.NewView(b.Build()), version)
-	m.opts.Log.Info("key store loaded", "version", version, "keys", n, "took_ms", time.Since(start).Milliseconds(), "resync", resync)
+	m.publish(&state{keys: keys.NewView(b.Build()), dir: directory.NewView(dir, directory.NewLayer())}, version)
+	tenants, members, users := dir.Counts()
+	m.opts.Log.Info("key store loaded", "version", version, "keys", n, "tenants", tenants, "memberships", members, "users", users,
+		"took_ms", time.Since(start).Milliseconds(), "resync", resync)
 	return nil
 }
 
 // apply adds the changes after the applied version as one layer.
-func (m *Mirror) apply(ctx context.Context, tx pgx.Tx, cur *keys.View, version int64) error {
+func (m *Mirror) apply(ctx context.Context, tx pgx.Tx, cur *state, version int64) error {
 	rows, err := tx.Query(ctx, "SELECT "+keyColumns+" FROM portcullis_keys WHERE version > $1 AND version <= $2",
 		m.applied.Load(), version)
 	if err != nil {
@@ -284,27 +325,41 @@ func (m *Mirror) apply(ctx context.Context, tx pgx.Tx, cur *keys.View, version i
 	if err := rows.Err(); err != nil {
 		return err
 	}
+	dc, err := directoryChanges(ctx, tx, m.applied.Load(), version)
+	if err != nil {
+		return err
+	}
 	// The view is the index, a layer being merged into it if any, and the
-	// top layer, which takes the changes.
-	layers, top := cur.Layers(), keys.NewLayer()
+	// top layer, which takes the changes; the directory likewise.
+	layers, top := cur.keys.Layers(), keys.NewLayer()
 	if n := len(layers); n > 0 {
 		top, layers = layers[n-1], layers[:n-1]
 	}
 	top = top.With(changes)
-	next := keys.NewView(cur.Base(), append(append([]*keys.Layer(nil), layers...), top)...)
+	next := &state{keys: keys.NewView(cur.keys.Base(), append(append([]*keys.Layer(nil), layers...), top)...), dir: cur.dir}
+	if dc.Len() > 0 {
+		dlayers := cur.dir.Layers()
+		below := directory.NewView(cur.dir.Base(), dlayers[:len(dlayers)-1]...)
+		dtop := dlayers[len(dlayers)-1].With(dc, below)
+		next.dir = directory.NewView(cur.dir.Base(), append(append([]*directory.Layer(nil), dlayers[:len(dlayers)-1]...), dtop)...)
+	}
 	m.publish(next, version)
-	m.opts.Log.Debug("key store changes applied", "version", version, "keys_changed", len(changes))
+	m.opts.Log.Debug("key store changes applied", "version", version, "keys_changed", len(changes), "directory_changed", dc.Len())
 	if top.Len() >= m.opts.MergeAt && !m.merging {
 		m.merge(next)
+	}
+	if l := next.dir.Layers(); l[len(l)-1].Len() >= m.opts.MergeAt && !m.dirMerging {
+		m.mergeDirectory(next)
 	}
 	return nil
 }
 
-// merge folds the view's layers into a new index off the feed's path;
+// merge folds the view's key layers into a new index off the feed's path;
 // changes arriving meanwhile go to a new layer above them.
-func (m *Mirror) merge(v *keys.View) {
+func (m *Mirror) merge(s *state) {
 	m.merging = true
-	m.publish(keys.NewView(v.Base(), append(append([]*keys.Layer(nil), v.Layers()...), keys.NewLayer())...), m.applied.Load())
+	v := s.keys
+	m.publish(&state{keys: keys.NewView(v.Base(), append(append([]*keys.Layer(nil), v.Layers()...), keys.NewLayer())...), dir: s.dir}, m.applied.Load())
 	loads := m.loads
 	go func() { m.merged <- merged{idx: v.Merge(), loads: loads} }()
 }
@@ -316,14 +371,42 @@ func (m *Mirror) publishMerged() {
 		if r.loads != m.loads || !m.merging {
 			return // a snapshot was loaded since: the merge is stale
 		}
-		layers := m.view.Load().Layers()
-		m.publish(keys.NewView(r.idx, layers[len(layers)-1]), m.applied.Load())
+		cur := m.view.Load()
+		layers := cur.keys.Layers()
+		m.publish(&state{keys: keys.NewView(r.idx, layers[len(layers)-1]), dir: cur.dir}, m.applied.Load())
 		m.merging = false
 	default:
 	}
 }
 
-func (m *Mirror) publish(v *keys.View, version int64) {
+// mergeDirectory folds the view's directory layers into a new table off
+// the feed's path, as merge does for keys.
+func (m *Mirror) mergeDirectory(s *state) {
+	m.dirMerging = true
+	v := s.dir
+	cur := m.view.Load()
+	m.publish(&state{keys: cur.keys, dir: directory.NewView(v.Base(), append(append([]*directory.Layer(nil), v.Layers()...), directory.NewLayer())...)}, m.applied.Load())
+	loads := m.loads
+	go func() { m.dirMerged <- dirMerged{table: v.Merge(), loads: loads} }()
+}
+
+// publishDirMerged replaces the directory's base and the layers a
+// finished merge folded.
+func (m *Mirror) publishDirMerged() {
+	select {
+	case r := <-m.dirMerged:
+		if r.loads != m.loads || !m.dirMerging {
+			return
+		}
+		cur := m.view.Load()
+		layers := cur.dir.Layers()
+		m.publish(&state{keys: cur.keys, dir: directory.NewView(r.table, layers[len(layers)-1])}, m.applied.Load())
+		m.dirMerging = false
+	default:
+	}
+}
+
+func (m *Mirror) publish(v *state, version int64) {
 	m.view.Store(v)
 	m.applied.Store(version)
 	m.inSync.Store(time.Now().UnixNano())
@@ -369,7 +452,3 @@ func LoadOnce(ctx context.Context, config *pgx.ConnConfig) (*Mirror, error) {
 	}
 	return m, nil
 }
-
-// Directory returns the directory as the mirror holds it now; nil until
-// the store keeps one.
-func (m *Mirror) Directory() directory.Set { return nil }

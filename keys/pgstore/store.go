@@ -120,18 +120,38 @@ func nullString(s string) *string {
 // change log gets a row per key changed (ids fn returns), and the replicas
 // a notification at commit.
 func (s *Store) change(ctx context.Context, op, by string, fn func(tx pgx.Tx, version int64) ([]string, error)) (int64, error) {
+	return s.changeLogged(ctx, by, func(tx pgx.Tx, version int64) ([]logged, error) {
+		ids, err := fn(tx, version)
+		out := make([]logged, len(ids))
+		for i, id := range ids {
+			out[i] = logged{kind: "key", id: id, op: op}
+		}
+		return out, err
+	})
+}
+
+// logged is one row of the change log: what changed (a key, a tenant, a
+// membership "tenant/user", a user), and how.
+type logged struct{ kind, id, op string }
+
+// changeLogged is change for changes of any kind: fn says what it changed.
+func (s *Store) changeLogged(ctx context.Context, by string, fn func(tx pgx.Tx, version int64) ([]logged, error)) (int64, error) {
 	var version int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, "UPDATE portcullis_version SET version = version + 1 RETURNING version").Scan(&version); err != nil {
 			return err
 		}
-		ids, err := fn(tx, version)
+		rows, err := fn(tx, version)
 		if err != nil {
 			return err
 		}
-		if len(ids) > 0 {
-			if _, err := tx.Exec(ctx, `INSERT INTO portcullis_changes (version, key_id, op, by)
-				SELECT $1, id, $2, $3 FROM unnest($4::text[]) AS id`, version, op, by, ids); err != nil {
+		if len(rows) > 0 {
+			kinds, ids, ops := make([]string, len(rows)), make([]string, len(rows)), make([]string, len(rows))
+			for i, r := range rows {
+				kinds[i], ids[i], ops[i] = r.kind, r.id, r.op
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO portcullis_changes (version, kind, key_id, op, by)
+				SELECT $1, k, id, o, $2 FROM unnest($3::text[], $4::text[], $5::text[]) AS c(k, id, o)`, version, by, kinds, ids, ops); err != nil {
 				return err
 			}
 		}
@@ -423,6 +443,21 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (int, error) {
 		if err := tx.QueryRow(ctx, `WITH gone AS (DELETE FROM portcullis_keys WHERE revoked_at < $1 RETURNING version)
 			SELECT count(*), max(version) FROM gone`, cutoff).Scan(&n, &upTo); err != nil {
 			return err
+		}
+		// The directory's tombstones: ended memberships and deleted
+		// tenants whose change is older than cutoff.
+		var dirUpTo *int64
+		if err := tx.QueryRow(ctx, `WITH horizon AS (SELECT coalesce(max(version), 0) AS v FROM portcullis_changes WHERE at < $1),
+			members AS (DELETE FROM portcullis_members WHERE removed AND version <= (SELECT v FROM horizon) RETURNING version),
+			names AS (DELETE FROM portcullis_tenant_names WHERE tenant IN (SELECT id FROM portcullis_tenants WHERE deleted_at < $1)),
+			tenants AS (DELETE FROM portcullis_tenants t WHERE deleted_at < $1
+				AND NOT EXISTS (SELECT 1 FROM portcullis_members m WHERE m.tenant = t.id AND NOT (m.removed AND m.version <= (SELECT v FROM horizon)))
+				RETURNING version)
+			SELECT max(version) FROM (SELECT version FROM members UNION ALL SELECT version FROM tenants) AS gone`, cutoff).Scan(&dirUpTo); err != nil {
+			return err
+		}
+		if dirUpTo != nil && (upTo == nil || *dirUpTo > *upTo) {
+			upTo = dirUpTo
 		}
 		if upTo != nil {
 			if _, err := tx.Exec(ctx, "UPDATE portcullis_version SET pruned_below = greatest(pruned_below, $1 + 1)", *upTo); err != nil {

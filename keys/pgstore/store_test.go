@@ -32,8 +32,13 @@ type env struct {
 
 func newEnv(t *testing.T, pg *testkit.PostgreSQL, opts pgstore.MirrorOptions) *env {
 	t.Helper()
+	return newEnvOn(t, pg.Database(t), opts)
+}
+
+// newEnvOn is newEnv on an existing database.
+func newEnvOn(t *testing.T, dsn string, opts ...pgstore.MirrorOptions) *env {
+	t.Helper()
 	ctx := context.Background()
-	dsn := pg.Database(t)
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +51,11 @@ func newEnv(t *testing.T, pg *testkit.PostgreSQL, opts pgstore.MirrorOptions) *e
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := pgstore.NewMirror(cfg, opts)
+	var o pgstore.MirrorOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	m := pgstore.NewMirror(cfg, o)
 	mctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { m.Run(mctx); close(done) }()
@@ -106,7 +115,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if v, err := pgstore.Migrate(context.Background(), pool); err != nil || v != 3 {
+	if v, err := pgstore.Migrate(context.Background(), pool); err != nil || v != 4 {
 		t.Fatalf("schema %d, %v", v, err)
 	}
 }
