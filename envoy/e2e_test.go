@@ -162,7 +162,7 @@ func startStack(t *testing.T, s shipped, d doc, p *portcullis, up *upstream) *st
 	t.Helper()
 	d = rewriteAddresses(t, d, map[string][]endpoint{
 		"portcullis":      tcp(p.grpcAddr),
-		"portcullis_http": {{addr: p.httpAddr, hc: p.adminAddr}},
+		"portcullis_http": {{Addr: p.httpAddr, HealthCheck: p.adminAddr}},
 		"api":             tcp(up.addr()),
 	})
 	e := startEnvoy(t, d)

