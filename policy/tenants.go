@@ -103,3 +103,50 @@ func (t Tenants) Disabled(tenant string) bool {
 	disabled, _, _ := t.dir.State(tenant)
 	return disabled
 }
+
+// PolicyUser reports whether id is a member of one of the policy's
+// tenants: no store tenant may be called so.
+func (t Tenants) PolicyUser(id string) bool {
+	for _, tn := range t.s.tenants.byName {
+		if _, ok := tn.members[id]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// PolicyTenant returns policy tenant id's aliases, and whether it is one.
+func (t Tenants) PolicyTenant(id string) ([]string, bool) {
+	if _, ok := t.s.tenants.byName[id]; !ok {
+		return nil, false
+	}
+	var out []string
+	for a, n := range t.s.tenants.aliases {
+		if n == id && a != id {
+			out = append(out, a)
+		}
+	}
+	slices.Sort(out)
+	return out, true
+}
+
+// PolicyTenantNames returns the policy's tenants, sorted.
+func (t Tenants) PolicyTenantNames() []string { return sortedKeys(t.s.tenants.byName) }
+
+// PolicyMembers returns the members of policy tenant id with their roles,
+// by user id.
+func (t Tenants) PolicyMembers(id string) []directory.Member {
+	tn := t.s.tenants.byName[id]
+	if tn == nil {
+		return nil
+	}
+	out := make([]directory.Member, 0, len(tn.members))
+	for _, u := range sortedKeys(tn.members) {
+		out = append(out, directory.Member{Tenant: id, User: u, Role: tn.members[u]})
+	}
+	return out
+}
+
+// Roles returns the policy's role names, sorted (none without roles), and
+// the role of a member written without one.
+func (s *Snapshot) Roles() ([]string, string) { return sortedKeys(s.dir.roles), s.dir.defaultRole }

@@ -32,10 +32,13 @@ func badf(format string, args ...any) error {
 // at most 64 KiB, one JSON object, names exactly as written here and none
 // repeated, no unknown field, no wrong type, nothing after it. An empty
 // body is allowed only when empty is.
-func decode(r *http.Request, v any, empty bool) error {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
+func decode(r *http.Request, v any, empty bool) error { return decodeUpTo(r, v, empty, maxBody) }
+
+// decodeUpTo is decode with a bound of limit bytes.
+func decodeUpTo(r *http.Request, v any, empty bool, limit int64) error {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	if err != nil {
-		return badf("the body is over %d KiB", maxBody>>10)
+		return badf("the body is over %d KiB", limit>>10)
 	}
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {

@@ -124,7 +124,7 @@ func (h *Handler) newKey(p *principal, b *createBody, now time.Time) (pgstore.Ne
 	if k.User == "" && k.Tenant == "" {
 		return k, badf("a key needs a user or a tenant")
 	}
-	if err := member(p.snap, k.Tenant, k.User); err != nil {
+	if err := member(p.dir, k.Tenant, k.User); err != nil {
 		return k, err
 	}
 	if k.ID, err = newID(b.ID); err != nil {
@@ -173,16 +173,16 @@ func (h *Handler) user(p *principal, user *string) (string, error) {
 	if u == "" {
 		return "", nil
 	}
-	return u, checkUser(p.snap, u)
+	return u, checkUser(p.dir, u)
 }
 
 // checkUser holds a user id a management token names to the field rules:
 // printable, at most 200 characters, not a tenant's name.
-func checkUser(snap *policy.Snapshot, u string) error {
+func checkUser(dir policy.Tenants, u string) error {
 	if err := checkText("user", u, 200, false); err != nil {
 		return err
 	}
-	if snap.NamesTenant(u) {
+	if dir.NamesTenant(u) {
 		return badf("user: %q is a tenant's name; users and tenants share the tenant header", u)
 	}
 	return nil
@@ -192,11 +192,11 @@ func (h *Handler) tenant(p *principal, tenant string) (string, error) {
 	if tenant == "" {
 		return "", nil
 	}
-	canon, ok := p.snap.Canonical(tenant)
+	canon, ok := p.dir.Canonical(tenant)
 	switch {
 	case !ok:
-		return "", badf("tenant: %q is not a tenant of the policy", tenant)
-	case p.manager == "" && !p.snap.IsMember(canon, p.user):
+		return "", badf("tenant: %q is not a tenant of the policy or the directory", tenant)
+	case p.manager == "" && !p.dir.IsMember(canon, p.user):
 		return "", forbiddenf("tenant: you are not a member of %q", tenant)
 	}
 	return canon, nil
@@ -206,8 +206,8 @@ func (h *Handler) tenant(p *principal, tenant string) (string, error) {
 // tenant now: such a key acts for the tenant only while they are, so
 // creating, refreshing or enabling it otherwise would make a key every
 // check refuses.
-func member(snap *policy.Snapshot, tenant, user string) error {
-	if tenant == "" || user == "" || snap.IsMember(tenant, user) {
+func member(dir policy.Tenants, tenant, user string) error {
+	if tenant == "" || user == "" || dir.IsMember(tenant, user) {
 		return nil
 	}
 	return forbiddenf("tenant: %q is not a member of %q: a key bound to a tenant and a user acts only while the user is a member", user, tenant)
@@ -275,7 +275,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, p *principal) err
 		return forbiddenf("user: you may list only your own keys and your tenants'")
 	}
 	if f.Tenant != "" {
-		if canon, ok := p.snap.Canonical(f.Tenant); ok {
+		if canon, ok := p.dir.Canonical(f.Tenant); ok {
 			f.Tenant = canon
 		}
 	}
@@ -441,7 +441,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, p *principal) 
 	}
 	lifetime := h.lifetimeCheck(p)
 	ref.Check = func(before, after pgstore.Key) error {
-		if err := member(p.snap, before.Tenant, before.User); err != nil {
+		if err := member(p.dir, before.Tenant, before.User); err != nil {
 			return err
 		}
 		if exp != nil {
@@ -509,9 +509,9 @@ func (h *Handler) revokeAll(w http.ResponseWriter, r *http.Request, p *principal
 		return forbiddenf("user: you may delete only your own keys and your tenants'")
 	}
 	if f.Tenant != "" {
-		canon, ok := p.snap.Canonical(f.Tenant)
+		canon, ok := p.dir.Canonical(f.Tenant)
 		if !ok {
-			return badf("tenant: %q is not a tenant of the policy", f.Tenant)
+			return badf("tenant: %q is not a tenant of the policy or the directory", f.Tenant)
 		}
 		f.Tenant = canon
 	}

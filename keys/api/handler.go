@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/authn"
+	"github.com/portcullis/portcullis/directory"
 	"github.com/portcullis/portcullis/keys"
 	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
@@ -24,6 +25,8 @@ import (
 type Mirror interface {
 	Version() int64
 	Connected() bool
+	Directory() directory.Set // tenants, members and user states as mirrored now
+	Wait(ctx context.Context, version int64) error
 }
 
 // Config is what a Handler works with.
@@ -53,22 +56,32 @@ func New(cfg Config) *Handler {
 	}
 	h := &Handler{cfg: cfg, tokens: authn.NewTokens(10_000, 10_000, 10*time.Second), mux: http.NewServeMux()}
 	routes := map[string]http.Handler{
-		"POST /v1/keys":              h.authenticated(h.create),
-		"GET /v1/keys":               h.authenticated(h.list),
-		"GET /v1/keys/{id}":          h.authenticated(h.get),
-		"PATCH /v1/keys/{id}":        h.authenticated(h.patch),
-		"POST /v1/keys/{id}/refresh": h.authenticated(h.refresh),
-		"DELETE /v1/keys/{id}":       h.authenticated(h.delete),
-		"POST /v1/keys/revoke":       h.authenticated(h.revokeAll),
-		"GET /v1/keys/{id}/usage":    h.authenticated(h.usage),
-		"POST /v1/sessions":          h.authenticated(h.openSession),
-		"POST /v1/sessions/logout":   h.authenticated(h.logout),
-		"GET /v1/sessions/current":   h.authenticated(h.whoami),
-		"POST /v1/sessions/exchange": http.HandlerFunc(h.exchange),
-		"GET /v1/status":             http.HandlerFunc(h.status),
-		"GET /v1/openapi.json":       http.HandlerFunc(serveOpenAPI),
-		"GET /{$}":                   http.HandlerFunc(servePage),
-		"GET /assets/{name}":         http.HandlerFunc(servePage),
+		"POST /v1/keys":                              h.authenticated(h.create),
+		"GET /v1/keys":                               h.authenticated(h.list),
+		"GET /v1/keys/{id}":                          h.authenticated(h.get),
+		"PATCH /v1/keys/{id}":                        h.authenticated(h.patch),
+		"POST /v1/keys/{id}/refresh":                 h.authenticated(h.refresh),
+		"DELETE /v1/keys/{id}":                       h.authenticated(h.delete),
+		"POST /v1/keys/revoke":                       h.authenticated(h.revokeAll),
+		"GET /v1/keys/{id}/usage":                    h.authenticated(h.usage),
+		"PUT /v1/tenants/{tenant}":                   h.authenticated(h.putTenant),
+		"GET /v1/tenants/{tenant}":                   h.authenticated(h.getTenant),
+		"GET /v1/tenants":                            h.authenticated(h.listTenants),
+		"DELETE /v1/tenants/{tenant}":                h.authenticated(h.deleteTenant),
+		"PUT /v1/tenants/{tenant}/members/{user}":    h.authenticated(h.putMember),
+		"DELETE /v1/tenants/{tenant}/members/{user}": h.authenticated(h.deleteMember),
+		"PUT /v1/tenants/{tenant}/members":           h.authenticated(h.replaceMembers),
+		"GET /v1/tenants/{tenant}/members":           h.authenticated(h.listMembers),
+		"GET /v1/users/{user}":                       h.authenticated(h.getUser),
+		"PUT /v1/users/{user}":                       h.authenticated(h.putUser),
+		"POST /v1/sessions":                          h.authenticated(h.openSession),
+		"POST /v1/sessions/logout":                   h.authenticated(h.logout),
+		"GET /v1/sessions/current":                   h.authenticated(h.whoami),
+		"POST /v1/sessions/exchange":                 http.HandlerFunc(h.exchange),
+		"GET /v1/status":                             http.HandlerFunc(h.status),
+		"GET /v1/openapi.json":                       http.HandlerFunc(serveOpenAPI),
+		"GET /{$}":                                   http.HandlerFunc(servePage),
+		"GET /assets/{name}":                         http.HandlerFunc(servePage),
 	}
 	for pattern, handler := range routes {
 		h.mux.Handle(pattern, handler)
@@ -119,9 +132,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type principal struct {
 	manager string // a management token's id; "" for a user
 	user    string
-	admin   bool     // in an admin group: manages the keys of their tenants
-	tenants []string // the tenants the user is a member of
+	tenants []string // the tenants the user is a member of (policy and store)
+	adminOf []string // the tenants whose every key they manage: an admin group's member, or a manage_keys role
 	snap    *policy.Snapshot
+	dir     policy.Tenants // the policy's tenants with the store's directory, as of the call
 
 	// A token page session: its cookie's digest, the tenant it was
 	// opened for and when it ends.
@@ -143,11 +157,7 @@ func (p *principal) scope() pgstore.Scope {
 	if p.manager != "" {
 		return pgstore.Scope{All: true}
 	}
-	s := pgstore.Scope{User: p.user}
-	if p.admin {
-		s.Tenants = p.tenants
-	}
-	return s
+	return pgstore.Scope{User: p.user, Tenants: p.adminOf}
 }
 
 // may reports whether the principal manages k: theirs, or bound to a
@@ -171,7 +181,20 @@ func (p *principal) relation(k pgstore.Key) string {
 
 // tenantAdmin reports whether the principal administers k's tenant.
 func (p *principal) tenantAdmin(k pgstore.Key) bool {
-	return p.admin && k.Tenant != "" && slices.Contains(p.tenants, k.Tenant)
+	return k.Tenant != "" && slices.Contains(p.adminOf, k.Tenant)
+}
+
+// adminOf returns the tenants user manages every key of: those they are a
+// member of when their token is in an admin group (admin false for a
+// session, which has no token), and those where their role manages keys.
+func adminOf(dir policy.Tenants, user string, tenants []string, adminGroup bool) []string {
+	var out []string
+	for _, t := range tenants {
+		if adminGroup || dir.ManagesKeys(t, user) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // mayEnable refuses to enable k (disabled) when a tenant admin or the
@@ -187,13 +210,17 @@ func (p *principal) mayEnable(k pgstore.Key) error {
 		}
 		return forbiddenf("disabled: %s disabled this key; only an admin of its tenant or the platform may enable it", who)
 	}
-	return member(p.snap, k.Tenant, k.User)
+	return member(p.dir, k.Tenant, k.User)
 }
 
 // authenticated resolves the caller (401 when it cannot), then runs f; an
 // error f returns becomes the answer.
 func (h *Handler) authenticated(f func(http.ResponseWriter, *http.Request, *principal) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h.caughtUp(r); err != nil {
+			h.fail(w, r, err)
+			return
+		}
 		p, status, code, msg := h.principal(r)
 		if p == nil {
 			if status == http.StatusUnauthorized {
@@ -206,6 +233,27 @@ func (h *Handler) authenticated(f func(http.ResponseWriter, *http.Request, *prin
 			h.fail(w, r, err)
 		}
 	})
+}
+
+// caughtUp waits, when the policy keeps its directory in the store, until
+// this replica's mirror holds every change the store has committed (at
+// most 2 s), so that who may do what is decided on what the caller, or
+// another replica, changed a moment ago: a member added through one
+// replica may make a key through another at once.
+func (h *Handler) caughtUp(r *http.Request) error {
+	if !h.cfg.Policy().Directory() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	v, err := h.cfg.Store.Version(ctx)
+	if err != nil {
+		return err
+	}
+	if err := h.cfg.Mirror.Wait(ctx, v); err != nil {
+		return fmt.Errorf("this replica has not caught up with the store (version %d of %d): %w", h.cfg.Mirror.Version(), v, err)
+	}
+	return nil
 }
 
 // principal reads Authorization: Bearer <management token or user JWT>,
@@ -226,7 +274,7 @@ func (h *Handler) principal(r *http.Request) (*principal, int, reason.Code, stri
 		return unauthorized(reason.InvalidToken)
 	}
 	if id, ok := api.Manager(tok); ok {
-		return &principal{manager: id, snap: snap}, 0, "", ""
+		return &principal{manager: id, snap: snap, dir: snap.Tenants(h.cfg.Mirror.Directory())}, 0, "", ""
 	}
 	if !authn.LooksLikeJWT(tok) {
 		return unauthorized(reason.InvalidToken)
@@ -238,7 +286,19 @@ func (h *Handler) principal(r *http.Request) (*principal, int, reason.Code, stri
 	case !api.SelfService(t.Issuer().ID()) || t.User() == "":
 		return unauthorized(reason.InvalidToken)
 	}
-	return &principal{user: t.User(), admin: api.Admin(t), tenants: snap.TenantsOf(t.User()), snap: snap}, 0, "", ""
+	return h.userPrincipal(snap, t.User(), api.Admin(t))
+}
+
+// userPrincipal is a self-service user (a JWT's subject or a session's
+// user) as of now: their tenants and the ones they administer, read live;
+// a user the directory holds disabled is refused.
+func (h *Handler) userPrincipal(snap *policy.Snapshot, user string, adminGroup bool) (*principal, int, reason.Code, string) {
+	dir := snap.Tenants(h.cfg.Mirror.Directory())
+	if dir.UserDisabled(user) {
+		return nil, http.StatusForbidden, reason.UserDisabled, "your account is disabled on this platform"
+	}
+	tenants := dir.TenantsOf(user)
+	return &principal{user: user, tenants: tenants, adminOf: adminOf(dir, user, tenants, adminGroup), snap: snap, dir: dir}, 0, "", ""
 }
 
 func unauthorized(code reason.Code) (*principal, int, reason.Code, string) {
@@ -272,8 +332,20 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusForbidden, "forbidden", lastLine(err))
 	case errors.Is(err, errNotFound), errors.Is(err, pgstore.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "no such key")
+	case errors.Is(err, pgstore.ErrNoTenant), errors.Is(err, errNoTenant):
+		writeError(w, http.StatusNotFound, "not_found", "no such tenant")
+	case errors.Is(err, errNoUser):
+		writeError(w, http.StatusNotFound, "not_found", "no such user")
+	case errors.Is(err, pgstore.ErrNotMember):
+		writeError(w, http.StatusNotFound, "not_found", "no such membership")
+	case errors.Is(err, errNoDirectory):
+		writeError(w, http.StatusNotFound, "not_found", errNoDirectory.Error())
 	case errors.Is(err, pgstore.ErrConflict):
-		writeError(w, http.StatusConflict, "conflict", "the key id is taken")
+		msg := "the key id is taken"
+		if s := strings.TrimPrefix(err.Error(), pgstore.ErrConflict.Error()+": "); s != err.Error() {
+			msg = s
+		}
+		writeError(w, http.StatusConflict, "conflict", msg)
 	case errors.Is(err, pgstore.ErrLimit):
 		writeError(w, http.StatusConflict, "limit_reached", strings.TrimPrefix(err.Error(), pgstore.ErrLimit.Error()+": ")+" reached")
 	case errors.Is(err, errEncode):

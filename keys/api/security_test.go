@@ -17,8 +17,8 @@ import (
 )
 
 const (
-	acmeMembers    = "org-acme: { members: [u-alice, u-carol] }"
-	acmeWithoutAli = "org-acme: { members: [u-carol] }"
+	acmeMembers    = "org-acme: { members: [u-alice, { user: u-carol, role: admin }] }"
+	acmeWithoutAli = "org-acme: { members: [{ user: u-carol, role: admin }] }"
 )
 
 // TestMembershipIsLive (RT2-01): a key bound to a tenant and a user is

@@ -65,16 +65,16 @@ func (h *Handler) openSession(w http.ResponseWriter, r *http.Request, p *princip
 	if user == "" {
 		return badf("user: required: the signed-in user the page acts for")
 	}
-	if err := checkUser(p.snap, user); err != nil {
+	if err := checkUser(p.dir, user); err != nil {
 		return err
 	}
 	tenant := deref(b.Tenant)
 	if tenant != "" {
-		canon, ok := p.snap.Canonical(tenant)
+		canon, ok := p.dir.Canonical(tenant)
 		switch {
 		case !ok:
-			return badf("tenant: %q is not a tenant of the policy", tenant)
-		case !p.snap.IsMember(canon, user):
+			return badf("tenant: %q is not a tenant of the policy or the directory", tenant)
+		case !p.dir.IsMember(canon, user):
 			return badf("tenant: %q is not a member of %q", user, tenant)
 		}
 		tenant = canon
@@ -197,8 +197,11 @@ func (h *Handler) sessionPrincipal(r *http.Request, c *http.Cookie, snap *policy
 	if r.Header.Get(CSRFHeader) == "" || subtle.ConstantTimeCompare(got.Bytes(), s.CSRF.Bytes()) != 1 {
 		return nil, http.StatusForbidden, reasonCSRF, "the " + CSRFHeader + " header is missing or not this session's"
 	}
-	return &principal{user: s.User, tenants: snap.TenantsOf(s.User), snap: snap, session: &d,
-		sessionTenant: s.Tenant, sessionExpires: s.ExpiresAt}, 0, "", ""
+	p, status, code, msg := h.userPrincipal(snap, s.User, false)
+	if p != nil {
+		p.session, p.sessionTenant, p.sessionExpires = &d, s.Tenant, s.ExpiresAt
+	}
+	return p, status, code, msg
 }
 
 // sameOrigin reports whether a browser request comes from the page's own
