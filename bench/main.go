@@ -7,6 +7,7 @@
 //	go run ./bench -quick          # fewer requests and rounds
 //	go run ./bench -soak 10m       # heap in use at the start and end of a long cached run
 //	go run ./bench -keystore       # the PostgreSQL key store: API, revocation latency, 1,000,000 keys
+//	go run ./bench -envoy          # through a real Envoy: no ext_authz, the no-op, portcullis
 //
 // The load client is this program, not ghz: workloads 3 and 4 need a
 // distinct token on every request (10,000+ per run), and the no-op server
@@ -83,7 +84,7 @@ func harness() error {
 	if *quick {
 		*rounds, *nTokens, *bigKeys, *cacheMem = 1, 2000, 100_000, 10_000
 	}
-	b, err := newBench(!*quickstart)
+	b, err := newBench(!*quickstart && !*envoyBench)
 	if b != nil {
 		defer os.RemoveAll(b.dir)
 	}
@@ -99,6 +100,8 @@ func harness() error {
 		section, err = "keystore", b.keyStoreBench(&buf)
 	case *quickstart:
 		section, err = "quickstart", b.quickstartBench(&buf)
+	case *envoyBench:
+		section, err = "envoy", b.envoyBenchmark(&buf)
 	case *soak > 0:
 		section, err = "soak", b.soak(&buf, *soak)
 	default:
@@ -360,16 +363,7 @@ func (s *server) stop() {
 }
 
 // cpu returns the process's user+system CPU time so far.
-func (s *server) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / clockTick
-}
+func (s *server) cpu() time.Duration { return procCPU(strconv.Itoa(s.cmd.Process.Pid)) }
 
 // memKB returns a /proc/<pid>/status field (VmHWM: peak RSS, VmRSS: now).
 func (s *server) memKB(field string) int64 {

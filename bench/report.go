@@ -74,15 +74,20 @@ func (rep *report) find(num, conc int) *row {
 
 // header says what produced the report, for a reader to run it again.
 func header(out io.Writer, command string) {
-	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	dirty := ""
-	// Uncommitted changes to code, not to documents (an -update run before
-	// this one leaves BENCHMARKS.md changed).
+	commit, dirty := revision()
+	fmt.Fprintf(out, "`%s` at commit %s%s, %s: %d cores, %s, %d rounds (workload 6: at most 5).\n\n", command, commit, dirty,
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), *rounds)
+}
+
+// revision returns the commit the run is of and, when the work tree holds
+// uncommitted changes to code (not to documents: an -update run before this
+// one leaves BENCHMARKS.md changed), " (with uncommitted changes)".
+func revision() (commit, dirty string) {
+	c, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	if st, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)*.md").Output(); len(st) > 0 {
 		dirty = " (with uncommitted changes)"
 	}
-	fmt.Fprintf(out, "`%s` at commit %s%s, %s: %d cores, %s, %d rounds (workload 6: at most 5).\n\n", command, strings.TrimSpace(string(commit)), dirty,
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), *rounds)
+	return strings.TrimSpace(string(c)), dirty
 }
 
 // table writes the runs: medians of each server, then the ratios.

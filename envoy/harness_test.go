@@ -429,7 +429,7 @@ func writeDoc(t testing.TB, dir, name string, d doc) string {
 // Envoy is ready; it is stopped when the test ends.
 func startEnvoy(t *testing.T, d doc) *envoy {
 	t.Helper()
-	pe, err := proxy.Start(envoyBinary(t), t.TempDir(), d, 60*time.Second)
+	pe, err := proxy.Start(envoyBinary(t), t.TempDir(), d, proxy.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

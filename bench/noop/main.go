@@ -30,6 +30,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
@@ -138,6 +140,11 @@ func main() {
 }
 
 func serve(log *slog.Logger, gs *grpc.Server, lis net.Listener) {
+	// The gRPC health service, as portcullis serve has it: Envoy's cluster
+	// health checks (envoy/envoy.yaml) ask for the Authorization service.
+	hs := health.NewServer()
+	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(gs, hs)
 	go func() { _ = gs.Serve(lis) }()
 	log.Info("portcullis serving", "grpc_addr", lis.Addr().String(), "noop", true)
 	sig := make(chan os.Signal, 1)

@@ -67,11 +67,25 @@ type Envoy struct {
 	finished bool
 }
 
-// Start writes c into dir, validates it, runs it with Args (and extra
-// options), and returns once Envoy answers LIVE on /ready (clusters
-// initialised, listeners bound), or an error after timeout. The process
-// dies with the caller's (Pdeathsig). Stop it with Stop.
-func Start(bin, dir string, c Config, timeout time.Duration, extra ...string) (*Envoy, error) {
+// Options tune Start.
+type Options struct {
+	// Timeout bounds the wait for Envoy to be ready (default 60 s).
+	Timeout time.Duration
+	// Args are added to Args.
+	Args []string
+	// DiscardStdout sends the access log (stdout) to /dev/null instead
+	// of keeping it for AccessLog (a benchmark writes millions of lines).
+	DiscardStdout bool
+}
+
+// Start writes c into dir, validates it, runs it with Args (and o.Args),
+// and returns once Envoy answers LIVE on /ready (clusters initialised,
+// listeners bound), or an error after o.Timeout. The process dies with the
+// caller's (Pdeathsig). Stop it with Stop.
+func Start(bin, dir string, c Config, o Options) (*Envoy, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = 60 * time.Second
+	}
 	b, err := Marshal(c)
 	if err != nil {
 		return nil, err
@@ -84,11 +98,14 @@ func Start(bin, dir string, c Config, timeout time.Duration, extra ...string) (*
 		return nil, err
 	}
 	addrFile := filepath.Join(dir, "admin-address")
-	args := append(append([]string{"-c", cfg, "--admin-address-path", addrFile}, Args...), extra...)
+	args := append(append([]string{"-c", cfg, "--admin-address-path", addrFile}, Args...), o.Args...)
 	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	e := &Envoy{cmd: cmd, exited: make(chan struct{}), grew: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = (*stdoutWriter)(e), &lockedWriter{mu: &e.mu, w: &e.stderr}
+	if o.DiscardStdout {
+		cmd.Stdout = nil // /dev/null
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -104,7 +121,7 @@ func Start(bin, dir string, c Config, timeout time.Duration, extra ...string) (*
 	// Envoy writes the admin address once the admin listener is bound, and
 	// answers /ready with 200 once every cluster is initialised and every
 	// listener bound: both are polled, never waited for a fixed time.
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(o.Timeout)
 	for e.admin == "" {
 		if b, err := os.ReadFile(addrFile); err == nil && len(bytes.TrimSpace(b)) > 0 {
 			e.admin = strings.TrimSpace(string(b))
