@@ -230,6 +230,22 @@ func TestNoSecretsLeakKeyStore(t *testing.T) {
 			responses.Write(b)
 		}
 	}
+	// The directory's calls, and keys sent where ids belong.
+	call(console, "PUT", "/v1/tenants/org-leak", `{"display_name":"Leak","aliases":["leak"]}`)
+	call(console, "PUT", "/v1/tenants/org-leak/members/u-alice", `{"role":"admin"}`)
+	call(console, "PUT", "/v1/tenants/org-leak/members", `{"members":[{"user":"u-alice"},{"user":"u-bob","role":"member"}]}`)
+	call(console, "GET", "/v1/tenants/org-leak", "")
+	call(console, "GET", "/v1/tenants", "")
+	call(console, "GET", "/v1/tenants/org-leak/members", "")
+	call(console, "GET", "/v1/users/u-alice", "")
+	call(console, "PUT", "/v1/users/u-bob", `{"disabled":true}`)
+	call(console, "DELETE", "/v1/tenants/org-leak/members/u-bob", "")
+	for _, k := range plain {
+		call(alice, "GET", "/v1/users/"+k, "")
+		call(alice, "GET", "/v1/tenants/"+k+"/members", "")
+		call(console, "PUT", "/v1/tenants/org-leak/members", `{"members":[{"user":"u-alice","role":"`+k+`"}]}`)
+	}
+	call(console, "DELETE", "/v1/tenants/org-leak", "")
 	r.waitFor(t, msgIs("key usage flushed"))
 	call(alice, "GET", "/v1/keys/"+id1+"/usage", "")
 	call(alice, "GET", "/v1/status", "")

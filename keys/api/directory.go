@@ -275,7 +275,8 @@ func role(snap *policy.Snapshot, field, r string) (string, error) {
 	case len(roles) == 0:
 		return "", badf("%s: the policy defines no roles (directory.roles)", field)
 	case !slices.Contains(roles, r):
-		return "", badf("%s: %q is not a role of the policy (roles are: %s)", field, r, strings.Join(roles, ", "))
+		// Not echoed: a value in the wrong field may be a secret pasted there.
+		return "", badf("%s: not a role of the policy (roles are: %s)", field, strings.Join(roles, ", "))
 	}
 	return r, nil
 }
