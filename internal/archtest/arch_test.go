@@ -33,6 +33,7 @@ var rules = []rule{
 	{"internal/source", []string{mod + "/policy", mod + "/authn", mod + "/keys", mod + "/extauthz"}, "source knows no file's meaning"},
 	{"authn", []string{mod + "/policy", mod + "/extauthz"}, "authn says who is calling, never what they may do"},
 	{"keys", []string{mod + "/policy", mod + "/authn", mod + "/extauthz"}, "keys is data: policies validate it through a callback"},
+	{"directory", append([]string{mod + "/"}, transport...), "the directory is data: it imports no project package"},
 	{"policy", []string{mod + "/extauthz", mod + "/internal/server", mod + "/internal/telemetry"}, "policy decides; it neither adapts nor serves"},
 	{"extauthz", []string{mod + "/internal/server", mod + "/internal/telemetry"}, "the adapters are a library: no server internals"},
 	{"internal/telemetry", []string{mod + "/internal/server"}, "telemetry is told; it runs nothing"},
@@ -47,7 +48,7 @@ var rules = []rule{
 
 // libraries must never import the binary, the server's lifecycle or the
 // test kit.
-var libraries = []string{"policy", "authn", "keys", "keys/pgstore", "keys/api", "cache", "reason", "extauthz",
+var libraries = []string{"policy", "authn", "keys", "directory", "keys/pgstore", "keys/api", "cache", "reason", "extauthz",
 	"internal/source", "internal/telemetry", "internal/cli", "internal/demo"}
 
 // violations returns every arrow of deps (package → everything it depends
