@@ -9,6 +9,7 @@
 //	portcullis test [--policy FILE] TESTFILE...
 //	portcullis keys new|rotate|revoke|list|expiring|hash|import …
 //	portcullis db migrate --policy FILE
+//	portcullis tenants import --policy FILE
 //	portcullis demo self-service
 //	portcullis version
 package main
@@ -32,6 +33,7 @@ commands:
   test      run a policy's test cases
   keys      work with API keys: new, rotate, revoke, list, expiring, hash, import
   db        the key store's schema: migrate
+  tenants   the key store's directory: import a policy's tenants and members
   demo      try an example on this machine: demo self-service (a throwaway PostgreSQL, the token page)
   version   print the version
 
@@ -73,6 +75,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cli.Keys(args[1:], stdin, stdout, stderr)
 	case "db":
 		return cli.DB(args[1:], stdout, stderr)
+	case "tenants":
+		return cli.Tenants(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":

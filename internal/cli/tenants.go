@@ -1,0 +1,108 @@
+package cli
+
+// This file holds `portcullis tenants import`: a policy's tenants and
+// members copied into the key store's directory.
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/portcullis/portcullis/keys/pgstore"
+	"github.com/portcullis/portcullis/policy"
+)
+
+const tenantsUsage = `usage: portcullis tenants import --policy FILE
+
+Copies the policy's tenants (names and aliases) and their members (with
+their roles) into the directory of the key store the policy names (its DSN
+in the environment variable keys_store.postgres.dsn_env), one tenant at a
+time, each with its whole member list in one change. Safe to run again: a
+tenant already there takes the policy's aliases and member list.
+
+Run it with the policy that still lists the tenants, then serve a policy
+without them (with directory: {store: true}): a store tenant may not share
+a name with a policy tenant. Exit 0 done, 1 the store refused or cannot be
+reached, 2 on a usage error.
+
+flags:
+`
+
+// Tenants is `portcullis tenants`.
+func Tenants(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tenants import", flag.ContinueOnError)
+	pol := fs.String("policy", "", "policy whose tenants and members to copy into its key store")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), tenantsUsage)
+		fs.PrintDefaults()
+	}
+	if len(args) > 0 && isHelp(args[0]) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return ExitOK
+	}
+	if len(args) == 0 || args[0] != "import" {
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "portcullis tenants: unknown command %q\n", args[0])
+		}
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return ExitUsage
+	}
+	if ok, help := ParseFlags(fs, args[1:], stdout, stderr); !ok || *pol == "" || fs.NArg() > 0 {
+		if help {
+			return ExitOK
+		}
+		if ok {
+			fs.Usage()
+		}
+		return ExitUsage
+	}
+	snap, err := policy.Load(*pol, policy.LoadOptions{})
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis tenants import: invalid policy:\n%v\n", err)
+		return ExitUsage
+	}
+	if snap.KeyStore() == nil {
+		fmt.Fprintf(stderr, "portcullis tenants import: %s has no keys_store: the directory lives in the key store\n", *pol)
+		return ExitUsage
+	}
+	store, closeStore, err := openStore(snap)
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis tenants import: %v\n", err)
+		return ExitFailed
+	}
+	defer closeStore()
+	if _, err := pgstore.Migrate(ctx, store.Pool()); err != nil {
+		fmt.Fprintf(stderr, "portcullis tenants import: %v\n", err)
+		return ExitFailed
+	}
+	dir := snap.Tenants(nil)
+	by := "cli:tenants-import"
+	for _, id := range dir.PolicyTenantNames() {
+		aliases, _ := dir.PolicyTenant(id)
+		if aliases == nil {
+			aliases = []string{}
+		}
+		// The policy's own names do not stand in the way: they are what is
+		// being moved.
+		_, created, err := store.PutTenant(ctx, id, pgstore.TenantPut{Aliases: &aliases}, by, pgstore.Names{}, time.Now().UTC().Truncate(time.Millisecond))
+		if err != nil {
+			fmt.Fprintf(stderr, "portcullis tenants import: tenant %q: %v\n", id, err)
+			return ExitFailed
+		}
+		rep, err := store.ReplaceMembers(ctx, id, dir.PolicyMembers(id), by, pgstore.Names{})
+		if err != nil {
+			fmt.Fprintf(stderr, "portcullis tenants import: tenant %q's members: %v\n", id, err)
+			return ExitFailed
+		}
+		what := "updated"
+		if created {
+			what = "created"
+		}
+		fmt.Fprintf(stdout, "%s: %s; members: %d added, %d removed, %d changed (version %d)\n", id, what, rep.Added, rep.Removed, rep.Changed, rep.Version)
+	}
+	return ExitOK
+}
