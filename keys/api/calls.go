@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/portcullis/portcullis/keys"
@@ -271,13 +272,15 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, p *principal) err
 		}
 	}
 	f := pgstore.Filter{User: q.Get("user"), Tenant: q.Get("tenant")}
-	if p.manager == "" && f.User != "" && f.User != p.user {
-		return forbiddenf("user: you may list only your own keys and your tenants'")
-	}
 	if f.Tenant != "" {
 		if canon, ok := p.dir.Canonical(f.Tenant); ok {
 			f.Tenant = canon
 		}
+	}
+	// Another user's keys: only within a tenant the caller administers
+	// (a tenant admin filtering by member).
+	if p.manager == "" && f.User != "" && f.User != p.user && (f.Tenant == "" || !slices.Contains(p.adminOf, f.Tenant)) {
+		return forbiddenf("user: you may list only your own keys, and a member's within a tenant you administer")
 	}
 	size, after, err := paging(q)
 	if err != nil {
@@ -505,15 +508,17 @@ func (h *Handler) revokeAll(w http.ResponseWriter, r *http.Request, p *principal
 			return err
 		}
 	}
-	if p.manager == "" && f.User != "" && f.User != p.user {
-		return forbiddenf("user: you may delete only your own keys and your tenants'")
-	}
 	if f.Tenant != "" {
 		canon, ok := p.dir.Canonical(f.Tenant)
 		if !ok {
 			return badf("tenant: %q is not a tenant of the policy or the directory", f.Tenant)
 		}
 		f.Tenant = canon
+	}
+	// Another user's keys: only those bound to a tenant the caller
+	// administers ("delete all keys of a member").
+	if p.manager == "" && f.User != "" && f.User != p.user && (f.Tenant == "" || !slices.Contains(p.adminOf, f.Tenant)) {
+		return forbiddenf("user: you may delete only your own keys, and a member's within a tenant you administer")
 	}
 	ids, v, err := h.cfg.Store.DeleteAll(r.Context(), p.scope(), f, p.by())
 	if err != nil {

@@ -238,3 +238,28 @@ func TestDirectoryOff(t *testing.T) {
 		}
 	}
 }
+
+// TestTenantAdminManagesAMembersKeys: a tenant admin lists and deletes
+// all the keys of one member bound to their tenant (the token page's
+// member filter and "delete all keys of a member"), never the member's
+// keys elsewhere; anyone else naming another user is 403.
+func TestTenantAdminManagesAMembersKeys(t *testing.T) {
+	e := newAPI(t, nil)
+	org := e.mustCall("alice", "POST", "/v1/keys", map[string]any{"label": "org", "tier": "service", "tenant": "org-acme"}, 201).str("id")
+	e.mustCall("alice", "POST", "/v1/keys", map[string]any{"label": "org 2", "tier": "service", "tenant": "org-acme"}, 201)
+	personal := e.mustCall("alice", "POST", "/v1/keys", map[string]any{"label": "mine", "tier": "service"}, 201).str("id")
+	l := e.mustCall("carol-admin", "GET", "/v1/keys?tenant=org-acme&user=u-alice", nil, 200)
+	if got := ids(l); len(got) != 2 || !has(got, org) || has(got, personal) {
+		t.Fatalf("carol's member filter: %v", got)
+	}
+	e.mustCall("carol-admin", "GET", "/v1/keys?user=u-alice", nil, 403)
+	e.mustCall("bob", "GET", "/v1/keys?tenant=org-acme&user=u-alice", nil, 403)
+	e.mustCall("bob", "POST", "/v1/keys/revoke", map[string]any{"tenant": "org-acme", "user": "u-alice"}, 403)
+	e.mustCall("carol-admin", "POST", "/v1/keys/revoke", map[string]any{"user": "u-alice"}, 403)
+	r := e.mustCall("carol-admin", "POST", "/v1/keys/revoke", map[string]any{"tenant": "org-acme", "user": "u-alice"}, 200)
+	if r.body["revoked"] != float64(2) {
+		t.Fatalf("revoked %v", r.body["revoked"])
+	}
+	e.mustCall("alice", "GET", "/v1/keys/"+personal, nil, 200)
+	e.mustCall("alice", "GET", "/v1/keys/"+org, nil, 404)
+}
