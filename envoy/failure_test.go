@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -271,17 +272,31 @@ func waitDecisions(t *testing.T, p *portcullis, more int) {
 	p.waitCount(t, isDecision, p.count(isDecision)+more)
 }
 
-// TestEnvoyRollingRestartAndReload: two replicas behind envoy.yaml's
-// cluster, under steady load (a read a policy change will forbid, and an
-// admin write it keeps): each replica in turn is stopped (SIGTERM: it
-// answers NOT_SERVING and drains) and started again, then the policy both
-// read is replaced. Health checking takes the stopped replica out and
-// brings it back; no check fails (zero 5xx: the retry on another replica
-// covers the checks a leaving replica refuses); every request that reached
-// the upstream carries the id of an allow a live Portcullis logged; after
-// the reload the forbidden read is 403 from both.
-func TestEnvoyRollingRestartAndReload(t *testing.T) {
-	envoyBinary(t)
+// rig is replicas of portcullis serve on unix sockets behind envoy.yaml's
+// cluster (the policy a copy of three-tiers' that sends the decision id
+// upstream), an upstream, and a steady load of reads a policy change will
+// forbid and admin writes it keeps.
+type rig struct {
+	policy   string
+	socks    []string
+	mu       sync.Mutex
+	all      []*portcullis // every process that ran, for their decision logs
+	replicas []*portcullis
+	up       *upstream
+	st       *stack
+	results  []loadResult
+	stop     atomic.Bool
+	wg       sync.WaitGroup
+}
+
+// loadResult is one request of the load.
+type loadResult struct {
+	read   bool
+	status int // 0: the request failed
+}
+
+func newRig(t *testing.T, replicas int) *rig {
+	t.Helper()
 	d := testkit.Load(t, "three-tiers")
 	dir := t.TempDir()
 	for _, f := range []string{"policy.yaml", "keys.yaml", "customers-jwks.json", "staff-jwks.json"} {
@@ -296,66 +311,155 @@ func TestEnvoyRollingRestartAndReload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	policy := filepath.Join(dir, "policy.yaml")
-	socks := []string{filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")}
-	var mu sync.Mutex
-	var all []*portcullis // every process that ran, for their decision logs
-	start := func(i int) *portcullis {
-		p := startPortcullis(t, "--policy", policy, "--grpc-addr", "unix://"+socks[i], "--log-level", "debug")
-		mu.Lock()
-		all = append(all, p)
-		mu.Unlock()
-		return p
+	r := &rig{policy: filepath.Join(dir, "policy.yaml")}
+	for i := range replicas {
+		r.socks = append(r.socks, filepath.Join(dir, fmt.Sprintf("replica-%d.sock", i)))
 	}
-	replicas := []*portcullis{start(0), start(1)}
-	up := newUpstream(t)
+	for i := range replicas {
+		r.replicas = append(r.replicas, r.start(t, i))
+	}
+	r.up = newUpstream(t)
 	e := startEnvoy(t, rewriteAddresses(t, shippedDoc(t, "envoy.yaml"), map[string][]endpoint{
-		"portcullis": unixSockets(socks...), "api": tcp(up.addr())}))
-	st := &stack{envoy: e, addr: e.listener(t, "ingress"), up: up, transport: "grpc"}
-
+		"portcullis": unixSockets(r.socks...), "api": tcp(r.up.addr())}))
+	r.st = &stack{envoy: e, addr: e.listener(t, "ingress"), up: r.up, transport: "grpc"}
 	key := d.Key(t, "acme")
 	alice := d.Token(t, "alice-access", time.Now(), time.Hour, nil)
-	type result struct {
-		read   bool
-		status int
-	}
-	var results []result
-	var stop atomic.Bool
-	var wg sync.WaitGroup
 	for w := range 3 {
-		wg.Add(1)
+		r.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			for i := 0; !stop.Load(); i++ {
+			defer r.wg.Done()
+			for i := 0; !r.stop.Load(); i++ {
 				read := (i+w)%2 == 0
-				var a answer
+				var status int
+				var err error
 				if read {
-					a = send(t, st.addr, "GET", "/images/1", "", "x-api-key", key, "authorization", "None")
+					status, err = trySend(r.st.addr, "GET", "/images/1", "", "x-api-key", key, "authorization", "None")
 				} else {
-					a = send(t, st.addr, "PUT", "/images/1", "new", "x-api-key", key, "authorization", "Bearer "+alice)
+					status, err = trySend(r.st.addr, "PUT", "/images/1", "new", "x-api-key", key, "authorization", "Bearer "+alice)
 				}
-				mu.Lock()
-				results = append(results, result{read, a.status})
-				mu.Unlock()
+				if err != nil {
+					t.Errorf("a request under load failed: %v", err)
+				}
+				r.mu.Lock()
+				r.results = append(r.results, loadResult{read, status})
+				r.mu.Unlock()
 			}
 		}()
 	}
-	for _, p := range replicas {
+	t.Cleanup(r.finish)
+	return r
+}
+
+// trySend is send for a load goroutine: an error is returned, not fatal.
+func trySend(addr, method, target, body string, headers ...string) (int, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, "http://"+addr+target, rd)
+	if err != nil {
+		return 0, err
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// start starts replica i on its socket.
+func (r *rig) start(t *testing.T, i int) *portcullis {
+	t.Helper()
+	p := startPortcullis(t, "--policy", r.policy, "--grpc-addr", "unix://"+r.socks[i], "--log-level", "debug")
+	r.mu.Lock()
+	r.all = append(r.all, p)
+	r.mu.Unlock()
+	return p
+}
+
+// restart stops replica i (SIGTERM: NOT_SERVING, drain, exit), waits until
+// health checking has taken it out and then while, until the other
+// replicas have decided more, starts it again and waits until it is back
+// in the rotation and deciding.
+func (r *rig) restart(t *testing.T, i int, meanwhile func()) {
+	t.Helper()
+	r.replicas[i].stop(t)
+	r.st.hostIs(t, "portcullis", r.socks[i], hcFailed)
+	meanwhile()
+	r.replicas[i] = r.start(t, i)
+	r.st.hostIs(t, "portcullis", r.socks[i], healthy)
+	waitDecisions(t, r.replicas[i], 20)
+}
+
+// finish stops the load.
+func (r *rig) finish() {
+	r.stop.Store(true)
+	r.wg.Wait()
+}
+
+// check stops the load and checks what came of it: every status is one
+// ok accepts; the upstream received exactly the requests the client saw
+// allowed, each carrying, as x-decision-id and x-request-id, the id of an
+// allow a live Portcullis logged. It returns the statuses counted.
+func (r *rig) check(t *testing.T, ok func(loadResult) bool) map[int]int {
+	t.Helper()
+	r.finish()
+	counts := map[int]int{}
+	for _, res := range r.results {
+		counts[res.status]++
+		if !ok(res) {
+			t.Errorf("a %s answered %d", map[bool]string{true: "read", false: "write"}[res.read], res.status)
+		}
+	}
+	t.Logf("%d requests under load: %v", len(r.results), counts)
+	allowed := map[string]bool{}
+	for _, p := range r.all {
+		for _, m := range p.lines() {
+			if m["msg"] == "decision" && m["allow"] == true {
+				allowed[fmt.Sprint(m["request_id"])] = true
+			}
+		}
+	}
+	got := r.up.received()
+	if len(got) != counts[200] {
+		t.Errorf("the upstream received %d requests, the client saw %d allowed", len(got), counts[200])
+	}
+	for _, u := range got {
+		id := u.Header["x-decision-id"]
+		if id == "" || id != u.Header["x-request-id"] || !allowed[id] {
+			t.Errorf("the upstream received %s %s with decision id %q (request id %q): no live Portcullis allowed it", u.Method, u.URI, id, u.Header["x-request-id"])
+		}
+	}
+	return counts
+}
+
+// TestEnvoyRollingRestartAndReload: two replicas behind envoy.yaml's
+// cluster, under steady load: each replica in turn is stopped (SIGTERM: it
+// answers NOT_SERVING and drains) and started again, then the policy both
+// read is replaced. Health checking takes the stopped replica out and
+// brings it back; no check fails (zero 5xx: the retry on another replica
+// covers the checks a leaving replica refuses); every request that reached
+// the upstream carries the id of an allow a live Portcullis logged; after
+// the reload the forbidden read is 403 from both.
+func TestEnvoyRollingRestartAndReload(t *testing.T) {
+	envoyBinary(t)
+	r := newRig(t, 2)
+	for _, p := range r.replicas {
 		waitDecisions(t, p, 20)
 	}
-	for i := range replicas {
-		replicas[i].stop(t)
-		// Health checking takes it out; the other replica decides alone.
-		st.hostIs(t, "portcullis", socks[i], hcFailed)
-		waitDecisions(t, replicas[1-i], 20)
-		replicas[i] = start(i)
-		st.hostIs(t, "portcullis", socks[i], healthy)
-		waitDecisions(t, replicas[i], 20) // back in the rotation
+	for i := range r.replicas {
+		// The other replica decides alone meanwhile.
+		r.restart(t, i, func() { waitDecisions(t, r.replicas[1-i], 20) })
 	}
 
 	// The policy both replicas read is replaced (as a ConfigMap update
 	// does): reads become admin-only.
-	b, err := os.ReadFile(policy)
+	b, err := os.ReadFile(r.policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,57 +467,50 @@ func TestEnvoyRollingRestartAndReload(t *testing.T) {
 	if v2 == string(b) {
 		t.Fatal("the policy edit did not apply")
 	}
-	if err := os.WriteFile(policy+".tmp", []byte(v2), 0o644); err != nil {
+	if err := os.WriteFile(r.policy+".tmp", []byte(v2), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(policy+".tmp", policy); err != nil {
+	if err := os.Rename(r.policy+".tmp", r.policy); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range replicas {
+	for _, p := range r.replicas {
 		p.waitLog(t, msgIs("policy reloaded", "generation", 2))
 		waitDecisions(t, p, 20)
 	}
-	stop.Store(true)
-	wg.Wait()
-	for range 4 { // both replicas serve generation 2 now
-		if a := send(t, st.addr, "GET", "/images/1", "", "x-api-key", key, "authorization", "None"); a.status != 403 {
+	r.check(t, func(res loadResult) bool { return res.status == 200 || res.read && res.status == 403 })
+	key := testkit.Load(t, "three-tiers").Key(t, "acme")
+	for range 4 { // both replicas serve generation 2
+		if a := send(t, r.st.addr, "GET", "/images/1", "", "x-api-key", key, "authorization", "None"); a.status != 403 {
 			t.Errorf("a key-only read after both reloaded: %d, want 403", a.status)
 		}
 	}
+}
 
-	counts := map[int]int{}
-	for _, r := range results {
-		counts[r.status]++
-		if r.status != 200 && !(r.read && r.status == 403) {
-			t.Errorf("a %s answered %d: only 200, and 403 for a read after the reload, are expected", map[bool]string{true: "read", false: "write"}[r.read], r.status)
+// TestEnvoySingleReplicaRestart: one replica, restarted under load. While
+// it is gone every check is denied with the configured status (503, Envoy's
+// UAEX: the filter's status_on_error, not a Portcullis answer), the
+// documented 5xx and the only one; nothing reaches the upstream without an
+// allow from a live decision; once it is back, requests are allowed again.
+func TestEnvoySingleReplicaRestart(t *testing.T) {
+	envoyBinary(t)
+	r := newRig(t, 1)
+	waitDecisions(t, r.replicas[0], 20)
+	const errors = "http.ingress_http.ext_authz.error"
+	r.restart(t, 0, func() {
+		deadline := time.Now().Add(30 * time.Second)
+		for n := r.st.envoy.stat(t, errors); r.st.envoy.stat(t, errors) < n+10; {
+			r.st.envoy.pollWait(t, deadline) // until ten checks found no Portcullis
+		}
+	})
+	counts := r.check(t, func(res loadResult) bool { return res.status == 200 || res.status == 503 })
+	if counts[503] == 0 {
+		t.Errorf("no 503 while the only replica was gone")
+	}
+	for _, l := range r.st.envoy.accessLog() {
+		var e accessEntry
+		if json.Unmarshal([]byte(l), &e) == nil && e.Status == 503 && (!strings.Contains(e.Flags, "UAEX") || e.DecisionID != "") {
+			t.Errorf("a 503 that is not the filter's status_on_error: %s", l)
 		}
 	}
-	t.Logf("%d requests under load: %v", len(results), counts)
-	if counts[503] > 0 {
-		for _, l := range e.accessLog() {
-			if strings.Contains(l, `"status":503`) {
-				t.Log(l)
-			}
-		}
-		_, stats := e.get(t, "/stats?filter=cluster.portcullis")
-		t.Log(stats)
-	}
-	allowed := map[string]bool{}
-	for _, p := range all {
-		for _, m := range p.lines() {
-			if m["msg"] == "decision" && m["allow"] == true {
-				allowed[fmt.Sprint(m["request_id"])] = true
-			}
-		}
-	}
-	got := up.received()
-	if len(got) != counts[200] {
-		t.Errorf("the upstream received %d requests, the client saw %d allowed", len(got), counts[200])
-	}
-	for _, r := range got {
-		id := r.Header["x-decision-id"]
-		if id == "" || id != r.Header["x-request-id"] || !allowed[id] {
-			t.Errorf("the upstream received %s %s with decision id %q (request id %q): no live Portcullis allowed it", r.Method, r.URI, id, r.Header["x-request-id"])
-		}
-	}
+	r.st.assertAllowed(t, testkit.Load(t, "three-tiers").Key(t, "acme"))
 }

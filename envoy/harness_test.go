@@ -451,16 +451,6 @@ func (e *envoy) pollWait(t testing.TB, deadline time.Time) {
 	}
 }
 
-// get fetches an admin API path; a failed fetch is status 0.
-func (e *envoy) get(t testing.TB, p string) (int, string) {
-	t.Helper()
-	code, body, err := e.Get(p)
-	if err != nil {
-		return 0, err.Error()
-	}
-	return code, body
-}
-
 // listener returns the address Envoy bound for its listener named name, or
 // for its only listener when name is "".
 func (e *envoy) listener(t testing.TB, name string) string {
