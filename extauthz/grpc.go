@@ -60,6 +60,7 @@ type Server struct {
 type respKey struct {
 	policy, tier, tenant, kind, user, role, credential string
 	reason                                             reason.Code
+	limit                                              policy.Limit // a plan or a key's limit changes without a new policy version
 }
 
 // responseCacheSize bounds the encoded-response cache (entries are a few
@@ -126,7 +127,7 @@ func (s *Server) response(d *policy.Decision) *wire {
 	if d.PolicyVersion == "" { // not from a snapshot: encoded afresh
 		return newEncoded(d).wire(d)
 	}
-	k := respKey{d.PolicyVersion, d.Tier, d.Tenant, d.TenantKind, d.User, d.Role, d.Credential, d.Reason}
+	k := respKey{d.PolicyVersion, d.Tier, d.Tenant, d.TenantKind, d.User, d.Role, d.Credential, d.Reason, d.Limit}
 	e, hit := s.responses.Get(k)
 	if !hit {
 		e = newEncoded(d)

@@ -6,6 +6,7 @@ package extauthz
 import (
 	"context"
 	"fmt"
+	"math"
 	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -132,9 +133,49 @@ func appendBase(b []byte, d *policy.Decision) ([]byte, bool) {
 		check(v)
 		metaLen += fieldSize(fieldStructFields, entryLen(k, v))
 	})
+	if d.Limit.PerUnit > 0 {
+		metaLen += fieldSize(fieldStructFields, limitEntryLen(d))
+	}
 	b = appendLen(b, fieldDynamicMetadata, metaLen)
 	d.EachMetadata(func(k, v string) { b = appendEntry(b, k, v) })
+	if d.Limit.PerUnit > 0 {
+		b = appendLimitEntry(b, d)
+	}
 	return b, valid
+}
+
+// The ratelimit_limit entry: a Struct {requests_per_unit: number, unit:
+// "MINUTE"}, the shape Envoy's RateLimit.Override.DynamicMetadata reads.
+const (
+	limitKey            = "ratelimit_limit"
+	fieldNumberValue    = 2 // Value.number_value (double)
+	fieldStructValue    = 5 // Value.struct_value
+	perUnitKey, unitKey = "requests_per_unit", "unit"
+)
+
+// limitStructLen is the size of the limit's Struct.
+func limitStructLen(d *policy.Decision) int {
+	number := fieldSize(1, len(perUnitKey)) + fieldSize(2, protowire.SizeTag(fieldNumberValue)+protowire.SizeFixed64())
+	return fieldSize(fieldStructFields, number) + fieldSize(fieldStructFields, entryLen(unitKey, d.Limit.Unit.String()))
+}
+
+// limitEntryLen is the size of the Struct.fields entry holding it.
+func limitEntryLen(d *policy.Decision) int {
+	return fieldSize(1, len(limitKey)) + fieldSize(2, fieldSize(fieldStructValue, limitStructLen(d)))
+}
+
+func appendLimitEntry(b []byte, d *policy.Decision) []byte {
+	b = appendLen(b, fieldStructFields, limitEntryLen(d))
+	b = appendString(b, 1, limitKey)
+	b = appendLen(b, 2, fieldSize(fieldStructValue, limitStructLen(d)))
+	b = appendLen(b, fieldStructValue, limitStructLen(d))
+	number := fieldSize(1, len(perUnitKey)) + fieldSize(2, protowire.SizeTag(fieldNumberValue)+protowire.SizeFixed64())
+	b = appendLen(b, fieldStructFields, number)
+	b = appendString(b, 1, perUnitKey)
+	b = appendLen(b, 2, protowire.SizeTag(fieldNumberValue)+protowire.SizeFixed64())
+	b = protowire.AppendTag(b, fieldNumberValue, protowire.Fixed64Type)
+	b = protowire.AppendFixed64(b, math.Float64bits(float64(d.Limit.PerUnit)))
+	return appendEntry(b, unitKey, d.Limit.Unit.String())
 }
 
 // fieldSize is the encoded size of a length-delimited field of n bytes.

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/portcullis/portcullis/keys"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/reason"
 )
@@ -34,6 +35,13 @@ func TestWireDecodesAsEncode(t *testing.T) {
 				TenantKind: policy.KindOrganization, User: "alice", Credential: "k1", PolicyVersion: "v1", ID: id, IDHeader: header,
 				SetHeaders:    []policy.Header{{Name: "x-tenant-id", Value: "acme"}, {Name: "x-auth-tier", Value: "admin"}},
 				RemoveHeaders: []string{"x-user-id", "x-api-key"}})
+			// With a rate limit: the plan's, and a key's own.
+			for _, lim := range []policy.Limit{{Plan: "pro", Key: policy.AnyKey, RateLimit: keys.RateLimit{PerUnit: 6000, Unit: keys.Minute}},
+				{Plan: "free", Key: "k1", RateLimit: keys.RateLimit{PerUnit: 4294967295, Unit: keys.Year}}} {
+				d := decisions[len(decisions)-1]
+				d.Limit, d.Role = lim, "developer"
+				decisions = append(decisions, d)
+			}
 		}
 		for _, r := range reason.All() {
 			if r.Status() == 200 {
@@ -141,5 +149,11 @@ func overwrite(name, value string) *corev3.HeaderValueOption {
 func metadata(d *policy.Decision) *structpb.Struct {
 	fields := make(map[string]*structpb.Value, 6)
 	d.EachMetadata(func(k, v string) { fields[k] = structpb.NewStringValue(v) })
+	if d.Limit.PerUnit > 0 {
+		fields["ratelimit_limit"] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			"requests_per_unit": structpb.NewNumberValue(float64(d.Limit.PerUnit)),
+			"unit":              structpb.NewStringValue(d.Limit.Unit.String()),
+		}})
+	}
 	return &structpb.Struct{Fields: fields}
 }

@@ -62,6 +62,7 @@ type Entry struct {
 	Description string
 	Rotated     time.Time  // when the value last changed; zero: never
 	Previous    []Previous // old values of a rotated key, each valid until its Expires
+	Limit       RateLimit  // the key's own rate limit (zero: its tenant's plan)
 }
 
 // Previous is an old value of a rotated key.

@@ -19,8 +19,9 @@ type APIKey struct {
 	Tier      string
 	Superuser bool
 	Disabled  bool
-	Rotated   bool  // this value is an old one of a rotated key
-	expires   int64 // Unix seconds, effective; 0: never
+	Rotated   bool      // this value is an old one of a rotated key
+	Limit     RateLimit // the key's own rate limit (zero: its tenant's plan)
+	expires   int64     // Unix seconds, effective; 0: never
 }
 
 // Expires returns when the key stops working (zero: never).
@@ -60,8 +61,10 @@ type record struct {
 	expires  int64 // Unix seconds, effective; 0: never
 	id, user span
 	tenant   uint32 // in tenants
+	limit    uint32 // the key's own requests per unit; 0: none
 	tier     uint16 // in tiers
 	flags    uint8
+	unit     Unit
 }
 
 // span is a string in the text arena.
@@ -79,7 +82,7 @@ func (x *Index) key(i int32) APIKey {
 	r := &x.recs[i]
 	return APIKey{ID: x.str(r.id), User: x.str(r.user), Tenant: x.tenants[r.tenant], Tier: x.tiers[r.tier],
 		Superuser: r.flags&flagSuperuser != 0, Disabled: r.flags&flagDisabled != 0, Rotated: r.flags&flagRotated != 0,
-		expires: r.expires}
+		Limit: RateLimit{PerUnit: r.limit, Unit: r.unit}, expires: r.expires}
 }
 
 func (x *Index) str(s span) string {
@@ -214,7 +217,8 @@ func (b *IndexBuilder) text(s string) span {
 
 // record stores k's fields as a record.
 func (b *IndexBuilder) record(k APIKey) record {
-	r := record{id: b.text(k.ID), user: b.text(k.User), tenant: b.tenant(k.Tenant), tier: b.tier(k.Tier), expires: k.expires}
+	r := record{id: b.text(k.ID), user: b.text(k.User), tenant: b.tenant(k.Tenant), tier: b.tier(k.Tier), expires: k.expires,
+		limit: k.Limit.PerUnit, unit: k.Limit.Unit}
 	for _, f := range [...]struct {
 		on   bool
 		flag uint8
@@ -246,7 +250,7 @@ func (b *IndexBuilder) Add(e *Entry, tenant string, lifetime time.Duration) (tak
 		}
 	}
 	k := APIKey{ID: e.ID, Tenant: tenant, User: e.User, Tier: e.Tier, Superuser: e.Superuser,
-		Disabled: e.Disabled, expires: unix(e.ExpiresAt(lifetime))}
+		Disabled: e.Disabled, Limit: e.Limit, expires: unix(e.ExpiresAt(lifetime))}
 	r := b.record(k)
 	b.put(e.Digest, r)
 	x.entries++
@@ -314,9 +318,10 @@ func (b *IndexBuilder) AddValue(d Digest, k APIKey) {
 }
 
 // NewAPIKey returns the APIKey a check sees for a key of a store (no
-// superuser keys there), expiring at expires (zero: never).
-func NewAPIKey(id, tenant, user, tier string, disabled, rotated bool, expires time.Time) APIKey {
-	return APIKey{ID: id, Tenant: tenant, User: user, Tier: tier, Disabled: disabled, Rotated: rotated, expires: unix(expires)}
+// superuser keys there), expiring at expires (zero: never), with its own
+// rate limit (zero: none).
+func NewAPIKey(id, tenant, user, tier string, disabled, rotated bool, expires time.Time, limit RateLimit) APIKey {
+	return APIKey{ID: id, Tenant: tenant, User: user, Tier: tier, Disabled: disabled, Rotated: rotated, Limit: limit, expires: unix(expires)}
 }
 
 // Build returns the Index.

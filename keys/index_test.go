@@ -65,7 +65,7 @@ func TestIndexRoundTrip(t *testing.T) {
 		if i%2 == 0 {
 			d = DigestOf(fmt.Sprint("v", i))
 		}
-		k := NewAPIKey(fmt.Sprint("pk-", i), "tenant-store", "", "admin", false, i%4 == 0, now.Add(time.Hour))
+		k := NewAPIKey(fmt.Sprint("pk-", i), "tenant-store", "", "admin", false, i%4 == 0, now.Add(time.Hour), RateLimit{PerUnit: uint32(i), Unit: Unit(i % 7)})
 		b.AddValue(d, k)
 		want[d] = k
 	}

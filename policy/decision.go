@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/portcullis/portcullis/keys"
 	"github.com/portcullis/portcullis/reason"
 )
 
@@ -64,6 +65,10 @@ type Decision struct {
 	// SetHeaders (whose values depend only on who is calling): adapters set
 	// it themselves.
 	IDHeader string
+
+	// Limit is the rate limit the proxy's rate limit service applies to
+	// this allow (zero when the policy has no plans).
+	Limit Limit
 
 	SetHeaders    []Header // on allow: normalized headers to set (overwrite)
 	RemoveHeaders []string // on allow: headers the proxy must delete; never also in SetHeaders. Shared between decisions: never modify it in place
@@ -139,12 +144,31 @@ func plainJSON(s string) bool {
 	return true
 }
 
-// EachMetadata calls f with each non-empty identity field, for proxy access
-// logs (Envoy dynamic metadata): never a secret.
+// AnyKey is Limit.Key when the plan's limit applies: every caller acting
+// for the tenant shares it.
+const AnyKey = "*"
+
+// Limit is the rate limit an allow hands the proxy (CONTRACT §12): the
+// tenant's plan, and the key whose own limit applies (AnyKey when the
+// plan's does), with the limit itself.
+type Limit struct {
+	Plan string
+	Key  string
+	keys.RateLimit
+}
+
+// EachMetadata calls f with each non-empty string field of the dynamic
+// metadata, for proxy access logs and rate limit descriptors: never a
+// secret. The rate limit's own value (a struct) is Limit's.
 func (d *Decision) EachMetadata(f func(key, value string)) {
+	var rlTenant string
+	if d.Limit.PerUnit > 0 {
+		rlTenant = d.Tenant
+	}
 	for _, kv := range [...][2]string{
 		{"reason", string(d.Reason)}, {"tier", d.Tier}, {"tenant", d.Tenant},
 		{"tenant_kind", d.TenantKind}, {"user", d.User}, {"role", d.Role}, {"credential", d.Credential}, {"decision_id", d.ID},
+		{"ratelimit_tenant", rlTenant}, {"ratelimit_plan", d.Limit.Plan}, {"ratelimit_key", d.Limit.Key},
 	} {
 		if kv[1] != "" {
 			f(kv[0], kv[1])

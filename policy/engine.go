@@ -178,5 +178,7 @@ func (s *Snapshot) decide(ctx context.Context, tc *authn.Tokens, req Request, st
 	if tenant == "" && rt.tenant == tenantRequired {
 		return c.deny(reason.TenantRequired)
 	}
-	return s.allow(reason.Allowed, c, tenant, kind)
+	d := s.allow(reason.Allowed, c, tenant, kind)
+	s.rateLimit(&d, c)
+	return d
 }

@@ -31,6 +31,15 @@ type policyFile struct {
 	KeysStore       *keysStoreFile        `yaml:"keys_store"`
 	KeysAPI         *keysAPIFile          `yaml:"keys_api"`
 	Directory       *directoryFile        `yaml:"directory"`
+	Plans           map[string]limitFile  `yaml:"plans"`
+	DefaultPlan     string                `yaml:"default_plan"`
+}
+
+// limitFile is a rate limit: requests per unit of time, as Envoy's rate
+// limit service counts them.
+type limitFile struct {
+	RequestsPerUnit int64  `yaml:"requests_per_unit"`
+	Unit            string `yaml:"unit"`
 }
 
 type credentialsFile struct {
@@ -81,6 +90,7 @@ type claimsFile struct {
 type tenantFile struct {
 	Aliases []string     `yaml:"aliases"`
 	Members []memberFile `yaml:"members"`
+	Plan    string       `yaml:"plan"`
 }
 
 // memberFile is one member of a policy tenant: a bare user id (the

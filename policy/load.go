@@ -90,6 +90,7 @@ func (c *compiler) compile(f *policyFile) {
 	c.tenants(f)
 	c.tiers(f, issuers)
 	c.directory(f)
+	c.plans(f)
 	c.apiKeys(f)
 	c.contexts(f)
 	c.routes(f)

@@ -24,6 +24,7 @@ type Snapshot struct {
 	keys     *keys.Index     // the policy's API keys (inline and keys file)
 	tenants  tenantTable
 	dir      directoryConf
+	plans    planTable
 	tiers    tierTable
 	contexts []contextRule
 	routes   []route

@@ -19,6 +19,7 @@ import (
 type tenant struct {
 	name    string
 	members map[string]string // user → role ("" when the policy has no roles)
+	plan    string            // "" for the default plan
 }
 
 // tenantTable holds the policy's tenants by canonical name, every alias

@@ -150,3 +150,11 @@ func (t Tenants) PolicyMembers(id string) []directory.Member {
 // Roles returns the policy's role names, sorted (none without roles), and
 // the role of a member written without one.
 func (s *Snapshot) Roles() ([]string, string) { return sortedKeys(s.dir.roles), s.dir.defaultRole }
+
+// PolicyPlan returns policy tenant id's plan ("" for the default).
+func (t Tenants) PolicyPlan(id string) string {
+	if tn := t.s.tenants.byName[id]; tn != nil {
+		return tn.plan
+	}
+	return ""
+}

@@ -79,7 +79,7 @@ func TestKeyStoreMembershipIsLive(t *testing.T) {
 			r.waitLog(t, msgIs("policy reloaded"))
 		}
 	}
-	setMembers("org-acme: { members: [u-alice, { user: u-carol, role: admin }] }", "org-acme: { members: [{ user: u-carol, role: admin }] }")
+	setMembers("org-acme: { plan: pro, members: [u-alice, { user: u-carol, role: admin }] }", "org-acme: { plan: pro, members: [{ user: u-carol, role: admin }] }")
 	for _, r := range []*replica{a, b} {
 		for _, ctx := range []string{"", "org-acme", "u-alice", "org-globex"} {
 			if got, why, _ := r.checkAs(t, orgKey, ctx); got != 403 || why != "tenant_not_allowed" {
@@ -99,7 +99,7 @@ func TestKeyStoreMembershipIsLive(t *testing.T) {
 		}
 	}
 
-	setMembers("org-acme: { members: [{ user: u-carol, role: admin }] }", "org-acme: { members: [u-alice, { user: u-carol, role: admin }] }")
+	setMembers("org-acme: { plan: pro, members: [{ user: u-carol, role: admin }] }", "org-acme: { plan: pro, members: [u-alice, { user: u-carol, role: admin }] }")
 	for _, r := range []*replica{a, b} {
 		if got, why, tenant := r.checkAs(t, orgKey, "org-acme"); got != 200 || tenant != "org-acme" {
 			t.Errorf("after alice returned: %d %s %q", got, why, tenant)

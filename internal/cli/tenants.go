@@ -16,7 +16,7 @@ import (
 
 const tenantsUsage = `usage: portcullis tenants import --policy FILE
 
-Copies the policy's tenants (names and aliases) and their members (with
+Copies the policy's tenants (names, aliases, plans) and their members (with
 their roles) into the directory of the key store the policy names (its DSN
 in the environment variable keys_store.postgres.dsn_env), one tenant at a
 time, each with its whole member list in one change. Safe to run again: a
@@ -88,7 +88,8 @@ func Tenants(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		// The policy's own names do not stand in the way: they are what is
 		// being moved.
-		_, created, err := store.PutTenant(ctx, id, pgstore.TenantPut{Aliases: &aliases}, by, pgstore.Names{}, time.Now().UTC().Truncate(time.Millisecond))
+		plan := dir.PolicyPlan(id)
+		_, created, err := store.PutTenant(ctx, id, pgstore.TenantPut{Aliases: &aliases, Plan: &plan}, by, pgstore.Names{}, time.Now().UTC().Truncate(time.Millisecond))
 		if err != nil {
 			fmt.Fprintf(stderr, "portcullis tenants import: tenant %q: %v\n", id, err)
 			return ExitFailed

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/portcullis/portcullis/keys"
@@ -32,7 +33,38 @@ type keyObject struct {
 	LastUsedAt  *time.Time `json:"last_used_at"`
 	Disabled    bool       `json:"disabled"`
 	DisabledBy  *string    `json:"disabled_by"` // owner, tenant_admin, platform; null when enabled
+	RateLimit   *limitBody `json:"rate_limit"`  // the key's own; null: its tenant's plan
 	State       string     `json:"state"`
+}
+
+// limitBody is a rate limit as bodies write it.
+type limitBody struct {
+	RequestsPerUnit int64  `json:"requests_per_unit"`
+	Unit            string `json:"unit"`
+}
+
+func limitObject(l keys.RateLimit) *limitBody {
+	if l.PerUnit == 0 {
+		return nil
+	}
+	return &limitBody{RequestsPerUnit: int64(l.PerUnit), Unit: strings.ToLower(l.Unit.String())}
+}
+
+// rateLimit checks a key's own rate limit: only the platform and admins of
+// the key's tenant give one (a user may not raise their own), and the
+// policy must define plans (without them no limit is handed over).
+func rateLimit(p *principal, tenant string, b *limitBody) (keys.RateLimit, error) {
+	if p.manager == "" && (tenant == "" || !slices.Contains(p.adminOf, tenant)) {
+		return keys.RateLimit{}, forbiddenf("rate_limit: only the platform or an admin of the key's tenant sets a key's rate limit")
+	}
+	if len(p.snap.Plans()) == 0 {
+		return keys.RateLimit{}, badf("rate_limit: the policy defines no plans, so no rate limit is handed to the proxy")
+	}
+	l, err := policy.LimitOf(b.RequestsPerUnit, b.Unit)
+	if err != nil {
+		return l, badf("rate_limit.%v", err)
+	}
+	return l, nil
 }
 
 // withSecret is a key object with the new plaintext and the change's version.
@@ -44,7 +76,7 @@ type withSecret struct {
 
 func object(k pgstore.Key, now time.Time) keyObject {
 	o := keyObject{ID: k.ID, Label: k.Label, Description: k.Description, Tier: k.Tier, Start: k.Start,
-		CreatedAt: k.CreatedAt, Disabled: k.Disabled, DisabledBy: optional(k.DisabledBy), State: keys.StateActive,
+		CreatedAt: k.CreatedAt, Disabled: k.Disabled, DisabledBy: optional(k.DisabledBy), RateLimit: limitObject(k.Limit), State: keys.StateActive,
 		User: optional(k.User), Tenant: optional(k.Tenant), ExpiresAt: optionalTime(k.ExpiresAt), LastUsedAt: optionalTime(k.LastUsedAt)}
 	switch {
 	case k.Disabled:
@@ -70,14 +102,15 @@ func optionalTime(t time.Time) *time.Time {
 }
 
 type createBody struct {
-	Label       *string `json:"label"`
-	Description *string `json:"description"`
-	Tier        *string `json:"tier"`
-	Tenant      *string `json:"tenant"`
-	User        *string `json:"user"`
-	ID          *string `json:"id"`
-	ExpiresAt   *string `json:"expires_at"`
-	ExpiresIn   *string `json:"expires_in"`
+	Label       *string    `json:"label"`
+	Description *string    `json:"description"`
+	Tier        *string    `json:"tier"`
+	Tenant      *string    `json:"tenant"`
+	User        *string    `json:"user"`
+	ID          *string    `json:"id"`
+	ExpiresAt   *string    `json:"expires_at"`
+	ExpiresIn   *string    `json:"expires_in"`
+	RateLimit   *limitBody `json:"rate_limit"`
 }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -139,6 +172,11 @@ func (h *Handler) newKey(p *principal, b *createBody, now time.Time) (pgstore.Ne
 	exp, err := expiry(b.ExpiresAt, b.ExpiresIn, now)
 	if err != nil {
 		return k, err
+	}
+	if b.RateLimit != nil {
+		if k.Limit, err = rateLimit(p, k.Tenant, b.RateLimit); err != nil {
+			return k, err
+		}
 	}
 	k.ExpiresAt, err = h.lifetime(p, exp, now)
 	return k, err
@@ -352,10 +390,11 @@ func (h *Handler) managed(r *http.Request, p *principal) (pgstore.Key, error) {
 }
 
 type patchBody struct {
-	Label       *string          `json:"label"`
-	Description *string          `json:"description"`
-	ExpiresAt   nullable[string] `json:"expires_at"`
-	Disabled    *bool            `json:"disabled"`
+	Label       *string             `json:"label"`
+	Description *string             `json:"description"`
+	ExpiresAt   nullable[string]    `json:"expires_at"`
+	Disabled    *bool               `json:"disabled"`
+	RateLimit   nullable[limitBody] `json:"rate_limit"` // null: none (the tenant's plan)
 }
 
 func (h *Handler) patch(w http.ResponseWriter, r *http.Request, p *principal) error {
@@ -388,12 +427,24 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, p *principal) er
 	}
 	lifetime := h.lifetimeCheck(p)
 	patch.DisabledBy = p.relation
+	if b.RateLimit.Set {
+		// Checked against the key's own tenant, inside the change.
+		patch.Limit = func(before pgstore.Key) (keys.RateLimit, error) {
+			if b.RateLimit.Null {
+				// Who may not set a limit may not remove one either.
+				_, err := rateLimit(p, before.Tenant, &limitBody{RequestsPerUnit: 1, Unit: "second"})
+				return keys.RateLimit{}, err
+			}
+			return rateLimit(p, before.Tenant, &b.RateLimit.Value)
+		}
+	}
 	patch.Check = func(before, after pgstore.Key) error {
 		if b.ExpiresAt.Set {
 			if err := lifetime(before, after); err != nil {
 				return err
 			}
 		}
+
 		if before.Disabled && !after.Disabled {
 			return p.mayEnable(before)
 		}

@@ -49,6 +49,7 @@ type tenantObject struct {
 	DisplayName string     `json:"display_name"`
 	Aliases     []string   `json:"aliases"`
 	Disabled    bool       `json:"disabled"`
+	Plan        *string    `json:"plan"` // null: the policy's default plan (or no plans)
 	CreatedAt   *time.Time `json:"created_at"`
 	Source      string     `json:"source"`
 	Version     *int64     `json:"version,omitempty"`
@@ -56,14 +57,15 @@ type tenantObject struct {
 
 func storeTenantObject(t pgstore.Tenant) tenantObject {
 	created := t.CreatedAt
-	return tenantObject{ID: t.ID, DisplayName: t.DisplayName, Aliases: t.Aliases, Disabled: t.Disabled, CreatedAt: &created, Source: "store"}
+	return tenantObject{ID: t.ID, DisplayName: t.DisplayName, Aliases: t.Aliases, Disabled: t.Disabled, Plan: optional(t.Plan),
+		CreatedAt: &created, Source: "store"}
 }
 
-func policyTenantObject(id string, aliases []string) tenantObject {
+func policyTenantObject(id string, aliases []string, plan string) tenantObject {
 	if aliases == nil {
 		aliases = []string{}
 	}
-	return tenantObject{ID: id, Aliases: aliases, Source: "policy"}
+	return tenantObject{ID: id, Aliases: aliases, Plan: optional(plan), Source: "policy"}
 }
 
 // directoryOn refuses every directory call when the policy keeps no
@@ -124,6 +126,7 @@ type putTenantBody struct {
 	DisplayName *string   `json:"display_name"`
 	Aliases     *[]string `json:"aliases"`
 	Disabled    *bool     `json:"disabled"`
+	Plan        *string   `json:"plan"` // "": the default plan
 }
 
 // putTenant is PUT /v1/tenants/{tenant}: creates a store tenant or changes
@@ -160,10 +163,16 @@ func (h *Handler) putTenant(w http.ResponseWriter, r *http.Request, p *principal
 			seen[a] = true
 		}
 	}
+	if b.Plan != nil && *b.Plan != "" && !p.snap.HasPlan(*b.Plan) {
+		if len(p.snap.Plans()) == 0 {
+			return badf("plan: the policy defines no plans")
+		}
+		return badf("plan: not a plan of the policy (plans are: %s)", strings.Join(p.snap.Plans(), ", "))
+	}
 	if p.dir.Source(id) == "policy" {
 		return fmt.Errorf("%w: tenant %q is the policy's: change it in the policy file", pgstore.ErrConflict, id)
 	}
-	t, created, err := h.cfg.Store.PutTenant(r.Context(), id, pgstore.TenantPut{DisplayName: b.DisplayName, Aliases: b.Aliases, Disabled: b.Disabled},
+	t, created, err := h.cfg.Store.PutTenant(r.Context(), id, pgstore.TenantPut{DisplayName: b.DisplayName, Aliases: b.Aliases, Disabled: b.Disabled, Plan: b.Plan},
 		p.by(), names(p), h.cfg.Now().UTC().Truncate(time.Millisecond))
 	if err != nil {
 		return err
@@ -185,7 +194,7 @@ func (h *Handler) getTenant(w http.ResponseWriter, r *http.Request, p *principal
 		return err
 	}
 	if aliases, ok := p.dir.PolicyTenant(id); ok {
-		return writeJSON(w, http.StatusOK, policyTenantObject(id, aliases))
+		return writeJSON(w, http.StatusOK, policyTenantObject(id, aliases, p.dir.PolicyPlan(id)))
 	}
 	t, err := h.cfg.Store.GetTenant(r.Context(), id)
 	if err != nil {
@@ -215,7 +224,7 @@ func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request, p *princip
 	for _, id := range p.dir.PolicyTenantNames() {
 		if id > after {
 			aliases, _ := p.dir.PolicyTenant(id)
-			all = append(all, policyTenantObject(id, aliases))
+			all = append(all, policyTenantObject(id, aliases, p.dir.PolicyPlan(id)))
 		}
 	}
 	slices.SortFunc(all, func(a, b tenantObject) int { return strings.Compare(a.ID, b.ID) })

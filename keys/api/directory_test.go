@@ -263,3 +263,58 @@ func TestTenantAdminManagesAMembersKeys(t *testing.T) {
 	e.mustCall("alice", "GET", "/v1/keys/"+personal, nil, 200)
 	e.mustCall("alice", "GET", "/v1/keys/"+org, nil, 404)
 }
+
+// TestRateLimitsThroughTheAPI (CONTRACT §12): a tenant's plan through
+// PUT /v1/tenants/{tenant}; a key's own rate_limit given, changed and
+// removed by the platform or an admin of its tenant (never by a user for
+// their own key), reaching the mirror; bad limits and plans are 400.
+func TestRateLimitsThroughTheAPI(t *testing.T) {
+	e := newAPI(t, nil)
+	tn := e.mustCall("console", "PUT", "/v1/tenants/org-initech", map[string]any{"plan": "pro"}, 201)
+	if tn.str("plan") != "pro" {
+		t.Fatalf("plan: %s", tn.raw)
+	}
+	if g := e.mustCall("console", "GET", "/v1/tenants/org-acme", nil, 200); g.str("plan") != "pro" {
+		t.Fatalf("a policy tenant's plan: %s", g.raw)
+	}
+	e.want(e.callMalformed("console", "PUT", "/v1/tenants/org-initech", map[string]any{"plan": "gold"}), 400, "bad_request")
+	if g := e.mustCall("console", "PUT", "/v1/tenants/org-initech", map[string]any{"plan": ""}, 200); g.body["plan"] != nil {
+		t.Fatalf("back to the default plan: %s", g.raw)
+	}
+
+	k := e.mustCall("console", "POST", "/v1/keys", map[string]any{"label": "fast", "tier": "service", "user": "u-alice",
+		"rate_limit": map[string]any{"requests_per_unit": 10, "unit": "second"}}, 201)
+	if !strings.Contains(k.raw, `"rate_limit":{"requests_per_unit":10,"unit":"second"}`) {
+		t.Fatalf("created: %s", k.raw)
+	}
+	e.wait(k)
+	if got, _ := e.found(k.str("key")); got.Limit.PerUnit != 10 || got.Limit.Unit.String() != "SECOND" {
+		t.Fatalf("mirror: %+v", got.Limit)
+	}
+	lim := map[string]any{"requests_per_unit": 5, "unit": "minute"}
+	e.mustCall("alice", "POST", "/v1/keys", map[string]any{"label": "x", "tier": "service", "rate_limit": lim}, 403)
+	e.mustCall("alice", "PATCH", "/v1/keys/"+k.str("id"), map[string]any{"rate_limit": lim}, 403)
+	e.mustCall("alice", "PATCH", "/v1/keys/"+k.str("id"), map[string]any{"rate_limit": nil}, 403)
+	org := e.mustCall("alice", "POST", "/v1/keys", map[string]any{"label": "org", "tier": "service", "tenant": "org-acme"}, 201)
+	if org.body["rate_limit"] != nil {
+		t.Fatalf("a key without its own limit: %s", org.raw)
+	}
+	p := e.mustCall("carol-admin", "PATCH", "/v1/keys/"+org.str("id"), map[string]any{"rate_limit": lim}, 200)
+	if !strings.Contains(p.raw, `"rate_limit":{"requests_per_unit":5,"unit":"minute"}`) {
+		t.Fatalf("set by the tenant admin: %s", p.raw)
+	}
+	p = e.mustCall("carol-admin", "PATCH", "/v1/keys/"+org.str("id"), map[string]any{"rate_limit": nil}, 200)
+	if p.body["rate_limit"] != nil {
+		t.Fatalf("removed: %s", p.raw)
+	}
+	before := e.version()
+	for _, bad := range []map[string]any{
+		{"requests_per_unit": 0, "unit": "minute"}, {"requests_per_unit": 4294967296, "unit": "minute"},
+		{"requests_per_unit": 5, "unit": "fortnight"}, {"requests_per_unit": 5},
+	} {
+		e.want(e.callMalformed("console", "PATCH", "/v1/keys/"+org.str("id"), map[string]any{"rate_limit": bad}), 400, "bad_request")
+	}
+	if e.version() != before {
+		t.Fatal("a refused change took a version")
+	}
+}

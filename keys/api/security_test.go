@@ -17,8 +17,8 @@ import (
 )
 
 const (
-	acmeMembers    = "org-acme: { members: [u-alice, { user: u-carol, role: admin }] }"
-	acmeWithoutAli = "org-acme: { members: [{ user: u-carol, role: admin }] }"
+	acmeMembers    = "org-acme: { plan: pro, members: [u-alice, { user: u-carol, role: admin }] }"
+	acmeWithoutAli = "org-acme: { plan: pro, members: [{ user: u-carol, role: admin }] }"
 )
 
 // TestMembershipIsLive (RT2-01): a key bound to a tenant and a user is

@@ -426,14 +426,14 @@ func values(k Key) map[keys.Digest]keys.APIKey {
 	if !k.RevokedAt.IsZero() {
 		return out
 	}
-	cur := keys.NewAPIKey(k.ID, k.Tenant, k.User, k.Tier, k.Disabled, false, k.ExpiresAt)
+	cur := keys.NewAPIKey(k.ID, k.Tenant, k.User, k.Tier, k.Disabled, false, k.ExpiresAt, k.Limit)
 	out[k.Digest] = cur
 	if p := k.Previous; p != nil {
 		until := p.Expires
 		if !k.ExpiresAt.IsZero() && k.ExpiresAt.Before(until) {
 			until = k.ExpiresAt
 		}
-		out[p.Digest] = keys.NewAPIKey(k.ID, k.Tenant, k.User, k.Tier, k.Disabled, true, until)
+		out[p.Digest] = keys.NewAPIKey(k.ID, k.Tenant, k.User, k.Tier, k.Disabled, true, until, k.Limit)
 	}
 	return out
 }

@@ -45,7 +45,8 @@ type Key struct {
 	DisabledBy  string    // who disabled it: DisabledByOwner, DisabledByTenantAdmin, DisabledByPlatform; "" when enabled
 	RevokedAt   time.Time // zero: not deleted
 	Previous    *keys.Previous
-	LastUsedAt  time.Time // zero: never used
+	LastUsedAt  time.Time      // zero: never used
+	Limit       keys.RateLimit // its own rate limit; zero: its tenant's plan
 	Version     int64
 }
 
@@ -74,17 +75,22 @@ func (s *Store) WithoutNotify() *Store { return &Store{pool: s.pool} }
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 const keyColumns = `id, digest, start, coalesce(user_id, ''), coalesce(tenant, ''), tier, label, description,
-	created_at, created_by, expires_at, disabled, coalesce(disabled_by, ''), revoked_at, previous_digest, previous_expires_at, last_used_at, version`
+	created_at, created_by, expires_at, disabled, coalesce(disabled_by, ''), revoked_at, previous_digest, previous_expires_at, last_used_at,
+	coalesce(rate_limit_per_unit, 0), coalesce(rate_limit_unit, ''), version`
 
 func scanKey(row pgx.Row) (Key, error) {
 	var k Key
 	var digest, prev []byte
 	var expires, revoked, prevExpires, lastUsed *time.Time
+	var perUnit int64
+	var unit string
 	err := row.Scan(&k.ID, &digest, &k.Start, &k.User, &k.Tenant, &k.Tier, &k.Label, &k.Description,
-		&k.CreatedAt, &k.CreatedBy, &expires, &k.Disabled, &k.DisabledBy, &revoked, &prev, &prevExpires, &lastUsed, &k.Version)
+		&k.CreatedAt, &k.CreatedBy, &expires, &k.Disabled, &k.DisabledBy, &revoked, &prev, &prevExpires, &lastUsed,
+		&perUnit, &unit, &k.Version)
 	if err != nil {
 		return k, err
 	}
+	k.Limit = keys.RateLimit{PerUnit: uint32(perUnit), Unit: keys.UnitOf(unit)}
 	copy(k.Digest[:], digest)
 	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = deref(expires), deref(revoked), deref(lastUsed)
 	if len(prev) == len(keys.Digest{}) && prevExpires != nil {
@@ -168,6 +174,16 @@ type NewKey struct {
 	ID, Start, User, Tenant, Tier, Label, Description, CreatedBy string
 	Digest                                                       keys.Digest
 	CreatedAt, ExpiresAt                                         time.Time
+	Limit                                                        keys.RateLimit // zero: none
+}
+
+// limitColumns are a rate limit as the columns hold it (NULLs for none).
+func limitColumns(l keys.RateLimit) (*int64, *string) {
+	if l.PerUnit == 0 {
+		return nil, nil
+	}
+	n, u := int64(l.PerUnit), l.Unit.String()
+	return &n, &u
 }
 
 // Limits bound how many keys exist (not counting deleted ones): 0 is no
@@ -187,10 +203,12 @@ func (s *Store) Create(ctx context.Context, k NewKey, lim Limits) (Key, error) {
 		if err := checkLimits(ctx, tx, k.User, lim); err != nil {
 			return nil, err
 		}
+		perUnit, unit := limitColumns(k.Limit)
 		row := tx.QueryRow(ctx, `INSERT INTO portcullis_keys (id, digest, start, user_id, tenant, tier, label, description,
-			created_at, created_by, expires_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+			created_at, created_by, expires_at, version, rate_limit_per_unit, rate_limit_unit)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 			RETURNING `+keyColumns, k.ID, k.Digest[:], k.Start, nullString(k.User), nullString(k.Tenant), k.Tier,
-			k.Label, k.Description, k.CreatedAt, k.CreatedBy, nullTime(k.ExpiresAt), v)
+			k.Label, k.Description, k.CreatedAt, k.CreatedBy, nullTime(k.ExpiresAt), v, perUnit, unit)
 		var err error
 		out, err = scanKey(row)
 		if isUnique(err) {
@@ -279,6 +297,10 @@ type Patch struct {
 	Label, Description *string
 	ExpiresAt          *time.Time // the zero time: never
 	Disabled           *bool
+	// Limit, when set, gives the key's own rate limit from the key as it
+	// was (the zero limit: none, its tenant's plan); an error refuses the
+	// patch.
+	Limit func(before Key) (keys.RateLimit, error)
 	// DisabledBy says who the caller is to the key (DisabledByOwner, …),
 	// recorded when Disabled disables it; a key disabled already keeps
 	// the weightier of the two (platform over tenant admin over owner).
@@ -321,6 +343,11 @@ func (s *Store) Update(ctx context.Context, id string, p Patch, by string, may f
 		if p.ExpiresAt != nil {
 			k.ExpiresAt = *p.ExpiresAt
 		}
+		if p.Limit != nil {
+			if k.Limit, err = p.Limit(before); err != nil {
+				return nil, err
+			}
+		}
 		if p.Disabled != nil {
 			k.Disabled = *p.Disabled
 			switch {
@@ -339,9 +366,10 @@ func (s *Store) Update(ctx context.Context, id string, p Patch, by string, may f
 				return nil, err
 			}
 		}
+		perUnit, unit := limitColumns(k.Limit)
 		out, err = scanKey(tx.QueryRow(ctx, `UPDATE portcullis_keys SET label = $2, description = $3, expires_at = $4,
-			disabled = $5, disabled_by = $6, version = $7 WHERE id = $1 RETURNING `+keyColumns,
-			id, k.Label, k.Description, nullTime(k.ExpiresAt), k.Disabled, nullString(k.DisabledBy), v))
+			disabled = $5, disabled_by = $6, version = $7, rate_limit_per_unit = $8, rate_limit_unit = $9 WHERE id = $1 RETURNING `+keyColumns,
+			id, k.Label, k.Description, nullTime(k.ExpiresAt), k.Disabled, nullString(k.DisabledBy), v, perUnit, unit))
 		return []string{id}, err
 	})
 	return out, err

@@ -115,7 +115,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if v, err := pgstore.Migrate(context.Background(), pool); err != nil || v != 4 {
+	if v, err := pgstore.Migrate(context.Background(), pool); err != nil || v != 5 {
 		t.Fatalf("schema %d, %v", v, err)
 	}
 }
