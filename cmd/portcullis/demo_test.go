@@ -45,7 +45,8 @@ func (d *demoRun) errText() string {
 // TestDemoSelfService: one command brings the self-service example up on a
 // throwaway PostgreSQL of the machine's own and prints what a newcomer
 // needs: a browser signs in through a printed link (each user sees their
-// own keys), every printed curl line answers as its comment says, and
+// own keys, the organization's admin its keys too), every printed curl
+// line answers as its comment says, and
 // Ctrl-C stops the server and removes the database and its folder.
 func TestDemoSelfService(t *testing.T) {
 	if pgtemp.BinDir() == "" {
@@ -121,8 +122,16 @@ func TestDemoSelfService(t *testing.T) {
 	bob := newBrowser(t, 1280, 860)
 	bob.do(chromedp.Navigate(links["bob"]))
 	bob.until(`document.body.innerText.includes("u-bob") && document.body.innerText.includes("globex reader")`)
-	if page := bob.eval(`document.body.innerText`); strings.Contains(page, "alice laptop") {
-		t.Error("bob's page shows alice's key")
+	if page := bob.eval(`document.body.innerText`); strings.Contains(page, "alice laptop") || strings.Contains(page, "acme ci") {
+		t.Error("bob's page shows alice's keys")
+	}
+	// carol, org-acme's admin, sees alice's key for org-acme, not her
+	// personal one.
+	carol := newBrowser(t, 1280, 860)
+	carol.do(chromedp.Navigate(links["carol"]))
+	carol.until(`document.body.innerText.includes("u-carol") && document.body.innerText.includes("acme ci")`)
+	if page := carol.eval(`document.body.innerText`); strings.Contains(page, "alice laptop") {
+		t.Error("carol's page shows alice's personal key")
 	}
 
 	// Every curl line answers as its comment says.

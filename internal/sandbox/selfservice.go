@@ -51,7 +51,7 @@ type person struct {
 
 var people = []person{
 	{"alice", "u-alice", "", "a member of org-acme"},
-	{"carol", "u-carol", "org-acme", "org-acme's admin (group org-admins)"},
+	{"carol", "u-carol", "org-acme", "org-acme's admin: manages every key bound to org-acme"},
 	{"bob", "u-bob", "org-globex", "a member of org-globex, another organization"},
 }
 
@@ -67,7 +67,7 @@ type demoKey struct {
 
 var demoKeys = []demoKey{
 	{"alice laptop", "made by the demo: alice's own key", "admin", "u-alice", ""},
-	{"acme ci", "made by the demo: bound to org-acme", "service", "u-carol", "org-acme"},
+	{"acme ci", "made by the demo: alice's key for org-acme, which its admin carol manages too", "service", "u-alice", "org-acme"},
 	{"globex reader", "made by the demo: bound to org-globex", "service", "u-bob", "org-globex"},
 }
 
