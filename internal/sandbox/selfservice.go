@@ -151,6 +151,7 @@ func SelfService(ctx context.Context, cfg Config, out, progress io.Writer) (err 
 		fmt.Fprintln(progress, "demo: stopping")
 		return nil
 	case err := <-srv.done:
+		srv.done <- err // for stopServer
 		return fmt.Errorf("the server stopped: %w", err)
 	}
 }
