@@ -33,7 +33,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/testkit"
 	"github.com/portcullis/portcullis/keys"
-	"github.com/portcullis/portcullis/keys/pgstore"
+	"github.com/portcullis/portcullis/store"
 )
 
 var (
@@ -317,7 +317,7 @@ func (b *bench) revocationLatency(out io.Writer, api *apiClient, reps []*server,
 		return err
 	}
 	defer pool.Close()
-	silent := pgstore.New(pool).WithoutNotify()
+	silent := store.New(pool).WithoutNotify()
 	runs := []struct {
 		name    string
 		workers int
@@ -326,7 +326,7 @@ func (b *bench) revocationLatency(out io.Writer, api *apiClient, reps []*server,
 	}{
 		{"notified (DELETE /v1/keys/{id})", 4, pollEvery, func(k created) error { _, err := api.remove(k.id); return err }},
 		{"notifications lost (deleted with NOTIFY off)", 20, lostPollEvery, func(k created) error {
-			_, err := silent.Delete(context.Background(), k.id, "bench", func(pgstore.Key) bool { return true })
+			_, err := silent.Delete(context.Background(), k.id, "bench", func(store.Key) bool { return true })
 			return err
 		}},
 	}
@@ -422,7 +422,7 @@ func (b *bench) millionKeys(out io.Writer, pg *testkit.PostgreSQL) error {
 		return err
 	}
 	defer pool.Close()
-	if _, err := pgstore.Migrate(ctx, pool); err != nil {
+	if _, err := store.Migrate(ctx, pool); err != nil {
 		return err
 	}
 	logf("copying %d keys into PostgreSQL", *bigKeys)

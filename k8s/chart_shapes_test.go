@@ -264,7 +264,7 @@ func TestTokenPageIngressCoversThePage(t *testing.T) {
 		}
 		return false
 	}
-	page := filepath.Join("..", "keys", "api", "page")
+	page := filepath.Join("..", "api", "page")
 	var used []string
 	for _, name := range []string{"index.html", "app.js"} {
 		b, err := os.ReadFile(filepath.Join(page, name))

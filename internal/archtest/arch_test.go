@@ -32,14 +32,14 @@ var rules = []rule{
 	{"reason", []string{mod + "/"}, "reason is a leaf: no project package"},
 	{"internal/source", []string{mod + "/policy", mod + "/authn", mod + "/keys", mod + "/extauthz"}, "source knows no file's meaning"},
 	{"authn", []string{mod + "/policy", mod + "/extauthz"}, "authn says who is calling, never what they may do"},
-	{"keys", []string{mod + "/policy", mod + "/authn", mod + "/extauthz"}, "keys is data: policies validate it through a callback"},
+	{"keys", []string{mod + "/policy", mod + "/authn", mod + "/extauthz", mod + "/store", mod + "/api"}, "keys is data: policies validate it through a callback"},
 	{"directory", append([]string{mod + "/"}, transport...), "the directory is data: it imports no project package"},
 	{"policy", []string{mod + "/extauthz", mod + "/internal/server", mod + "/internal/telemetry"}, "policy decides; it neither adapts nor serves"},
 	{"extauthz", []string{mod + "/internal/server", mod + "/internal/telemetry"}, "the adapters are a library: no server internals"},
 	{"internal/telemetry", []string{mod + "/internal/server"}, "telemetry is told; it runs nothing"},
-	{"keys/pgstore", append([]string{mod + "/policy", mod + "/authn", mod + "/keys/api"}, transport...),
+	{"store", append([]string{mod + "/policy", mod + "/authn", mod + "/api"}, transport...),
 		"the store does what it is told: who may do it is the API's business"},
-	{"keys/api", append([]string{mod + "/internal/server", mod + "/extauthz"}, transport...), "the key-management API is a library"},
+	{"api", append([]string{mod + "/internal/server", mod + "/extauthz"}, transport...), "the management API is a library"},
 	{"internal/cli", []string{mod + "/internal/server", "google.golang.org/grpc"}, "the offline commands run no server"},
 	{"internal/demo", []string{mod + "/policy", mod + "/authn", mod + "/keys", mod + "/extauthz"}, "demo credentials are data: no decision"},
 	{"internal/pgtemp", []string{mod + "/"}, "throwaway PostgreSQL clusters know nothing of what they store: no project package"},
@@ -48,7 +48,7 @@ var rules = []rule{
 
 // libraries must never import the binary, the server's lifecycle or the
 // test kit.
-var libraries = []string{"policy", "authn", "keys", "directory", "keys/pgstore", "keys/api", "cache", "reason", "extauthz",
+var libraries = []string{"policy", "authn", "keys", "directory", "store", "api", "cache", "reason", "extauthz",
 	"internal/source", "internal/telemetry", "internal/cli", "internal/demo"}
 
 // violations returns every arrow of deps (package → everything it depends

@@ -15,9 +15,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/reason"
+	"github.com/portcullis/portcullis/store"
 )
 
 // headerFlags collects repeated -H 'name: value' flags; a repeated name is
@@ -199,7 +199,7 @@ func storeKeys(ctx context.Context, snap *policy.Snapshot, command string, stder
 	if err != nil {
 		return policy.EngineOptions{}, fmt.Errorf("keys_store: $%s: %w", ks.DSNEnv, err)
 	}
-	m, err := pgstore.LoadOnce(ctx, cfg)
+	m, err := store.LoadOnce(ctx, cfg)
 	if err != nil {
 		return policy.EngineOptions{}, fmt.Errorf("keys_store: loading its keys: %w", err)
 	}

@@ -15,12 +15,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/portcullis/portcullis/keys"
-	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/store"
 )
 
 // openStore connects to the key store the policy names.
-func openStore(snap *policy.Snapshot) (*pgstore.Store, func(), error) {
+func openStore(snap *policy.Snapshot) (*store.Store, func(), error) {
 	env := snap.KeyStore().DSNEnv
 	dsn := os.Getenv(env)
 	if dsn == "" {
@@ -30,7 +30,7 @@ func openStore(snap *policy.Snapshot) (*pgstore.Store, func(), error) {
 	if err != nil {
 		return nil, func() {}, fmt.Errorf("keys_store: $%s: %w", env, err)
 	}
-	return pgstore.New(pool), pool.Close, nil
+	return store.New(pool), pool.Close, nil
 }
 
 const dbUsage = `usage: portcullis db migrate --policy FILE
@@ -82,13 +82,13 @@ func DB(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portcullis db migrate: %s has no keys_store\n", *pol)
 		return ExitUsage
 	}
-	store, done, err := openStore(snap)
+	st, done, err := openStore(snap)
 	defer done()
 	var v int
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		v, err = pgstore.Migrate(ctx, store.Pool())
+		v, err = store.Migrate(ctx, st.Pool())
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis db migrate: %v\n", err)
@@ -126,11 +126,11 @@ func runKeysImport(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			return fail(stderr, "import", fmt.Errorf("%w: key %s: %v", keys.ErrRefused, e.ID, err))
 		}
 	}
-	store, done, err := openStore(snap)
+	st, done, err := openStore(snap)
 	defer done()
 	var v int64
 	if err == nil {
-		v, err = pgstore.Manager{Store: store, By: "cli:import"}.Import(context.Background(), entries)
+		v, err = store.Manager{Store: st, By: "cli:import"}.Import(context.Background(), entries)
 	}
 	if err != nil {
 		return fail(stderr, "import", err)

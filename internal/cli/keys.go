@@ -15,8 +15,8 @@ import (
 
 	"github.com/portcullis/portcullis/internal/source"
 	"github.com/portcullis/portcullis/keys"
-	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/store"
 )
 
 const keysUsage = `usage: portcullis keys COMMAND [flags] [--policy FILE | --keys FILE]
@@ -170,8 +170,8 @@ func openKeys(policyPath, keysPath string) (keys.Manager, *policy.Snapshot, func
 		return nil, nil, none, fmt.Errorf("%w: the policy does not validate now; fix it first:\n%v", keys.ErrRefused, err)
 	}
 	if snap.KeyStore() != nil {
-		store, closeStore, err := openStore(snap)
-		return pgstore.Manager{Store: store, By: "cli"}, snap, closeStore, err
+		st, closeStore, err := openStore(snap)
+		return store.Manager{Store: st, By: "cli"}, snap, closeStore, err
 	}
 	if snap.KeysFile() == "" {
 		return nil, nil, none, fmt.Errorf("%w: %s keeps its keys inline; move them to a keys_file to manage them with portcullis keys", keys.ErrRefused, policyPath)

@@ -10,8 +10,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/store"
 )
 
 const tenantsUsage = `usage: portcullis tenants import --policy FILE
@@ -69,13 +69,13 @@ func Tenants(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "portcullis tenants import: %s has no keys_store: the directory lives in the key store\n", *pol)
 		return ExitUsage
 	}
-	store, closeStore, err := openStore(snap)
+	st, closeStore, err := openStore(snap)
 	if err != nil {
 		fmt.Fprintf(stderr, "portcullis tenants import: %v\n", err)
 		return ExitFailed
 	}
 	defer closeStore()
-	if _, err := pgstore.Migrate(ctx, store.Pool()); err != nil {
+	if _, err := store.Migrate(ctx, st.Pool()); err != nil {
 		fmt.Fprintf(stderr, "portcullis tenants import: %v\n", err)
 		return ExitFailed
 	}
@@ -89,12 +89,12 @@ func Tenants(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// The policy's own names do not stand in the way: they are what is
 		// being moved.
 		plan := dir.PolicyPlan(id)
-		_, created, err := store.PutTenant(ctx, id, pgstore.TenantPut{Aliases: &aliases, Plan: &plan}, by, pgstore.Names{}, time.Now().UTC().Truncate(time.Millisecond))
+		_, created, err := st.PutTenant(ctx, id, store.TenantPut{Aliases: &aliases, Plan: &plan}, by, store.Names{}, time.Now().UTC().Truncate(time.Millisecond))
 		if err != nil {
 			fmt.Fprintf(stderr, "portcullis tenants import: tenant %q: %v\n", id, err)
 			return ExitFailed
 		}
-		rep, err := store.ReplaceMembers(ctx, id, dir.PolicyMembers(id), by, pgstore.Names{})
+		rep, err := st.ReplaceMembers(ctx, id, dir.PolicyMembers(id), by, store.Names{})
 		if err != nil {
 			fmt.Fprintf(stderr, "portcullis tenants import: tenant %q's members: %v\n", id, err)
 			return ExitFailed

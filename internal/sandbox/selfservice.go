@@ -24,8 +24,8 @@ import (
 	"github.com/portcullis/portcullis/internal/demo"
 	"github.com/portcullis/portcullis/internal/pgtemp"
 	"github.com/portcullis/portcullis/internal/server"
-	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/store"
 )
 
 // Config is what the demo is told on its command line.
@@ -196,7 +196,7 @@ func prepareDatabase(ctx context.Context, pg *pgtemp.Cluster, progress io.Writer
 		return "", err
 	}
 	defer pool.Close()
-	v, err := pgstore.Migrate(ctx, pool)
+	v, err := store.Migrate(ctx, pool)
 	if err != nil {
 		return "", fmt.Errorf("migrating the demo's database: %w", err)
 	}

@@ -15,18 +15,18 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/portcullis/portcullis/api"
 	"github.com/portcullis/portcullis/internal/telemetry"
-	"github.com/portcullis/portcullis/keys/api"
-	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/store"
 )
 
 // keyStore is the server's part of a policy's keys_store.
 type keyStore struct {
 	pool   *pgxpool.Pool
-	store  *pgstore.Store
-	mirror *pgstore.Mirror
-	usage  *pgstore.Usage
+	store  *store.Store
+	mirror *store.Mirror
+	usage  *store.Usage
 	api    *http.Server // nil without --keys-api-addr
 	apiLis net.Listener
 }
@@ -62,8 +62,8 @@ func (s *Server) openKeyStore(snap *policy.Snapshot) (*keyStore, error) {
 		pool.Close()
 		return nil, fmt.Errorf("keys_store: %w", err)
 	}
-	k := &keyStore{pool: pool, store: pgstore.New(pool), usage: pgstore.NewUsage(pool),
-		mirror: pgstore.NewMirror(feed, pgstore.MirrorOptions{Log: s.log})}
+	k := &keyStore{pool: pool, store: store.New(pool), usage: store.NewUsage(pool),
+		mirror: store.NewMirror(feed, store.MirrorOptions{Log: s.log})}
 	s.metrics.WatchKeyStore(k.mirror)
 	return k, nil
 }
@@ -91,7 +91,7 @@ func (s *Server) keysAPI(k *keyStore) error {
 // deleted keys are pruned daily.
 func (k *keyStore) run(ctx context.Context, s *Server) {
 	for !s.cfg.NoMigrate {
-		if _, err := pgstore.Migrate(ctx, k.pool); err == nil || ctx.Err() != nil {
+		if _, err := store.Migrate(ctx, k.pool); err == nil || ctx.Err() != nil {
 			break
 		} else {
 			s.log.Warn("key store schema not migrated yet; retrying", "error", err.Error())
@@ -140,4 +140,4 @@ func (k *keyStore) close(log interface{ Warn(string, ...any) }) {
 	k.pool.Close()
 }
 
-var _ telemetry.Recorder = (*pgstore.Usage)(nil)
+var _ telemetry.Recorder = (*store.Usage)(nil)

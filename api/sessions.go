@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/keys"
-	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/reason"
+	"github.com/portcullis/portcullis/store"
 )
 
 const (
@@ -120,7 +120,7 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request) {
 	}
 	now := h.cfg.Now().UTC().Truncate(time.Second)
 	s, err := h.cfg.Store.Exchange(r.Context(), keys.DigestOf(code), keys.DigestOf(cookie), keys.DigestOf(csrf), now, sessionLife)
-	if errors.Is(err, pgstore.ErrNoSession) {
+	if errors.Is(err, store.ErrNoSession) {
 		writeError(w, http.StatusUnauthorized, reasonInvalidSession,
 			"the sign-in link was used already or has expired: open the token page again from your account")
 		return
@@ -188,7 +188,7 @@ func (h *Handler) sessionPrincipal(r *http.Request, c *http.Cookie, snap *policy
 	d := keys.DigestOf(c.Value)
 	s, err := h.cfg.Store.Session(r.Context(), d, h.cfg.Now())
 	switch {
-	case errors.Is(err, pgstore.ErrNoSession):
+	case errors.Is(err, store.ErrNoSession):
 		return nil, http.StatusUnauthorized, reasonInvalidSession, "the session has ended or expired: open the token page again"
 	case err != nil:
 		return nil, http.StatusServiceUnavailable, "store_unavailable", "the key store cannot be reached"

@@ -1,4 +1,4 @@
-package pgstore_test
+package store_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/testkit"
 	"github.com/portcullis/portcullis/keys"
-	"github.com/portcullis/portcullis/keys/pgstore"
+	"github.com/portcullis/portcullis/store"
 )
 
 func TestMain(m *testing.M) {
@@ -26,17 +26,17 @@ func TestMain(m *testing.M) {
 // env is a migrated database with a store and a running mirror.
 type env struct {
 	dsn    string
-	store  *pgstore.Store
-	mirror *pgstore.Mirror
+	store  *store.Store
+	mirror *store.Mirror
 }
 
-func newEnv(t *testing.T, pg *testkit.PostgreSQL, opts pgstore.MirrorOptions) *env {
+func newEnv(t *testing.T, pg *testkit.PostgreSQL, opts store.MirrorOptions) *env {
 	t.Helper()
 	return newEnvOn(t, pg.Database(t), opts)
 }
 
 // newEnvOn is newEnv on an existing database.
-func newEnvOn(t *testing.T, dsn string, opts ...pgstore.MirrorOptions) *env {
+func newEnvOn(t *testing.T, dsn string, opts ...store.MirrorOptions) *env {
 	t.Helper()
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, dsn)
@@ -44,23 +44,23 @@ func newEnvOn(t *testing.T, dsn string, opts ...pgstore.MirrorOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if _, err := pgstore.Migrate(ctx, pool); err != nil {
+	if _, err := store.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var o pgstore.MirrorOptions
+	var o store.MirrorOptions
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	m := pgstore.NewMirror(cfg, o)
+	m := store.NewMirror(cfg, o)
 	mctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { m.Run(mctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &env{dsn: dsn, store: pgstore.New(pool), mirror: m}
+	return &env{dsn: dsn, store: store.New(pool), mirror: m}
 }
 
 func (e *env) wait(t *testing.T, version int64) {
@@ -72,10 +72,10 @@ func (e *env) wait(t *testing.T, version int64) {
 	}
 }
 
-func (e *env) create(t *testing.T, id, user, plain string) pgstore.Key {
+func (e *env) create(t *testing.T, id, user, plain string) store.Key {
 	t.Helper()
-	k, err := e.store.Create(context.Background(), pgstore.NewKey{ID: id, User: user, Tier: "service", Label: id,
-		CreatedBy: "test", Digest: keys.DigestOf(plain), Start: plain[:4], CreatedAt: time.Now()}, pgstore.Limits{})
+	k, err := e.store.Create(context.Background(), store.NewKey{ID: id, User: user, Tier: "service", Label: id,
+		CreatedBy: "test", Digest: keys.DigestOf(plain), Start: plain[:4], CreatedAt: time.Now()}, store.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func (e *env) found(plain string) bool {
 	return ok
 }
 
-func all(pgstore.Key) bool { return true }
+func all(store.Key) bool { return true }
 
 // TestMigrateIsIdempotent: migrating twice, or from two replicas at once,
 // leaves one schema.
@@ -104,7 +104,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := pgstore.Migrate(context.Background(), pool)
+			_, err := store.Migrate(context.Background(), pool)
 			errs <- err
 		}()
 	}
@@ -115,7 +115,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if v, err := pgstore.Migrate(context.Background(), pool); err != nil || v != 5 {
+	if v, err := store.Migrate(context.Background(), pool); err != nil || v != 5 {
 		t.Fatalf("schema %d, %v", v, err)
 	}
 }
@@ -124,7 +124,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 // disables and deletes reach the mirror in version order; between merges
 // and after them, every lookup answers as the store does.
 func TestMirrorFollowsChanges(t *testing.T) {
-	e := newEnv(t, testkit.SharedPostgreSQL(t), pgstore.MirrorOptions{MergeAt: 3})
+	e := newEnv(t, testkit.SharedPostgreSQL(t), store.MirrorOptions{MergeAt: 3})
 	ctx := context.Background()
 	for i := range 10 {
 		k := e.create(t, fmt.Sprint("k", i), "u", fmt.Sprint("value-", i))
@@ -135,7 +135,7 @@ func TestMirrorFollowsChanges(t *testing.T) {
 			t.Fatalf("key %d not mirrored", i)
 		}
 	}
-	k, err := e.store.Refresh(ctx, "k1", pgstore.Refresh{Digest: keys.DigestOf("value-1b"), Start: "valu", Overlap: time.Hour, Now: time.Now()}, "test", all)
+	k, err := e.store.Refresh(ctx, "k1", store.Refresh{Digest: keys.DigestOf("value-1b"), Start: "valu", Overlap: time.Hour, Now: time.Now()}, "test", all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,13 +146,13 @@ func TestMirrorFollowsChanges(t *testing.T) {
 	if old, _ := e.mirror.Keys().Lookup(keys.DigestOf("value-1")); !old.Rotated {
 		t.Error("the old value is not marked as old")
 	}
-	k, _ = e.store.Refresh(ctx, "k1", pgstore.Refresh{Digest: keys.DigestOf("value-1c"), Start: "valu", Now: time.Now()}, "test", all)
+	k, _ = e.store.Refresh(ctx, "k1", store.Refresh{Digest: keys.DigestOf("value-1c"), Start: "valu", Now: time.Now()}, "test", all)
 	e.wait(t, k.Version)
 	if e.found("value-1") || e.found("value-1b") || !e.found("value-1c") {
 		t.Fatal("a refresh without overlap must drop every old value")
 	}
 	off := true
-	k, _ = e.store.Update(ctx, "k2", pgstore.Patch{Disabled: &off}, "test", all)
+	k, _ = e.store.Update(ctx, "k2", store.Patch{Disabled: &off}, "test", all)
 	e.wait(t, k.Version)
 	if got, _ := e.mirror.Keys().Lookup(keys.DigestOf("value-2")); !got.Disabled {
 		t.Fatal("disable not mirrored")
@@ -165,7 +165,7 @@ func TestMirrorFollowsChanges(t *testing.T) {
 	if e.found("value-3") {
 		t.Fatal("a deleted key is still found")
 	}
-	ids, v, err := e.store.DeleteAll(ctx, pgstore.Scope{All: true}, pgstore.Filter{User: "u"}, "test")
+	ids, v, err := e.store.DeleteAll(ctx, store.Scope{All: true}, store.Filter{User: "u"}, "test")
 	if err != nil || len(ids) != 9 {
 		t.Fatalf("deleted %v, %v", ids, err)
 	}
@@ -175,10 +175,10 @@ func TestMirrorFollowsChanges(t *testing.T) {
 			t.Fatalf("key %d found after deleting all", i)
 		}
 	}
-	if _, err := e.store.Get(ctx, "k4"); !errors.Is(err, pgstore.ErrNotFound) {
+	if _, err := e.store.Get(ctx, "k4"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("get of a deleted key: %v", err)
 	}
-	if _, err := e.store.Delete(ctx, "k4", "test", all); !errors.Is(err, pgstore.ErrNotFound) {
+	if _, err := e.store.Delete(ctx, "k4", "test", all); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("deleting twice: %v", err)
 	}
 }
@@ -186,7 +186,7 @@ func TestMirrorFollowsChanges(t *testing.T) {
 // TestLimitsUnderConcurrency: 20 concurrent creates against a limit of 5
 // leave exactly 5 keys, and the refused ones change nothing.
 func TestLimitsUnderConcurrency(t *testing.T) {
-	e := newEnv(t, testkit.SharedPostgreSQL(t), pgstore.MirrorOptions{})
+	e := newEnv(t, testkit.SharedPostgreSQL(t), store.MirrorOptions{})
 	ctx := context.Background()
 	before, _ := e.store.Version(ctx)
 	var wg sync.WaitGroup
@@ -197,14 +197,14 @@ func TestLimitsUnderConcurrency(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			plain := fmt.Sprint("concurrent-", i)
-			_, err := e.store.Create(ctx, pgstore.NewKey{ID: fmt.Sprint("c", i), User: "u", Tier: "service", Label: "c",
-				CreatedBy: "test", Digest: keys.DigestOf(plain), Start: "conc", CreatedAt: time.Now()}, pgstore.Limits{PerUser: 5})
+			_, err := e.store.Create(ctx, store.NewKey{ID: fmt.Sprint("c", i), User: "u", Tier: "service", Label: "c",
+				CreatedBy: "test", Digest: keys.DigestOf(plain), Start: "conc", CreatedAt: time.Now()}, store.Limits{PerUser: 5})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case err == nil:
 				ok, made = ok+1, fmt.Sprint("c", i)
-			case errors.Is(err, pgstore.ErrLimit):
+			case errors.Is(err, store.ErrLimit):
 				limited++
 			default:
 				t.Error(err)
@@ -219,8 +219,8 @@ func TestLimitsUnderConcurrency(t *testing.T) {
 	if after-before != 5 {
 		t.Fatalf("version moved by %d: a refused create changed something", after-before)
 	}
-	if _, err := e.store.Create(ctx, pgstore.NewKey{ID: made, User: "other", Tier: "service", Label: "c", CreatedBy: "test",
-		Digest: keys.DigestOf("another"), Start: "anot", CreatedAt: time.Now()}, pgstore.Limits{}); !errors.Is(err, pgstore.ErrConflict) {
+	if _, err := e.store.Create(ctx, store.NewKey{ID: made, User: "other", Tier: "service", Label: "c", CreatedBy: "test",
+		Digest: keys.DigestOf("another"), Start: "anot", CreatedAt: time.Now()}, store.Limits{}); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("a taken id: %v", err)
 	}
 }
@@ -228,7 +228,7 @@ func TestLimitsUnderConcurrency(t *testing.T) {
 // TestLostNotificationsArePolled: changes that send no notification reach
 // the mirror through its poll.
 func TestLostNotificationsArePolled(t *testing.T) {
-	e := newEnv(t, testkit.SharedPostgreSQL(t), pgstore.MirrorOptions{Poll: 200 * time.Millisecond})
+	e := newEnv(t, testkit.SharedPostgreSQL(t), store.MirrorOptions{Poll: 200 * time.Millisecond})
 	quiet := &env{store: e.store.WithoutNotify(), mirror: e.mirror}
 	k := quiet.create(t, "quiet", "u", "quiet-value")
 	e.wait(t, k.Version)
@@ -246,7 +246,7 @@ func TestLostNotificationsArePolled(t *testing.T) {
 // store pruned loads everything again.
 func TestPrunedCursorReloads(t *testing.T) {
 	pg := testkit.SharedPostgreSQL(t)
-	e := newEnv(t, pg, pgstore.MirrorOptions{Poll: 200 * time.Millisecond})
+	e := newEnv(t, pg, store.MirrorOptions{Poll: 200 * time.Millisecond})
 	k := e.create(t, "a", "u", "value-a")
 	e.wait(t, k.Version)
 	// While the mirror cannot see it: delete, prune, and a new key.
@@ -275,7 +275,7 @@ func TestPrunedCursorReloads(t *testing.T) {
 // reconnects and catches up.
 func TestMirrorSurvivesTheDatabase(t *testing.T) {
 	pg := testkit.NewPostgreSQL(t)
-	e := newEnv(t, pg, pgstore.MirrorOptions{Poll: 200 * time.Millisecond})
+	e := newEnv(t, pg, store.MirrorOptions{Poll: 200 * time.Millisecond})
 	k := e.create(t, "a", "u", "value-a")
 	e.wait(t, k.Version)
 	pg.Exec(t, e.dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%portcullis_version%' AND pid <> pg_backend_pid()")
@@ -302,10 +302,10 @@ func TestMirrorSurvivesTheDatabase(t *testing.T) {
 // flushes run (recording takes no lock, a flush swaps the counters out) are
 // each counted once: none lost, none twice.
 func TestUsageFlushWhileRecording(t *testing.T) {
-	e := newEnv(t, testkit.SharedPostgreSQL(t), pgstore.MirrorOptions{})
+	e := newEnv(t, testkit.SharedPostgreSQL(t), store.MirrorOptions{})
 	e.create(t, "busy", "u", "value-busy")
 	ctx := context.Background()
-	u := pgstore.NewUsage(e.store.Pool())
+	u := store.NewUsage(e.store.Pool())
 	const workers, each = 8, 2000
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -348,11 +348,11 @@ func TestUsageFlushWhileRecording(t *testing.T) {
 // TestUsageFlush: counts from two recorders add up; last_used_at only
 // moves forward.
 func TestUsageFlush(t *testing.T) {
-	e := newEnv(t, testkit.SharedPostgreSQL(t), pgstore.MirrorOptions{})
+	e := newEnv(t, testkit.SharedPostgreSQL(t), store.MirrorOptions{})
 	e.create(t, "a", "u", "value-a")
 	ctx := context.Background()
 	now := time.Now().UTC()
-	r1, r2 := pgstore.NewUsage(e.store.Pool()), pgstore.NewUsage(e.store.Pool())
+	r1, r2 := store.NewUsage(e.store.Pool()), store.NewUsage(e.store.Pool())
 	for range 3 {
 		r1.Record("a", true, now)
 	}

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/keys"
-	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/store"
 )
 
 // keyObject is a key as answers show it: never the plaintext (but where
@@ -74,7 +74,7 @@ type withSecret struct {
 	Version int64  `json:"version"`
 }
 
-func object(k pgstore.Key, now time.Time) keyObject {
+func object(k store.Key, now time.Time) keyObject {
 	o := keyObject{ID: k.ID, Label: k.Label, Description: k.Description, Tier: k.Tier, Start: k.Start,
 		CreatedAt: k.CreatedAt, Disabled: k.Disabled, DisabledBy: optional(k.DisabledBy), RateLimit: limitObject(k.Limit), State: keys.StateActive,
 		User: optional(k.User), Tenant: optional(k.Tenant), ExpiresAt: optionalTime(k.ExpiresAt), LastUsedAt: optionalTime(k.LastUsedAt)}
@@ -137,8 +137,8 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, p *principal) e
 }
 
 // newKey checks a create's body against who is calling and the policy.
-func (h *Handler) newKey(p *principal, b *createBody, now time.Time) (pgstore.NewKey, error) {
-	k := pgstore.NewKey{CreatedBy: p.by(), CreatedAt: now, Label: deref(b.Label), Description: deref(b.Description)}
+func (h *Handler) newKey(p *principal, b *createBody, now time.Time) (store.NewKey, error) {
+	k := store.NewKey{CreatedBy: p.by(), CreatedAt: now, Label: deref(b.Label), Description: deref(b.Description)}
 	if err := checkText("label", k.Label, 100, false); err != nil {
 		return k, err
 	}
@@ -285,8 +285,8 @@ func newID(id *string) (string, error) {
 
 // limits are the store's share of the policy's key_limit (the policy's own
 // keys count too) and the per-user limit.
-func (h *Handler) limits(p *principal) pgstore.Limits {
-	lim := pgstore.Limits{PerUser: p.snap.KeysAPI().PerUserLimit()}
+func (h *Handler) limits(p *principal) store.Limits {
+	lim := store.Limits{PerUser: p.snap.KeysAPI().PerUserLimit()}
 	if n := p.snap.KeyLimit(); n > 0 {
 		lim.Total = max(n-p.snap.Keys().Len(), 0)
 		if lim.Total == 0 {
@@ -297,7 +297,7 @@ func (h *Handler) limits(p *principal) pgstore.Limits {
 }
 
 // audit logs one line per change: who, what, which key, which version.
-func (h *Handler) audit(r *http.Request, p *principal, op string, k pgstore.Key) {
+func (h *Handler) audit(r *http.Request, p *principal, op string, k store.Key) {
 	h.cfg.Log.InfoContext(r.Context(), "key changed", "op", op, "key_id", k.ID, "by", p.by(), "version", k.Version,
 		"user", k.User, "tenant", k.Tenant, "tier", k.Tier)
 }
@@ -309,7 +309,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, p *principal) err
 			return badf("%s is not a parameter of this call", name)
 		}
 	}
-	f := pgstore.Filter{User: q.Get("user"), Tenant: q.Get("tenant")}
+	f := store.Filter{User: q.Get("user"), Tenant: q.Get("tenant")}
 	if f.Tenant != "" {
 		if canon, ok := p.dir.Canonical(f.Tenant); ok {
 			f.Tenant = canon
@@ -374,10 +374,10 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, p *principal) erro
 }
 
 // managed returns the key the path names if the principal manages it.
-func (h *Handler) managed(r *http.Request, p *principal) (pgstore.Key, error) {
+func (h *Handler) managed(r *http.Request, p *principal) (store.Key, error) {
 	id := r.PathValue("id")
 	if checkID(id) != nil {
-		return pgstore.Key{}, errNotFound
+		return store.Key{}, errNotFound
 	}
 	k, err := h.cfg.Store.Get(r.Context(), id)
 	if err != nil {
@@ -403,7 +403,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, p *principal) er
 		return err
 	}
 	now := h.cfg.Now().UTC()
-	patch := pgstore.Patch{Label: b.Label, Description: b.Description, Disabled: b.Disabled}
+	patch := store.Patch{Label: b.Label, Description: b.Description, Disabled: b.Disabled}
 	if b.Label != nil {
 		if err := checkText("label", *b.Label, 100, false); err != nil {
 			return err
@@ -429,7 +429,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, p *principal) er
 	patch.DisabledBy = p.relation
 	if b.RateLimit.Set {
 		// Checked against the key's own tenant, inside the change.
-		patch.Limit = func(before pgstore.Key) (keys.RateLimit, error) {
+		patch.Limit = func(before store.Key) (keys.RateLimit, error) {
 			if b.RateLimit.Null {
 				// Who may not set a limit may not remove one either.
 				_, err := rateLimit(p, before.Tenant, &limitBody{RequestsPerUnit: 1, Unit: "second"})
@@ -438,7 +438,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, p *principal) er
 			return rateLimit(p, before.Tenant, &b.RateLimit.Value)
 		}
 	}
-	patch.Check = func(before, after pgstore.Key) error {
+	patch.Check = func(before, after store.Key) error {
 		if b.ExpiresAt.Set {
 			if err := lifetime(before, after); err != nil {
 				return err
@@ -463,9 +463,9 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, p *principal) er
 
 // lifetimeCheck refuses an expiry the policy's key_lifetime does not allow
 // (never, or past creation plus the lifetime).
-func (h *Handler) lifetimeCheck(p *principal) func(before, after pgstore.Key) error {
+func (h *Handler) lifetimeCheck(p *principal) func(before, after store.Key) error {
 	life := p.snap.KeyLifetime()
-	return func(_, k pgstore.Key) error {
+	return func(_, k store.Key) error {
 		switch {
 		case life > 0 && k.ExpiresAt.IsZero():
 			return badf("expires_at: the policy's key_lifetime allows no key that never expires")
@@ -488,13 +488,13 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request, p *principal) 
 		return err
 	}
 	now := h.cfg.Now().UTC().Truncate(time.Millisecond)
-	ref := pgstore.Refresh{Now: now}
+	ref := store.Refresh{Now: now}
 	exp, err := expiry(b.ExpiresAt, b.ExpiresIn, now)
 	if err != nil {
 		return err
 	}
 	lifetime := h.lifetimeCheck(p)
-	ref.Check = func(before, after pgstore.Key) error {
+	ref.Check = func(before, after store.Key) error {
 		if err := member(p.dir, before.Tenant, before.User); err != nil {
 			return err
 		}
@@ -536,7 +536,7 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request, p *principal) e
 	if err != nil {
 		return err
 	}
-	h.audit(r, p, "delete", pgstore.Key{ID: id, Version: v})
+	h.audit(r, p, "delete", store.Key{ID: id, Version: v})
 	return writeJSON(w, http.StatusOK, map[string]any{"id": id, "version": v})
 }
 
@@ -550,7 +550,7 @@ func (h *Handler) revokeAll(w http.ResponseWriter, r *http.Request, p *principal
 	if err := decode(r, &b, false); err != nil {
 		return err
 	}
-	f := pgstore.Filter{User: deref(b.User), Tenant: deref(b.Tenant)}
+	f := store.Filter{User: deref(b.User), Tenant: deref(b.Tenant)}
 	if f.User == "" && f.Tenant == "" {
 		return badf("name a user, a tenant, or both")
 	}
@@ -576,7 +576,7 @@ func (h *Handler) revokeAll(w http.ResponseWriter, r *http.Request, p *principal
 		return err
 	}
 	for _, id := range ids {
-		h.audit(r, p, "delete", pgstore.Key{ID: id, Version: v})
+		h.audit(r, p, "delete", store.Key{ID: id, Version: v})
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"revoked": len(ids), "version": v})
 }
@@ -598,11 +598,11 @@ func (h *Handler) usage(w http.ResponseWriter, r *http.Request, p *principal) er
 		days = h.cfg.Usage.WithPending(k.ID, days)
 	}
 	out := struct {
-		Allowed  int64         `json:"allowed"`
-		Denied   int64         `json:"denied"`
-		LastUsed *time.Time    `json:"last_used_at"`
-		Days     []pgstore.Day `json:"days"`
-	}{LastUsed: optionalTime(k.LastUsedAt), Days: []pgstore.Day{}}
+		Allowed  int64       `json:"allowed"`
+		Denied   int64       `json:"denied"`
+		LastUsed *time.Time  `json:"last_used_at"`
+		Days     []store.Day `json:"days"`
+	}{LastUsed: optionalTime(k.LastUsedAt), Days: []store.Day{}}
 	for _, d := range days {
 		out.Allowed, out.Denied = out.Allowed+d.Allowed, out.Denied+d.Denied
 		out.Days = append(out.Days, d)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/portcullis/portcullis/keys/api"
+	"github.com/portcullis/portcullis/api"
 	"github.com/portcullis/portcullis/policy"
 )
 

@@ -1,4 +1,4 @@
-package pgstore
+package store
 
 // This file holds the mirror: every replica's in-memory copy of the store's
 // keys, following its changes.

@@ -1,4 +1,4 @@
-package pgstore
+package store
 
 // This file holds the store's transactions: every change takes the next
 // version, writes the change log and notifies the replicas, in one

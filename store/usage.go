@@ -1,4 +1,4 @@
-package pgstore
+package store
 
 // This file holds usage across replicas: counted in memory, flushed in one
 // batched statement.

@@ -1,4 +1,4 @@
-package pgstore
+package store
 
 // This file holds the schema's migrations, applied under an advisory lock.
 

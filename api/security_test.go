@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/keys"
-	"github.com/portcullis/portcullis/keys/pgstore"
+	"github.com/portcullis/portcullis/store"
 )
 
 const (
@@ -137,8 +137,8 @@ func TestTimesAreRangeChecked(t *testing.T) {
 func TestAnswerThatCannotBeEncodedIs500(t *testing.T) {
 	e := newAPI(t, nil)
 	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
-	k, err := e.store.Create(context.Background(), pgstore.NewKey{ID: "far", Digest: keys.DigestOf("far-value"), Start: "far-value",
-		User: "u-alice", Tenant: "org-acme", Tier: "service", Label: "far", CreatedBy: "test", CreatedAt: time.Now(), ExpiresAt: far}, pgstore.Limits{})
+	k, err := e.store.Create(context.Background(), store.NewKey{ID: "far", Digest: keys.DigestOf("far-value"), Start: "far-value",
+		User: "u-alice", Tenant: "org-acme", Tier: "service", Label: "far", CreatedBy: "test", CreatedAt: time.Now(), ExpiresAt: far}, store.Limits{})
 	if err != nil || k.ID != "far" {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package pgstore_test
+package store_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/portcullis/portcullis/directory"
 	"github.com/portcullis/portcullis/internal/testkit"
 	"github.com/portcullis/portcullis/keys"
-	"github.com/portcullis/portcullis/keys/pgstore"
+	"github.com/portcullis/portcullis/store"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -40,16 +40,16 @@ func role(d directory.Set, tenant, user string) string {
 // changes nothing.
 func TestDirectoryTransactions(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t, testkit.SharedPostgreSQL(t), pgstore.MirrorOptions{})
+	e := newEnv(t, testkit.SharedPostgreSQL(t), store.MirrorOptions{})
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	policyNames := pgstore.Names{Tenant: func(n string) bool { return n == "org-policy" }, User: func(n string) bool { return n == "u-policy" }}
+	policyNames := store.Names{Tenant: func(n string) bool { return n == "org-policy" }, User: func(n string) bool { return n == "u-policy" }}
 
-	acme, created, err := e.store.PutTenant(ctx, "org-acme", pgstore.TenantPut{DisplayName: ptr("Acme"), Aliases: ptr([]string{"acme"})}, "test", policyNames, now)
+	acme, created, err := e.store.PutTenant(ctx, "org-acme", store.TenantPut{DisplayName: ptr("Acme"), Aliases: ptr([]string{"acme"})}, "test", policyNames, now)
 	if err != nil || !created || acme.DisplayName != "Acme" || !slices.Equal(acme.Aliases, []string{"acme"}) || !acme.CreatedAt.Equal(now) {
 		t.Fatalf("create: %+v %v %v", acme, created, err)
 	}
 	// A change sends only what changes.
-	acme, created, err = e.store.PutTenant(ctx, "org-acme", pgstore.TenantPut{Disabled: ptr(true)}, "test", policyNames, now.Add(time.Hour))
+	acme, created, err = e.store.PutTenant(ctx, "org-acme", store.TenantPut{Disabled: ptr(true)}, "test", policyNames, now.Add(time.Hour))
 	if err != nil || created || acme.DisplayName != "Acme" || !acme.Disabled || !acme.CreatedAt.Equal(now) {
 		t.Fatalf("change: %+v %v %v", acme, created, err)
 	}
@@ -65,7 +65,7 @@ func TestDirectoryTransactions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.store.PutTenant(ctx, "org-globex", pgstore.TenantPut{}, "test", policyNames, now); err != nil {
+	if _, _, err := e.store.PutTenant(ctx, "org-globex", store.TenantPut{}, "test", policyNames, now); err != nil {
 		t.Fatal(err)
 	}
 	if role(e.mirrored(t, v), "org-acme", "u-alice") != "admin" {
@@ -74,24 +74,24 @@ func TestDirectoryTransactions(t *testing.T) {
 
 	before, _ := e.store.Version(ctx)
 	for name, err := range map[string]error{
-		"an alias another tenant holds":       errOf(e.store.PutTenant(ctx, "org-globex", pgstore.TenantPut{Aliases: ptr([]string{"acme"})}, "test", policyNames, now)),
-		"an id another tenant's alias":        errOf(e.store.PutTenant(ctx, "acme", pgstore.TenantPut{}, "test", policyNames, now)),
-		"a policy tenant's name":              errOf(e.store.PutTenant(ctx, "org-policy", pgstore.TenantPut{}, "test", policyNames, now)),
-		"a policy member's id":                errOf(e.store.PutTenant(ctx, "u-policy", pgstore.TenantPut{}, "test", policyNames, now)),
-		"a user the directory knows":          errOf(e.store.PutTenant(ctx, "org-x", pgstore.TenantPut{Aliases: ptr([]string{"u-alice"})}, "test", policyNames, now)),
+		"an alias another tenant holds":       errOf(e.store.PutTenant(ctx, "org-globex", store.TenantPut{Aliases: ptr([]string{"acme"})}, "test", policyNames, now)),
+		"an id another tenant's alias":        errOf(e.store.PutTenant(ctx, "acme", store.TenantPut{}, "test", policyNames, now)),
+		"a policy tenant's name":              errOf(e.store.PutTenant(ctx, "org-policy", store.TenantPut{}, "test", policyNames, now)),
+		"a policy member's id":                errOf(e.store.PutTenant(ctx, "u-policy", store.TenantPut{}, "test", policyNames, now)),
+		"a user the directory knows":          errOf(e.store.PutTenant(ctx, "org-x", store.TenantPut{Aliases: ptr([]string{"u-alice"})}, "test", policyNames, now)),
 		"a member named like a tenant":        errOf2(e.store.PutMember(ctx, "org-acme", "org-globex", "admin", "test", policyNames)),
 		"a member named like an alias":        errOf2(e.store.PutMember(ctx, "org-acme", "acme", "admin", "test", policyNames)),
 		"a member named like a policy tenant": errOf2(e.store.PutMember(ctx, "org-acme", "org-policy", "admin", "test", policyNames)),
 		"a user named like a tenant":          errOf1(e.store.PutUser(ctx, "org-globex", true, "test", policyNames)),
 	} {
-		if !errors.Is(err, pgstore.ErrConflict) {
+		if !errors.Is(err, store.ErrConflict) {
 			t.Errorf("%s: %v, want a conflict", name, err)
 		}
 	}
-	if err := errOf2(e.store.PutMember(ctx, "org-nobody", "u-bob", "admin", "test", policyNames)); !errors.Is(err, pgstore.ErrNoTenant) {
+	if err := errOf2(e.store.PutMember(ctx, "org-nobody", "u-bob", "admin", "test", policyNames)); !errors.Is(err, store.ErrNoTenant) {
 		t.Errorf("a member of no tenant: %v", err)
 	}
-	if _, err := e.store.DeleteMember(ctx, "org-acme", "u-nobody", "test"); !errors.Is(err, pgstore.ErrNotMember) {
+	if _, err := e.store.DeleteMember(ctx, "org-acme", "u-nobody", "test"); !errors.Is(err, store.ErrNotMember) {
 		t.Errorf("ending no membership: %v", err)
 	}
 	if after, _ := e.store.Version(ctx); after != before {
@@ -136,8 +136,8 @@ func TestDirectoryTransactions(t *testing.T) {
 	if v, err = e.store.DeleteMember(ctx, "org-acme", "u-05000", "test"); err != nil || role(e.mirrored(t, v), "org-acme", "u-05000") != "-" {
 		t.Fatalf("end: %v", err)
 	}
-	k, err := e.store.Create(ctx, pgstore.NewKey{ID: "acme-key", Tenant: "org-acme", User: "u-alice", Tier: "service", Label: "x",
-		CreatedBy: "test", Digest: keys.DigestOf("acme-key-value"), Start: "acme", CreatedAt: now}, pgstore.Limits{})
+	k, err := e.store.Create(ctx, store.NewKey{ID: "acme-key", Tenant: "org-acme", User: "u-alice", Tier: "service", Label: "x",
+		CreatedBy: "test", Digest: keys.DigestOf("acme-key-value"), Start: "acme", CreatedAt: now}, store.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,11 +150,11 @@ func TestDirectoryTransactions(t *testing.T) {
 	if _, ok := d.Resolve("acme"); ok || role(d, "org-acme", "u-alice") != "-" || role(d, "org-acme", "u-09999") != "-" || e.found("acme-key-value") {
 		t.Fatal("a deleted tenant lives on in the mirror")
 	}
-	if _, err := e.store.GetTenant(ctx, "org-acme"); !errors.Is(err, pgstore.ErrNoTenant) {
+	if _, err := e.store.GetTenant(ctx, "org-acme"); !errors.Is(err, store.ErrNoTenant) {
 		t.Fatalf("get a deleted tenant: %v", err)
 	}
 	// Its name is free again; made anew it has no members.
-	acme, created, err = e.store.PutTenant(ctx, "org-acme", pgstore.TenantPut{}, "test", policyNames, now.Add(2*time.Hour))
+	acme, created, err = e.store.PutTenant(ctx, "org-acme", store.TenantPut{}, "test", policyNames, now.Add(2*time.Hour))
 	if err != nil || !created || !acme.CreatedAt.Equal(now.Add(2*time.Hour)) || acme.DisplayName != "" {
 		t.Fatalf("remade: %+v %v %v", acme, created, err)
 	}
@@ -192,12 +192,12 @@ func errOf1(_ int64, err error) error           { return err }
 // changes still reach the mirror by its poll.
 func TestDirectoryChangesArePolled(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t, testkit.SharedPostgreSQL(t), pgstore.MirrorOptions{Poll: 100 * time.Millisecond})
+	e := newEnv(t, testkit.SharedPostgreSQL(t), store.MirrorOptions{Poll: 100 * time.Millisecond})
 	quiet := e.store.WithoutNotify()
-	if _, _, err := quiet.PutTenant(ctx, "org-q", pgstore.TenantPut{}, "test", pgstore.Names{}, time.Now()); err != nil {
+	if _, _, err := quiet.PutTenant(ctx, "org-q", store.TenantPut{}, "test", store.Names{}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	_, v, err := quiet.PutMember(ctx, "org-q", "u-q", "member", "test", pgstore.Names{})
+	_, v, err := quiet.PutMember(ctx, "org-q", "u-q", "member", "test", store.Names{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,11 +23,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/portcullis/portcullis/api"
 	"github.com/portcullis/portcullis/internal/testkit"
 	"github.com/portcullis/portcullis/keys"
-	"github.com/portcullis/portcullis/keys/api"
-	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/store"
 )
 
 func TestMain(m *testing.M) {
@@ -41,8 +41,8 @@ func TestMain(m *testing.M) {
 type apiEnv struct {
 	t      *testing.T
 	srv    *httptest.Server
-	store  *pgstore.Store
-	mirror *pgstore.Mirror
+	store  *store.Store
+	mirror *store.Mirror
 	router routers.Router
 	demo   *testkit.Demo
 	snap   *policy.Snapshot
@@ -79,22 +79,22 @@ func newAPI(t *testing.T, edit func(policy string) string) *apiEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if _, err := pgstore.Migrate(ctx, pool); err != nil {
+	if _, err := store.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := pgx.ParseConfig(dsn)
 	var log bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&log, nil))
-	m := pgstore.NewMirror(cfg, pgstore.MirrorOptions{Log: logger})
+	m := store.NewMirror(cfg, store.MirrorOptions{Log: logger})
 	mctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { m.Run(mctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	store := pgstore.New(pool)
+	st := store.New(pool)
 	skew := new(atomic.Int64)
 	live := new(atomic.Pointer[policy.Snapshot])
 	live.Store(snap)
-	h := api.New(api.Config{Store: store, Mirror: m, Usage: pgstore.NewUsage(pool), Policy: live.Load, Log: logger,
+	h := api.New(api.Config{Store: st, Mirror: m, Usage: store.NewUsage(pool), Policy: live.Load, Log: logger,
 		Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -109,7 +109,7 @@ func newAPI(t *testing.T, edit func(policy string) string) *apiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &apiEnv{t: t, srv: srv, store: store, mirror: m, router: router, demo: demo, snap: snap, live: live, dir: dir, log: &log, skew: skew}
+	return &apiEnv{t: t, srv: srv, store: st, mirror: m, router: router, demo: demo, snap: snap, live: live, dir: dir, log: &log, skew: skew}
 }
 
 // replace edits the policy file as a reload would and serves the result

@@ -1,4 +1,4 @@
-package pgstore
+package store
 
 // This file holds the token page's sessions: one-time codes and the
 // sessions they are traded for, shared by every replica (a console's

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/directory"
-	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/store"
 )
 
 var (
@@ -55,7 +55,7 @@ type tenantObject struct {
 	Version     *int64     `json:"version,omitempty"`
 }
 
-func storeTenantObject(t pgstore.Tenant) tenantObject {
+func storeTenantObject(t store.Tenant) tenantObject {
 	created := t.CreatedAt
 	return tenantObject{ID: t.ID, DisplayName: t.DisplayName, Aliases: t.Aliases, Disabled: t.Disabled, Plan: optional(t.Plan),
 		CreatedAt: &created, Source: "store"}
@@ -110,7 +110,7 @@ func memberUser(p *principal, field, u string) error {
 		return err
 	}
 	if p.dir.NamesTenant(u) {
-		return fmt.Errorf("%w: %s: %q is a tenant's name or alias: users and tenants share the tenant header", pgstore.ErrConflict, field, u)
+		return fmt.Errorf("%w: %s: %q is a tenant's name or alias: users and tenants share the tenant header", store.ErrConflict, field, u)
 	}
 	return nil
 }
@@ -118,8 +118,8 @@ func memberUser(p *principal, field, u string) error {
 // names is what the store must keep its names apart from: the policy's
 // tenants and aliases (and tenants its keys are bound to), and the users
 // its member lists hold.
-func names(p *principal) pgstore.Names {
-	return pgstore.Names{Tenant: p.snap.NamesTenant, User: p.dir.PolicyUser}
+func names(p *principal) store.Names {
+	return store.Names{Tenant: p.snap.NamesTenant, User: p.dir.PolicyUser}
 }
 
 type putTenantBody struct {
@@ -170,9 +170,9 @@ func (h *Handler) putTenant(w http.ResponseWriter, r *http.Request, p *principal
 		return badf("plan: not a plan of the policy (plans are: %s)", strings.Join(p.snap.Plans(), ", "))
 	}
 	if p.dir.Source(id) == "policy" {
-		return fmt.Errorf("%w: tenant %q is the policy's: change it in the policy file", pgstore.ErrConflict, id)
+		return fmt.Errorf("%w: tenant %q is the policy's: change it in the policy file", store.ErrConflict, id)
 	}
-	t, created, err := h.cfg.Store.PutTenant(r.Context(), id, pgstore.TenantPut{DisplayName: b.DisplayName, Aliases: b.Aliases, Disabled: b.Disabled, Plan: b.Plan},
+	t, created, err := h.cfg.Store.PutTenant(r.Context(), id, store.TenantPut{DisplayName: b.DisplayName, Aliases: b.Aliases, Disabled: b.Disabled, Plan: b.Plan},
 		p.by(), names(p), h.cfg.Now().UTC().Truncate(time.Millisecond))
 	if err != nil {
 		return err
@@ -248,7 +248,7 @@ func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request, p *princi
 	}
 	id := r.PathValue("tenant")
 	if p.dir.Source(id) == "policy" {
-		return fmt.Errorf("%w: tenant %q is the policy's: remove it from the policy file", pgstore.ErrConflict, id)
+		return fmt.Errorf("%w: tenant %q is the policy's: remove it from the policy file", store.ErrConflict, id)
 	}
 	if checkTenantID("tenant", id) != nil {
 		return errNoTenant
@@ -266,7 +266,7 @@ func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request, p *princi
 func storeTenant(r *http.Request, p *principal) (string, error) {
 	id := r.PathValue("tenant")
 	if p.dir.Source(id) == "policy" {
-		return "", fmt.Errorf("%w: tenant %q is the policy's: its members are in the policy file", pgstore.ErrConflict, id)
+		return "", fmt.Errorf("%w: tenant %q is the policy's: its members are in the policy file", store.ErrConflict, id)
 	}
 	if checkTenantID("tenant", id) != nil {
 		return "", errNoTenant

@@ -1,4 +1,4 @@
-package pgstore
+package store
 
 // This file holds Manager: `portcullis keys` on the key store.
 

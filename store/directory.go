@@ -1,4 +1,4 @@
-package pgstore
+package store
 
 // This file holds the directory's transactions: tenants, memberships and
 // user states, each change one transaction on the version counter and the

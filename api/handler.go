@@ -16,9 +16,9 @@ import (
 	"github.com/portcullis/portcullis/authn"
 	"github.com/portcullis/portcullis/directory"
 	"github.com/portcullis/portcullis/keys"
-	"github.com/portcullis/portcullis/keys/pgstore"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/reason"
+	"github.com/portcullis/portcullis/store"
 )
 
 // Mirror is what the API reads of this replica's mirror of the store.
@@ -31,9 +31,9 @@ type Mirror interface {
 
 // Config is what a Handler works with.
 type Config struct {
-	Store  *pgstore.Store
+	Store  *store.Store
 	Mirror Mirror
-	Usage  *pgstore.Usage          // this replica's unflushed counts (may be nil)
+	Usage  *store.Usage            // this replica's unflushed counts (may be nil)
 	Policy func() *policy.Snapshot // the policy serving now
 	Log    *slog.Logger            // one line per change; never a secret
 	Now    func() time.Time        // default time.Now
@@ -153,34 +153,34 @@ func (p *principal) by() string {
 }
 
 // scope is every key the principal may manage.
-func (p *principal) scope() pgstore.Scope {
+func (p *principal) scope() store.Scope {
 	if p.manager != "" {
-		return pgstore.Scope{All: true}
+		return store.Scope{All: true}
 	}
-	return pgstore.Scope{User: p.user, Tenants: p.adminOf}
+	return store.Scope{User: p.user, Tenants: p.adminOf}
 }
 
 // may reports whether the principal manages k: theirs, or bound to a
 // tenant they administer (not another member's unbound key).
-func (p *principal) may(k pgstore.Key) bool {
+func (p *principal) may(k store.Key) bool {
 	return p.manager != "" || k.User == p.user || p.tenantAdmin(k)
 }
 
 // relation says who the principal is to k, for the disabled_by it leaves
 // when it disables k: the platform (a management token), the key's owner,
 // or an admin of its tenant.
-func (p *principal) relation(k pgstore.Key) string {
+func (p *principal) relation(k store.Key) string {
 	switch {
 	case p.manager != "":
-		return pgstore.DisabledByPlatform
+		return store.DisabledByPlatform
 	case k.User == p.user:
-		return pgstore.DisabledByOwner
+		return store.DisabledByOwner
 	}
-	return pgstore.DisabledByTenantAdmin
+	return store.DisabledByTenantAdmin
 }
 
 // tenantAdmin reports whether the principal administers k's tenant.
-func (p *principal) tenantAdmin(k pgstore.Key) bool {
+func (p *principal) tenantAdmin(k store.Key) bool {
 	return k.Tenant != "" && slices.Contains(p.adminOf, k.Tenant)
 }
 
@@ -201,11 +201,11 @@ func adminOf(dir policy.Tenants, user string, tenants []string, adminGroup bool)
 // platform disabled it and the principal is neither a management token nor
 // an admin of k's tenant, and when k is bound to a tenant its user is no
 // longer a member of.
-func (p *principal) mayEnable(k pgstore.Key) error {
-	if (k.DisabledBy == pgstore.DisabledByTenantAdmin || k.DisabledBy == pgstore.DisabledByPlatform) &&
+func (p *principal) mayEnable(k store.Key) error {
+	if (k.DisabledBy == store.DisabledByTenantAdmin || k.DisabledBy == store.DisabledByPlatform) &&
 		p.manager == "" && !p.tenantAdmin(k) {
 		who := "an admin of its tenant"
-		if k.DisabledBy == pgstore.DisabledByPlatform {
+		if k.DisabledBy == store.DisabledByPlatform {
 			who = "the platform"
 		}
 		return forbiddenf("disabled: %s disabled this key; only an admin of its tenant or the platform may enable it", who)
@@ -330,24 +330,24 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusBadRequest, "bad_request", strings.TrimPrefix(err.Error(), errBadRequest.Error()+": "))
 	case errors.Is(err, errForbidden):
 		writeError(w, http.StatusForbidden, "forbidden", lastLine(err))
-	case errors.Is(err, errNotFound), errors.Is(err, pgstore.ErrNotFound):
+	case errors.Is(err, errNotFound), errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "no such key")
-	case errors.Is(err, pgstore.ErrNoTenant), errors.Is(err, errNoTenant):
+	case errors.Is(err, store.ErrNoTenant), errors.Is(err, errNoTenant):
 		writeError(w, http.StatusNotFound, "not_found", "no such tenant")
 	case errors.Is(err, errNoUser):
 		writeError(w, http.StatusNotFound, "not_found", "no such user")
-	case errors.Is(err, pgstore.ErrNotMember):
+	case errors.Is(err, store.ErrNotMember):
 		writeError(w, http.StatusNotFound, "not_found", "no such membership")
 	case errors.Is(err, errNoDirectory):
 		writeError(w, http.StatusNotFound, "not_found", errNoDirectory.Error())
-	case errors.Is(err, pgstore.ErrConflict):
+	case errors.Is(err, store.ErrConflict):
 		msg := "the key id is taken"
-		if s := strings.TrimPrefix(err.Error(), pgstore.ErrConflict.Error()+": "); s != err.Error() {
+		if s := strings.TrimPrefix(err.Error(), store.ErrConflict.Error()+": "); s != err.Error() {
 			msg = s
 		}
 		writeError(w, http.StatusConflict, "conflict", msg)
-	case errors.Is(err, pgstore.ErrLimit):
-		writeError(w, http.StatusConflict, "limit_reached", strings.TrimPrefix(err.Error(), pgstore.ErrLimit.Error()+": ")+" reached")
+	case errors.Is(err, store.ErrLimit):
+		writeError(w, http.StatusConflict, "limit_reached", strings.TrimPrefix(err.Error(), store.ErrLimit.Error()+": ")+" reached")
 	case errors.Is(err, errEncode):
 		h.cfg.Log.ErrorContext(r.Context(), "key API answer not encoded", "method", r.Method, "path", r.URL.Path, "error", err.Error())
 		writeError(w, http.StatusInternalServerError, "internal", "the answer could not be encoded; report this to the platform's operators")
