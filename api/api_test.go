@@ -419,7 +419,7 @@ func TestWhoManagesWhat(t *testing.T) {
 // longest and the default; nothing refused changes anything.
 func TestWhatAUserMayGive(t *testing.T) {
 	e := newAPI(t, func(p string) string {
-		return strings.Replace(p, "  admin:   { requires_any: [ { key: any } ] }",
+		return strings.Replace(p, "  admin:   { requires_any: [ { key: any } ], description: \"Read and write: every method under /v1\" }",
 			"  admin:   { requires_any: [ { key: any } ] }\n  partner: { requires_any: [ { key: any } ] }", 1)
 	})
 	before := e.version()

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -162,8 +163,26 @@ func (h *Handler) whoami(w http.ResponseWriter, _ *http.Request, p *principal) e
 		s := formatDays(life)
 		maxLife = &s
 	}
+	type tierInfo struct {
+		Name        string `json:"name"`
+		Description string `json:"description"`
+	}
+	tiers := []tierInfo{}
+	for _, t := range api.Tiers() {
+		tiers = append(tiers, tierInfo{t, p.snap.TierDescription(t)})
+	}
+	type tenantInfo struct {
+		ID    string `json:"id"`
+		Role  string `json:"role"`
+		Admin bool   `json:"admin"` // manages every key bound to it
+	}
+	tenants := []tenantInfo{}
+	for _, t := range p.tenants {
+		role, _ := p.dir.Role(t, p.user)
+		tenants = append(tenants, tenantInfo{t, role, slices.Contains(p.adminOf, t)})
+	}
 	return writeJSON(w, http.StatusOK, map[string]any{"user": p.user, "tenant": optional(p.sessionTenant), "expires_at": p.sessionExpires,
-		"tenants": p.tenants, "tiers": api.Tiers(), "max_lifetime": maxLife})
+		"tenants": p.tenants, "tiers": api.Tiers(), "max_lifetime": maxLife, "tier_info": tiers, "memberships": tenants})
 }
 
 // formatDays writes d as the policy does: "365d", or Go's form for less

@@ -54,7 +54,10 @@ func (c *compiler) tiers(f *policyFile, issuers map[string]*authn.Issuer) {
 	// Tiers rank in the order written, lowest first; a map loses that
 	// order, so read it from the tree.
 	for _, name := range c.src.Keys("tiers") {
-		tr := &tier{name: name, rank: len(t.list) + 1, anyTenant: f.Tiers[name].AnyTenant}
+		tr := &tier{name: name, rank: len(t.list) + 1, anyTenant: f.Tiers[name].AnyTenant, description: f.Tiers[name].Description}
+		if d := tr.description; len(d) > 200 || strings.ContainsAny(d, "\n\r") {
+			c.errf("tiers."+name+".description", "one line of at most 200 characters")
+		}
 		t.list = append(t.list, tr)
 		t.byName[name] = tr
 	}

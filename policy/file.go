@@ -145,6 +145,7 @@ type roleFile struct {
 type tierFile struct {
 	RequiresAny []requirementFile `yaml:"requires_any"`
 	AnyTenant   bool              `yaml:"any_tenant"`
+	Description string            `yaml:"description"` // one line, for the token page
 }
 
 type requirementFile struct {

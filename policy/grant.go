@@ -7,10 +7,11 @@ import "github.com/portcullis/portcullis/authn"
 
 // tier is one tier of the policy.
 type tier struct {
-	name      string
-	rank      int // 1 = lowest
-	anyTenant bool
-	reqs      []requirement
+	name        string
+	rank        int // 1 = lowest
+	anyTenant   bool
+	description string
+	reqs        []requirement
 }
 
 // tierTable holds the tiers, lowest first.

@@ -122,6 +122,14 @@ func (s *Snapshot) IsMember(tenant, user string) bool { return s.isMember(tenant
 // the policy's keys are bound to: no user may be called so.
 func (s *Snapshot) NamesTenant(v string) bool { return s.tenantNamed(v, nil, nil) }
 
+// TierDescription returns tier's one-line description ("" for none).
+func (s *Snapshot) TierDescription(tier string) string {
+	if t := s.tiers.byName[tier]; t != nil {
+		return t.description
+	}
+	return ""
+}
+
 // HasTier reports whether the policy defines tier.
 func (s *Snapshot) HasTier(tier string) bool { return s.tiers.byName[tier] != nil }
 
