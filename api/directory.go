@@ -209,7 +209,7 @@ func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request, p *princip
 	if err := platformOnly(p); err != nil {
 		return err
 	}
-	size, after, err := pagingOf(r, "page_size", "page_token")
+	size, after, err := pagingOf(r, tenantIDRe.MatchString, "page_size", "page_token")
 	if err != nil {
 		return err
 	}
@@ -414,7 +414,7 @@ func (h *Handler) listMembers(w http.ResponseWriter, r *http.Request, p *princip
 	if err != nil {
 		return err
 	}
-	size, after, err := pagingOf(r, "page_size", "page_token")
+	size, after, err := pagingOf(r, func(u string) bool { return checkText("page_token", u, 200, false) == nil }, "page_size", "page_token")
 	if err != nil {
 		return err
 	}
@@ -526,9 +526,10 @@ func (h *Handler) putUser(w http.ResponseWriter, r *http.Request, p *principal) 
 }
 
 // pagingOf reads a listing's page_size (1 to 200, default 50) and
-// page_token (an earlier answer's next_page_token), refusing any other
+// page_token (an earlier answer's next_page_token: what it holds must be
+// what valid says a cursor of this listing is), refusing any other
 // parameter.
-func pagingOf(r *http.Request, allowed ...string) (int, string, error) {
+func pagingOf(r *http.Request, valid func(string) bool, allowed ...string) (int, string, error) {
 	q := r.URL.Query()
 	for name := range q {
 		if !slices.Contains(allowed, name) {
@@ -546,7 +547,7 @@ func pagingOf(r *http.Request, allowed ...string) (int, string, error) {
 	after := ""
 	if v := q.Get("page_token"); v != "" {
 		b, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil || len(b) == 0 || len(b) > 200 {
+		if err != nil || len(b) == 0 || !valid(string(b)) {
 			return 0, "", badf("page_token: not a token this API gave")
 		}
 		after = string(b)

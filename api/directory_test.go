@@ -318,3 +318,16 @@ func TestRateLimitsThroughTheAPI(t *testing.T) {
 		t.Fatal("a refused change took a version")
 	}
 }
+
+// TestPageTokensAreChecked: a page token that is not one the API gave (any
+// bytes, base64url) is a 400 on every listing, never a store error (what
+// schemathesis found: bytes that are not UTF-8 reached PostgreSQL).
+func TestPageTokensAreChecked(t *testing.T) {
+	e := newAPI(t, nil)
+	e.mustCall("console", "PUT", "/v1/tenants/org-initech", nil, 201)
+	for _, tok := range []string{"tA", "nLc", "7LdP", "AAEC", "_w"} { // 0xb4, 0x9c…, 0xec 0xb7 0x4f, control bytes, 0xff
+		for _, path := range []string{"/v1/tenants?page_token=" + tok, "/v1/tenants/org-initech/members?page_token=" + tok, "/v1/keys?page_token=" + tok} {
+			e.want(e.callMalformed("console", "GET", path, nil), 400, "bad_request")
+		}
+	}
+}
