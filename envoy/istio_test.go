@@ -347,28 +347,23 @@ type istioDoc struct {
 	transport string // grpc or http
 }
 
-// helmBinary finds helm (scripts/install-deps.sh builds it into .tools/bin);
-// missing under CI is a failure, elsewhere a skip.
-func helmBinary(t testing.TB) string {
-	t.Helper()
+// helmBinary finds helm (scripts/install-deps.sh builds it into .tools/bin),
+// "" when it is not installed.
+func helmBinary() string {
 	if p := filepath.Join(testkit.Root(), ".tools", "bin", "helm"); isExecutable(p) {
 		return p
 	}
 	if p, err := exec.LookPath("helm"); err == nil {
 		return p
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("helm is not installed: scripts/install-deps.sh installs it")
-	}
-	t.Skip("helm not installed (scripts/install-deps.sh installs it)")
 	return ""
 }
 
 // chartPolicies renders the Helm chart with Istio on and returns its
 // AuthorizationPolicy.
-func chartPolicies(t testing.TB) []authorizationPolicy {
+func chartPolicies(t testing.TB, helm string) []authorizationPolicy {
 	t.Helper()
-	cmd := exec.Command(helmBinary(t), "template", "portcullis", filepath.Join(testkit.Root(), "k8s", "helm", "portcullis"), "--set", "istio.enabled=true")
+	cmd := exec.Command(helm, "template", "portcullis", filepath.Join(testkit.Root(), "k8s", "helm", "portcullis"), "--set", "istio.enabled=true")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -394,7 +389,20 @@ func istioDocs(t testing.TB) []istioDoc {
 	sources := []struct {
 		name     string
 		policies []authorizationPolicy
-	}{{"k8s/istio/authorizationpolicy.yaml", static}, {"the chart's AuthorizationPolicy", chartPolicies(t)}}
+	}{{"k8s/istio/authorizationpolicy.yaml", static}}
+	// Missing helm fails under CI; elsewhere only the chart's policy is
+	// left out.
+	switch helm := helmBinary(); {
+	case helm != "":
+		sources = append(sources, struct {
+			name     string
+			policies []authorizationPolicy
+		}{"the chart's AuthorizationPolicy", chartPolicies(t, helm)})
+	case os.Getenv("CI") != "":
+		t.Fatal("helm is not installed: scripts/install-deps.sh installs it")
+	default:
+		t.Log("helm not installed (scripts/install-deps.sh installs it): the chart's AuthorizationPolicy is left out")
+	}
 	normalize := mesh.PathNormalization.Normalization == "MERGE_SLASHES"
 	var out []istioDoc
 	for _, p := range mesh.ExtensionProviders {
