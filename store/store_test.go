@@ -325,7 +325,7 @@ func TestUsageFlushWhileRecording(t *testing.T) {
 			flushing = false
 		default:
 		}
-		if err := u.Flush(ctx, time.Now()); err != nil {
+		if _, err := u.Flush(ctx, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -358,10 +358,10 @@ func TestUsageFlush(t *testing.T) {
 	}
 	r2.Record("a", false, now)
 	r2.Record("a", true, now.Add(-time.Hour))
-	if err := r1.Flush(ctx, now); err != nil {
+	if _, err := r1.Flush(ctx, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := r2.Flush(ctx, now); err != nil {
+	if _, err := r2.Flush(ctx, now); err != nil {
 		t.Fatal(err)
 	}
 	days, err := e.store.Days(ctx, "a", now.Add(-48*time.Hour))

@@ -94,9 +94,9 @@ func (u *Usage) Pending(id string) map[string]counts {
 	return out
 }
 
-// Flush writes the pending counts in one statement. On failure they are
-// kept for the next flush.
-func (u *Usage) Flush(ctx context.Context, now time.Time) error {
+// Flush writes the pending counts in one statement and returns how many
+// (key, day) counts it wrote. On failure they are kept for the next flush.
+func (u *Usage) Flush(ctx context.Context, now time.Time) (int, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	type taken struct {
@@ -132,7 +132,7 @@ func (u *Usage) Flush(ctx context.Context, now time.Time) error {
 		return true
 	})
 	if len(ids) == 0 && len(luIDs) == 0 {
-		return nil
+		return 0, nil
 	}
 	_, err := u.pool.Exec(ctx, `WITH used AS (
 			INSERT INTO portcullis_usage (key_id, day, allowed, denied)
@@ -148,12 +148,12 @@ func (u *Usage) Flush(ctx context.Context, now time.Time) error {
 			t.c.allowed.Add(t.a)
 			t.c.denied.Add(t.d)
 		}
-		return err
+		return 0, err
 	}
 	for i, id := range luIDs {
 		u.written[id], u.wrote[id] = now, luNanos[i]
 	}
-	return nil
+	return len(ids), nil
 }
 
 // Day is one day's usage of a key.

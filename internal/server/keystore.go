@@ -112,10 +112,10 @@ func (k *keyStore) run(ctx context.Context, s *Server) {
 		case <-ctx.Done():
 			return
 		case now := <-flush.C:
-			if err := k.usage.Flush(ctx, now); err != nil {
+			if n, err := k.usage.Flush(ctx, now); err != nil {
 				s.log.Warn("key usage not flushed; kept for the next flush", "error", err.Error())
-			} else {
-				s.log.Debug("key usage flushed")
+			} else if n > 0 {
+				s.log.Debug("key usage flushed", "counts", n)
 			}
 		case now := <-prune.C:
 			if n, err := k.store.Prune(ctx, now.Add(-keyRetention)); err != nil {
@@ -134,7 +134,7 @@ const keyRetention = 30 * 24 * time.Hour
 func (k *keyStore) close(log interface{ Warn(string, ...any) }) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := k.usage.Flush(ctx, time.Now()); err != nil {
+	if _, err := k.usage.Flush(ctx, time.Now()); err != nil {
 		log.Warn("key usage lost at shutdown", "error", err.Error())
 	}
 	k.pool.Close()
