@@ -254,7 +254,7 @@ func (c *compiler) limits(f *policyFile) (maxTokenBytes int, skew time.Duration)
 	skew = DefaultClockSkew
 	if d := c.duration("limits.clock_skew", f.Limits.ClockSkew); d != 0 {
 		if d > MaxClockSkew {
-			c.errf("limits.clock_skew", "%s exceeds the %s maximum", d, MaxClockSkew)
+			c.errf("limits.clock_skew", "%s exceeds the maximum of 5m", strings.TrimSpace(f.Limits.ClockSkew))
 		}
 		skew = d
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
 	"strconv"
@@ -249,6 +250,9 @@ func ParseDuration(s string) (time.Duration, error) {
 		n, err := strconv.Atoi(days)
 		if err != nil || n < 0 {
 			return 0, fmt.Errorf("invalid duration %q: want a whole number of days like \"270d\"", s)
+		}
+		if n > int(math.MaxInt64/int64(24*time.Hour)) {
+			return 0, fmt.Errorf("invalid duration %q: at most 106751d", s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}

@@ -103,3 +103,16 @@ func TestTimestampsAreRangeChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestDurationsDoNotOverflow: a day count past what a duration holds is
+// refused, not wrapped into a shorter one.
+func TestDurationsDoNotOverflow(t *testing.T) {
+	for _, s := range []string{"3650000d", "106752d", "9223372036854775807d"} {
+		if d, err := source.ParseDuration(s); err == nil {
+			t.Errorf("%s: accepted as %s", s, d)
+		}
+	}
+	if d, err := source.ParseDuration("106751d"); err != nil || d <= 0 {
+		t.Errorf("106751d: %s %v", d, err)
+	}
+}
