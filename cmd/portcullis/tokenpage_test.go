@@ -10,12 +10,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/portcullis/portcullis/internal/testkit"
@@ -40,12 +47,14 @@ func chromium(t *testing.T) string {
 }
 
 // browser is one headless Chromium, with its own profile (cookies), whose
-// tab records the address of every request it makes.
+// tab records the address of every request it makes, and every uncaught
+// script error and security message (a CSP refusal) of its pages.
 type browser struct {
 	t        *testing.T
 	ctx      context.Context
 	mu       sync.Mutex
 	requests []string
+	problems []string
 }
 
 func newBrowser(t *testing.T, width, height int) *browser {
@@ -60,15 +69,30 @@ func newBrowser(t *testing.T, width, height int) *browser {
 	t.Cleanup(cancelTab)
 	b := &browser{t: t, ctx: ctx}
 	if err := chromedp.Listen(ctx, func(ev any) {
-		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
-			b.mu.Lock()
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
 			b.requests = append(b.requests, e.Request.URL)
-			b.mu.Unlock()
+		case *runtime.EventExceptionThrown:
+			d := e.ExceptionDetails
+			if d.Exception != nil {
+				b.problems = append(b.problems, d.Text+" "+d.Exception.Description)
+			} else {
+				b.problems = append(b.problems, d.Text)
+			}
+		case *cdplog.EventEntryAdded:
+			if e.Entry.Source == cdplog.EntrySourceSecurity {
+				b.problems = append(b.problems, e.Entry.Text)
+			}
 		}
 	}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -111,13 +135,18 @@ func (b *browser) eval(js string) string {
 	return s
 }
 
-// screenshot saves the page as name.png: into docs/images with
+// screenshot saves the window as name.png: into docs/images with
 // -update-screenshots, else beside the test's other output.
-func (b *browser) screenshot(name string) {
+func (b *browser) screenshot(name string) { b.saveScreenshot(name, chromedp.CaptureScreenshot()) }
+
+// fullScreenshot saves the whole page, below the fold too, as screenshot does.
+func (b *browser) fullScreenshot(name string) { b.saveScreenshot(name, chromedp.FullScreenshot(100)) }
+
+func (b *browser) saveScreenshot(name string, shot chromedp.Action[[]byte]) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	png, err := chromedp.Run(ctx, shot)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -130,7 +159,59 @@ func (b *browser) screenshot(name string) {
 	}
 }
 
-// origins returns every origin the tab has sent a request to.
+// choose sets a select's or an input's value as a person would: the
+// page sees the change and input events.
+func (b *browser) choose(sel, value string) {
+	b.t.Helper()
+	b.do(chromedp.SetValue(chromedp.CSS(sel), value))
+	b.eval(`(e => (e.dispatchEvent(new Event("input", {bubbles: true})), e.dispatchEvent(new Event("change", {bubbles: true})), ""))(document.querySelector(` + strconv.Quote(sel) + `))`)
+}
+
+// grantClipboard lets origin's pages read and write the clipboard without
+// asking, so the test can read back what a Copy button wrote; the tab acts
+// as focused, as a person's would be (the Clipboard API needs focus).
+func (b *browser) grantClipboard(origin string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if _, err := chromedp.Call(ctx, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true}); err != nil {
+		b.t.Fatal(err)
+	}
+	for _, name := range []string{"clipboard-read", "clipboard-write"} {
+		if _, err := chromedp.CallBrowser(ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+			Permission: &cdpbrowser.PermissionDescriptor{Name: name}, Setting: cdpbrowser.PermissionSettingGranted, Origin: origin}); err != nil {
+			b.t.Fatal(err)
+		}
+	}
+}
+
+// clipboard is what the page's clipboard holds.
+func (b *browser) clipboard() string {
+	b.t.Helper()
+	return b.eval(`navigator.clipboard.readText()`)
+}
+
+// copied clicks a Copy button and returns what reached the clipboard,
+// once the button says so.
+func (b *browser) copied(sel string) string {
+	b.t.Helper()
+	b.eval(`navigator.clipboard.writeText("").then(() => "")`)
+	b.do(chromedp.Click(chromedp.CSS(sel)))
+	b.until(`document.querySelector(` + strconv.Quote(sel) + `).textContent === "Copied"`)
+	return b.clipboard()
+}
+
+// pageProblems are the script errors and security messages seen so far.
+func (b *browser) pageProblems() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.problems)
+}
+
+// origins returns every origin the tab has sent a request to. A data: URL
+// is no origin and leaves the machine never: Chromium draws the date
+// input's calendar icon from one (the page's own would meet the CSP's
+// img-src 'self').
 func (b *browser) origins() map[string]bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -141,16 +222,24 @@ func (b *browser) origins() map[string]bool {
 			out[r] = true
 			continue
 		}
+		if u.Scheme == "data" {
+			continue
+		}
 		out[u.Scheme+"://"+u.Host] = true
 	}
 	return out
 }
 
 // openSession asks the API, as the platform backend does with its
-// management token, for a sign-in link for user.
-func openSession(t *testing.T, r *replica, user string) string {
+// management token, for a sign-in link for user, acting for tenant when
+// one is given.
+func openSession(t *testing.T, r *replica, user string, tenant ...string) string {
 	t.Helper()
-	status, s := r.api(t, "console", "POST", "/v1/sessions", map[string]any{"user": user})
+	body := map[string]any{"user": user}
+	if len(tenant) > 0 {
+		body["tenant"] = tenant[0]
+	}
+	status, s := r.api(t, "console", "POST", "/v1/sessions", body)
 	if status != 201 {
 		t.Fatalf("open session: %d %v", status, s)
 	}
@@ -173,22 +262,122 @@ func storeVersion(t *testing.T, dsn string) float64 {
 	return float64(v)
 }
 
+// execSQL runs one statement on the test's database.
+func execSQL(t *testing.T, dsn, sql string, args ...any) {
+	t.Helper()
+	c, err := pgxConnect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// mustCreate makes a key through the API as who and returns its id and value.
+func mustCreate(t *testing.T, r *replica, who string, body map[string]any) (string, string) {
+	t.Helper()
+	status, k := r.api(t, who, "POST", "/v1/keys", body)
+	if status != 201 {
+		t.Fatalf("create %v: %d %v", body, status, k)
+	}
+	return k["id"].(string), k["key"].(string)
+}
+
+// checkMethod asks the replica whether key may call method /v1/models.
+func checkMethod(t *testing.T, r *replica, method, key string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := r.c.Check(ctx, checkReq(method, "/v1/models", map[string]string{"authorization": "Bearer " + key}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetOkResponse() != nil {
+		return 200
+	}
+	return int(resp.GetDeniedResponse().GetStatus().GetCode())
+}
+
+// keyID is the id of the key card whose heading is label ("" if none).
+func (b *browser) keyID(label string) string {
+	b.t.Helper()
+	return b.eval(`[...document.querySelectorAll("#keys li.key")].find(li => li.querySelector("h3").textContent === ` +
+		strconv.Quote(label) + `)?.dataset.id || ""`)
+}
+
+// card is the CSS selector of the card of key id, with more appended.
+func card(id string, more ...string) string {
+	return strings.TrimSpace(`#keys li[data-id="` + id + `"] ` + strings.Join(more, " "))
+}
+
+// labels are the headings of the key cards shown, in order.
+func (b *browser) labels() string {
+	b.t.Helper()
+	return b.eval(`[...document.querySelectorAll("#keys li.key h3")].map(e => e.textContent).join(",")`)
+}
+
+func (b *browser) has(sel string) bool {
+	b.t.Helper()
+	return b.eval(`String(document.querySelector(`+strconv.Quote(sel)+`) !== null)`) == "true"
+}
+
 // TestTokenPage drives the token page in headless Chromium against the
-// real binary on a throwaway PostgreSQL: alice signs in with a link the
-// platform asked for, creates a key and reads it from the page (shown
-// once), uses it through ext_authz, refreshes it (the old value refused),
-// deletes it (refused), deletes all; bob sees none of her keys; a reused
-// or expired link, a call without the CSRF header and a cross-site request
-// are refused. The page asks nothing of any origin but its own.
+// real binary on a throwaway PostgreSQL.
+//
+// alice signs in with a link the platform asked for and finds what the
+// platform made for her: each key with its id (copied to the clipboard),
+// tier and its policy description, organization or "personal", created,
+// expires (an expired key marked), last used, and 30 days of checks with
+// totals and axes. She creates keys (a 30-day default, no duplicate
+// presets, tiers described; one for her organization expiring in 3 days,
+// flagged), reads the value once, uses it through ext_authz, disables and
+// enables one, refreshes it (the old value refused), deletes it; her user
+// id and her organization's id each have a Copy button. carol, org-acme's
+// admin, sees every key bound to it with its owner, filters by member,
+// disables and enables a member's key (alice may not enable it, nor a key
+// the platform disabled), deletes one key and then all of one member's
+// keys, confirmed by typing the member's id. bob sees none of alice's
+// keys and uses the page with the keyboard alone. A reused link, a call
+// without the CSRF header and a cross-site request are refused. The page
+// asks nothing of any origin but its own.
 func TestTokenPage(t *testing.T) {
 	pg := testkit.SharedPostgreSQL(t)
 	dsn := pg.Database(t)
 	r := startReplica(t, selfService(t), dsn)
 	r.waitFor(t, msgIs("key store loaded"))
 	origin := "http://" + r.keysAPIAddr
-	link := openSession(t, r, "u-alice")
+	now := time.Now()
 
-	alice := newBrowser(t, 1280, 860)
+	// What the platform made for its users before alice opens the page.
+	// The store cannot age a key, so the test moves two keys' dates back
+	// in SQL, as time would, and gives one 19 days of past checks.
+	build, buildKey := mustCreate(t, r, "console", map[string]any{"label": "build server", "description": "reads the model list every night",
+		"tier": "service", "user": "u-alice", "expires_in": "90d"})
+	old, _ := mustCreate(t, r, "console", map[string]any{"label": "old script", "tier": "service", "user": "u-alice"})
+	carolsKey, _ := mustCreate(t, r, "console", map[string]any{"label": "dashboard", "tier": "service", "user": "u-carol", "tenant": "org-acme"})
+	execSQL(t, dsn, `UPDATE portcullis_keys SET created_at = now() - interval '20 days' WHERE id = $1`, build)
+	execSQL(t, dsn, `UPDATE portcullis_keys SET created_at = now() - interval '100 days', expires_at = now() - interval '3 days' WHERE id = $1`, old)
+	allowed, denied, peak := int64(0), int64(0), int64(0)
+	for i := int64(1); i <= 19; i++ {
+		a, d := 2+(i*7)%13, i%4/3 // a few denied days
+		execSQL(t, dsn, `INSERT INTO portcullis_usage (key_id, day, allowed, denied) VALUES ($1, (now() AT TIME ZONE 'UTC')::date - $2::int, $3, $4)`, build, i, a, d)
+		allowed, denied, peak = allowed+a, denied+d, max(peak, a+d)
+	}
+	// Today: three reads allowed, one write denied (the key is read only).
+	for range 3 {
+		r.wantCheck(t, buildKey, 200, "allowed")
+	}
+	if got := checkMethod(t, r, "POST", buildKey); got != 403 {
+		t.Fatalf("a read-only key writing: %d", got)
+	}
+	allowed, denied, peak = allowed+3, denied+1, max(peak, 4)
+	r.waitFor(t, msgIs("key usage flushed")) // last_used_at is written
+
+	link := openSession(t, r, "u-alice")
+	alice := newBrowser(t, 1280, 900)
+	alice.grantClipboard(origin)
 	alice.do(chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#keys-section")))
 	if who := alice.text("#who"); who != "Signed in as u-alice" {
 		t.Fatalf("header %q", who)
@@ -196,13 +385,91 @@ func TestTokenPage(t *testing.T) {
 	if u := alice.eval(`location.href`); strings.Contains(u, "code=") {
 		t.Errorf("the one-time code stays in the address: %s", u)
 	}
-	alice.until(`!document.querySelector("#empty").hidden`)
 
-	// Create a key: the value is shown once, with the warning.
-	alice.do(chromedp.Click(chromedp.CSS("#new-key")), chromedp.WaitVisible(chromedp.CSS("#create-dialog[open]")),
-		chromedp.SendKeys(chromedp.CSS("#create-label"), "laptop"),
+	// Her user id; no organization id while she looks at all her keys.
+	if id := alice.text("#user-id"); id != "u-alice" {
+		t.Errorf("user id %q", id)
+	}
+	if alice.eval(`String(document.querySelector("#org-id-row").hidden)`) != "true" {
+		t.Error("an organization id is shown for all of alice's keys")
+	}
+
+	// Each key shows what a person managing keys expects.
+	alice.until(`document.querySelectorAll("#keys li.key").length === 2 && document.querySelector('#keys .legend') !== null`)
+	date := func(t time.Time) string { return t.Format("Jan 2, 2006") }
+	for sel, want := range map[string]string{
+		card(build, ".fact-id code"):    build,
+		card(build, ".fact-tier dd"):    "service\nRead only: GET and HEAD under /v1",
+		card(build, ".fact-tenant dd"):  "personal",
+		card(build, ".fact-created dd"): date(now.AddDate(0, 0, -20)),
+		card(build, ".fact-used dd"):    "today",
+		card(build, ".total-allowed"):   fmt.Sprintf("%d allowed", allowed),
+		card(build, ".total-denied"):    fmt.Sprintf("%d denied", denied),
+		card(old, ".fact-used dd"):      "never",
+		card(old, ".fact-expires dd"):   "expired on " + date(now.AddDate(0, 0, -3)),
+		card(old, ".badge.state"):       "expired",
+		"#summary":                      "2 keys: 1 expired.",
+	} {
+		if got := alice.text(sel); got != want {
+			t.Errorf("%s: %q, want %q", sel, got, want)
+		}
+	}
+	if got, want := alice.text(card(build, ".fact-expires dd")), date(now.AddDate(0, 0, 90)); !strings.HasPrefix(got, want+" (in ") {
+		t.Errorf("build server expires %q, want %s (in …)", got, want)
+	}
+	if alice.has(card(build, ".badge.soon")) || alice.has(card(old, ".badge.soon")) {
+		t.Error("a key far from expiry, or expired, is flagged as expiring soon")
+	}
+	// The chart's axes: checks a day from 0 to a round maximum, dates below.
+	top := int64(1)
+	for m := int64(1); ; m *= 10 {
+		if top = m; top >= peak {
+			break
+		}
+		if top = 2 * m; top >= peak {
+			break
+		}
+		if top = 5 * m; top >= peak {
+			break
+		}
+	}
+	ticks := alice.eval(`[...document.querySelectorAll(` + strconv.Quote(card(build, ".y-tick")) + `)].map(e => e.textContent).join(",")`)
+	if want := fmt.Sprintf("0,%d,%d", top/2, top); ticks != want {
+		t.Errorf("y axis %q, want %q (peak %d)", ticks, want, peak)
+	}
+	day := func(ago int) string { return now.UTC().AddDate(0, 0, -ago).Format("Jan 2") }
+	dates := alice.eval(`[...document.querySelectorAll(` + strconv.Quote(card(build, ".x-tick")) + `)].map(e => e.textContent).join(",")`)
+	if want := day(29) + "," + day(14) + ",today"; dates != want {
+		t.Errorf("x axis %q, want %q", dates, want)
+	}
+	if bars := alice.eval(`String(document.querySelectorAll(` + strconv.Quote(card(build, "svg .day")) + `).length)`); bars != "20" {
+		t.Errorf("%s days with checks drawn, want 20", bars)
+	}
+
+	// The create dialog: 30 days by default, each preset once, the
+	// longest the policy allows marked, tiers with their descriptions.
+	alice.do(chromedp.Click(chromedp.CSS("#new-key")), chromedp.WaitVisible(chromedp.CSS("#create-dialog[open]")))
+	if v := alice.eval(`document.querySelector("#create-expiry").value`); v != "30d" {
+		t.Errorf("the default expiry is %q, want 30d", v)
+	}
+	if hint, want := alice.text("#create-expiry-hint"), "The key will expire on "+now.AddDate(0, 0, 30).Format("Mon, Jan 2, 2006")+"."; hint != want {
+		t.Errorf("expiry hint %q, want %q", hint, want)
+	}
+	presets := alice.eval(`[...document.querySelectorAll("#create-expiry option")].map(o => o.textContent).join("|")`)
+	if want := "In 7 days|In 30 days|In 60 days|In 90 days|In a year (the longest allowed)|On a date…"; presets != want {
+		t.Errorf("expiry presets %q, want %q", presets, want)
+	}
+	if tiers := alice.eval(`[...document.querySelectorAll("#create-tiers label")].map(l => l.innerText.replace(/\s+/g, " ").trim()).join("|")`); tiers !=
+		"service Read only: GET and HEAD under /v1|admin Read and write: every method under /v1" {
+		t.Errorf("tiers offered %q", tiers)
+	}
+	if orgs := alice.eval(`[...document.querySelectorAll("#create-tenant option")].map(o => o.value + "=" + o.textContent).join("|")`); orgs != "=None: a personal key of u-alice|org-acme=org-acme" {
+		t.Errorf("organizations offered %q", orgs)
+	}
+	alice.do(chromedp.SendKeys(chromedp.CSS("#create-label"), "laptop"),
 		chromedp.SendKeys(chromedp.CSS("#create-description"), "my development machine"),
-		chromedp.SetValue(chromedp.CSS("#create-tier"), "admin"))
+		chromedp.Click(chromedp.CSS(`#create-tiers input[value=admin]`)))
+	alice.choose("#create-expiry", "90d")
 	alice.screenshot("token-page-create")
 	alice.do(chromedp.Click(chromedp.CSS(`#create-form button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS("#secret-dialog[open]")))
 	key := alice.text("#secret-value")
@@ -213,58 +480,108 @@ func TestTokenPage(t *testing.T) {
 		t.Errorf("no shown-once warning: %q", alice.text("#secret-warning"))
 	}
 	alice.screenshot("token-page-secret")
-	alice.do(chromedp.Click(chromedp.CSS("#copy")))
-	alice.until(`document.querySelector("#copied").textContent !== ""`)
+	if got := alice.copied("#copy"); got != key {
+		t.Errorf("Copy put %q on the clipboard", got)
+	}
 	alice.do(chromedp.Click(chromedp.CSS("#secret-done")), chromedp.WaitNotVisible(chromedp.CSS("#secret-dialog")))
 	if v := alice.eval(`document.querySelector("#secret-value").textContent`); v != "" {
 		t.Error("the value stays in the page after the dialog closed") // "I have copied it" clears it at once
 	}
 	alice.until(`document.querySelector('button[aria-label="Delete laptop"]') !== null`)
-	if row := alice.text("#keys tbody tr"); !strings.Contains(row, "laptop") || !strings.Contains(row, key[:12]) || strings.Contains(row, key) {
-		t.Errorf("the row shows %q", row)
+	laptop := alice.keyID("laptop")
+	if c := alice.text(card(laptop)); !strings.Contains(c, key[:12]) || strings.Contains(c, key) || !strings.Contains(c, "admin") {
+		t.Errorf("the card shows %q", c)
 	}
 	r.applied(t, storeVersion(t, dsn))
 	r.wantCheck(t, key, 200, "allowed")
 
-	// A second key, for the list and for delete all.
+	// A key for her organization, to a date three days ahead: flagged.
+	soon := now.AddDate(0, 0, 3)
 	alice.do(chromedp.Click(chromedp.CSS("#new-key")), chromedp.WaitVisible(chromedp.CSS("#create-dialog[open]")),
-		chromedp.SendKeys(chromedp.CSS("#create-label"), "ci"), chromedp.SetValue(chromedp.CSS("#create-expiry"), "30d"),
-		chromedp.Click(chromedp.CSS(`#create-form button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS("#secret-dialog[open]")))
-	ci := alice.text("#secret-value")
+		chromedp.SendKeys(chromedp.CSS("#create-label"), "acme ci"))
+	alice.choose("#create-tenant", "org-acme")
+	alice.choose("#create-expiry", "date")
+	alice.do(chromedp.WaitVisible(chromedp.CSS("#create-date")))
+	alice.choose("#create-date", soon.Format("2006-01-02"))
+	alice.do(chromedp.Click(chromedp.CSS(`#create-form button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS("#secret-dialog[open]")))
+	acmeCI := alice.text("#secret-value")
 	alice.do(chromedp.Click(chromedp.CSS("#secret-done")))
-	alice.until(`document.querySelectorAll("#keys tbody tr").length === 2`)
-	alice.until(`document.querySelectorAll("#keys svg.usage").length === 2`)
-	alice.screenshot("token-page-list")
+	alice.until(`document.querySelectorAll("#keys li.key").length === 4 && document.querySelectorAll("#keys .legend").length === 4`)
+	ci := alice.keyID("acme ci")
+	if got := alice.text(card(ci, ".fact-tenant dd")); got != "org-acme" {
+		t.Errorf("acme ci's organization %q", got)
+	}
+	if got := alice.text(card(ci, ".fact-expires dd")); !strings.HasPrefix(got, date(soon)+": expires in ") || !alice.has(card(ci, ".badge.soon")) {
+		t.Errorf("a key expiring in 3 days shows %q, flagged %v", got, alice.has(card(ci, ".badge.soon")))
+	}
+	if got := alice.text("#summary"); got != "4 keys: 1 expires within 7 days, 1 expired." {
+		t.Errorf("summary %q", got)
+	}
+
+	// Disable and enable her own key: refused while disabled.
+	alice.do(chromedp.Click(chromedp.CSS(`button[aria-label="Disable laptop"]`)))
+	alice.until(`document.querySelector('button[aria-label="Enable laptop"]') !== null`)
+	if got := alice.text(card(laptop, ".disabled-note")); got != "Disabled by you." {
+		t.Errorf("disabled note %q", got)
+	}
+	r.applied(t, storeVersion(t, dsn))
+	r.wantCheck(t, key, 401, "key_disabled")
+	alice.fullScreenshot("token-page-list")
 	// Every control is labelled for screen readers.
 	if unlabelled := alice.eval(`[...document.querySelectorAll("input, select, textarea")].filter(e => e.labels.length === 0).map(e => e.id)
 		.concat([...document.querySelectorAll("button")].filter(b => !(b.getAttribute("aria-label") || b.textContent.trim())).map(b => b.outerHTML)).join(" ")`); unlabelled != "" {
 		t.Errorf("controls without a label: %s", unlabelled)
 	}
+	alice.do(chromedp.Click(chromedp.CSS(`button[aria-label="Enable laptop"]`)))
+	alice.until(`document.querySelector('button[aria-label="Disable laptop"]') !== null`)
+	r.applied(t, storeVersion(t, dsn))
+	r.wantCheck(t, key, 200, "allowed")
 	// Readable on a phone: nothing wider than the screen.
 	alice.do(chromedp.EmulateViewport(390, 844))
 	alice.until(`document.documentElement.scrollWidth <= window.innerWidth`)
+	alice.eval(`(window.scrollTo(0, 0), "")`)
 	alice.screenshot("token-page-phone")
-	alice.do(chromedp.EmulateViewport(1280, 860))
+	alice.do(chromedp.EmulateViewport(1280, 900))
+	// Copy buttons fill the clipboard: her user id, a key's id.
+	if got := alice.copied("#copy-user-id"); got != "u-alice" {
+		t.Errorf("Copy user ID put %q on the clipboard", got)
+	}
+	if got := alice.copied(card(build, ".fact-id button")); got != build {
+		t.Errorf("Copy ID put %q on the clipboard, want %s", got, build)
+	}
 
-	// The tenant switcher: a key made while org-acme is chosen is bound to it.
-	alice.do(chromedp.SetValue(chromedp.CSS("#tenant"), "org-acme"))
-	alice.eval(`(document.querySelector("#tenant").dispatchEvent(new Event("change")), "")`)
-	alice.until(`!document.querySelector("#empty").hidden`) // neither key is bound to org-acme
+	// Acting for org-acme: its id with a Copy button, only her keys bound
+	// to it, and a key made there is bound to it.
+	alice.choose("#tenant", "org-acme")
+	alice.until(`!document.querySelector("#org-id-row").hidden && document.querySelectorAll("#keys li.key").length === 1`)
+	if got := alice.copied("#copy-org-id"); got != "org-acme" {
+		t.Errorf("Copy organization ID put %q on the clipboard", got)
+	}
+	if got := alice.labels(); got != "acme ci" {
+		t.Errorf("alice sees %q for org-acme, want only her key bound to it", got)
+	}
+	if alice.has("#keys .fact-owner") || alice.eval(`String(document.querySelector("#member-filter").hidden)`) != "true" {
+		t.Error("a member who is not an admin gets the owner column or the member filter")
+	}
 	alice.do(chromedp.Click(chromedp.CSS("#new-key")), chromedp.WaitVisible(chromedp.CSS("#create-dialog[open]")),
 		chromedp.SendKeys(chromedp.CSS("#create-label"), "acme build"),
-		chromedp.Click(chromedp.CSS(`#create-form button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS("#secret-dialog[open]")),
-		chromedp.Click(chromedp.CSS("#secret-done")))
+		chromedp.Click(chromedp.CSS(`#create-form button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS("#secret-dialog[open]")))
+	acmeBuild := alice.text("#secret-value")
+	alice.do(chromedp.Click(chromedp.CSS("#secret-done")))
 	alice.until(`document.querySelector('button[aria-label="Delete acme build"]') !== null`)
-	if _, list := r.api(t, "console", "GET", "/v1/keys?tenant=org-acme", nil); !strings.Contains(fmt.Sprint(list["keys"]), "acme build") {
+	if _, list := r.api(t, "console", "GET", "/v1/keys?tenant=org-acme&user=u-alice", nil); !strings.Contains(fmt.Sprint(list["keys"]), "acme build") {
 		t.Errorf("the key made for org-acme: %v", list)
 	}
-	alice.do(chromedp.SetValue(chromedp.CSS("#tenant"), ""))
-	alice.eval(`(document.querySelector("#tenant").dispatchEvent(new Event("change")), "")`)
-	alice.until(`document.querySelectorAll("#keys tbody tr").length === 3`)
+	alice.choose("#tenant", "")
+	alice.until(`document.querySelectorAll("#keys li.key").length === 5`)
 
-	// Refresh with no overlap: the new value works, the old one is refused.
-	alice.do(chromedp.Click(chromedp.CSS(`button[aria-label="Refresh laptop"]`)), chromedp.WaitVisible(chromedp.CSS("#refresh-dialog[open]")),
-		chromedp.Click(chromedp.CSS(`#refresh-form button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS("#secret-dialog[open]")))
+	// Refresh with no overlap, keeping the expiry: the new value works,
+	// the old one is refused.
+	alice.do(chromedp.Click(chromedp.CSS(`button[aria-label="Refresh laptop"]`)), chromedp.WaitVisible(chromedp.CSS("#refresh-dialog[open]")))
+	if v := alice.eval(`document.querySelector("#refresh-expiry").value`); v != "keep" {
+		t.Errorf("refresh's default expiry %q, want keep", v)
+	}
+	alice.do(chromedp.Click(chromedp.CSS(`#refresh-form button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS("#secret-dialog[open]")))
 	refreshed := alice.text("#secret-value")
 	alice.do(chromedp.Click(chromedp.CSS("#secret-done")))
 	if refreshed == key {
@@ -281,10 +598,10 @@ func TestTokenPage(t *testing.T) {
 		t.Error("delete is possible before the label is typed")
 	}
 	alice.do(chromedp.SendKeys(chromedp.CSS("#delete-confirm"), "p"), chromedp.Click(chromedp.CSS(`#delete-form button[type=submit]`)))
-	alice.until(`document.querySelectorAll("#keys tbody tr").length === 2`)
+	alice.until(`document.querySelectorAll("#keys li.key").length === 4`)
 	r.applied(t, storeVersion(t, dsn))
 	r.wantCheck(t, refreshed, 401, "invalid_api_key")
-	r.wantCheck(t, ci, 200, "allowed")
+	r.wantCheck(t, buildKey, 200, "allowed")
 
 	// Bob, in a browser of his own, sees none of alice's keys.
 	bob := newBrowser(t, 1280, 860)
@@ -303,8 +620,109 @@ func TestTokenPage(t *testing.T) {
 	bob.until(`document.querySelector("#secret-value").textContent === ""`) // Escape forgets the value
 	r.applied(t, storeVersion(t, dsn))
 	r.wantCheck(t, bobKey, 200, "allowed")
-	if rows := bob.eval(`[...document.querySelectorAll("#keys tbody strong")].map(e => e.textContent).join(",")`); rows != "keyboard" {
+	if rows := bob.labels(); rows != "keyboard" {
 		t.Errorf("bob sees the keys %q, want only his own", rows)
+	}
+
+	// carol, org-acme's admin, signed in for org-acme: its id, every key
+	// bound to it with its owner, and a member filter.
+	carol := newBrowser(t, 1280, 900)
+	carol.grantClipboard(origin)
+	carol.do(chromedp.Navigate(openSession(t, r, "u-carol", "org-acme")), chromedp.WaitVisible(chromedp.CSS("#keys-section")))
+	carol.until(`document.querySelectorAll("#keys li.key").length === 3 && document.querySelectorAll("#member option").length === 3`)
+	if got := carol.text("#user-id"); got != "u-carol" {
+		t.Errorf("carol's user id %q", got)
+	}
+	if got := carol.text("#keys-title"); got != "Every key bound to org-acme" {
+		t.Errorf("carol's heading %q", got)
+	}
+	owners := carol.eval(`[...document.querySelectorAll("#keys li.key")].map(li => li.querySelector("h3").textContent + "=" + li.querySelector(".fact-owner dd").textContent).sort().join(",")`)
+	if owners != "acme build=u-alice,acme ci=u-alice,dashboard=u-carol (you)" {
+		t.Errorf("carol sees %q", owners)
+	}
+	if got := carol.eval(`[...document.querySelectorAll("#member option")].map(o => o.value).join(",")`); got != ",u-alice,u-carol" {
+		t.Errorf("member filter %q", got)
+	}
+	if carol.has(`button[aria-label="Refresh acme ci"]`) {
+		t.Error("an admin is offered a new value of a member's key")
+	}
+	// She disables alice's key; the platform disables another of alice's.
+	carol.do(chromedp.Click(chromedp.CSS(`button[aria-label="Disable acme ci"]`)))
+	carol.until(`document.querySelector('button[aria-label="Enable acme ci"]') !== null`)
+	if status, k := r.api(t, "console", "PATCH", "/v1/keys/"+build, map[string]any{"disabled": true}); status != 200 {
+		t.Fatalf("the platform disables build server: %d %v", status, k)
+	}
+	// alice sees who disabled them, and may enable neither.
+	alice.do(chromedp.Navigate(origin+"/"), chromedp.WaitVisible(chromedp.CSS("#keys-section")))
+	alice.until(`document.querySelectorAll("#keys .disabled-note").length === 2`)
+	for id, want := range map[string]string{
+		ci:    "Disabled by an admin of org-acme. Only an admin of org-acme can enable it.",
+		build: "Disabled by the platform. Only the platform's administrators can enable it.",
+	} {
+		if got := alice.text(card(id, ".disabled-note")); got != want {
+			t.Errorf("alice's note: %q, want %q", got, want)
+		}
+		if alice.has(card(id, `button[aria-label^="Enable"]`)) {
+			t.Errorf("alice is offered to enable %s", id)
+		}
+	}
+	alice.do(chromedp.Click(chromedp.CSS(`button[aria-label="Refresh acme ci"]`)), chromedp.WaitVisible(chromedp.CSS("#refresh-dialog[open]")))
+	if alice.eval(`String(document.querySelector("#refresh-disabled").hidden)`) != "false" {
+		t.Error("refreshing a disabled key does not say the new value stays disabled")
+	}
+	alice.do(chromedp.Click(chromedp.CSS("#refresh-form .cancel")))
+	r.applied(t, storeVersion(t, dsn))
+	r.wantCheck(t, acmeCI, 401, "key_disabled")
+	carol.do(chromedp.Click(chromedp.CSS(`button[aria-label="Enable acme ci"]`)))
+	carol.until(`document.querySelector('button[aria-label="Disable acme ci"]') !== null`)
+	if status, k := r.api(t, "console", "PATCH", "/v1/keys/"+build, map[string]any{"disabled": false}); status != 200 {
+		t.Fatalf("the platform enables build server: %d %v", status, k)
+	}
+	r.applied(t, storeVersion(t, dsn))
+	r.wantCheck(t, acmeCI, 200, "allowed")
+	carol.fullScreenshot("token-page-admin")
+
+	// One member's keys; delete one of them, confirmed by its label.
+	carol.choose("#member", "u-alice")
+	carol.until(`document.querySelectorAll("#keys li.key").length === 2`)
+	if got := carol.labels(); got != "acme build,acme ci" { // newest first
+		t.Errorf("carol's filter on u-alice shows %q", got)
+	}
+	carol.do(chromedp.Click(chromedp.CSS(`button[aria-label="Delete acme build"]`)), chromedp.WaitVisible(chromedp.CSS("#delete-dialog[open]")),
+		chromedp.SendKeys(chromedp.CSS("#delete-confirm"), "acme build"), chromedp.Click(chromedp.CSS(`#delete-form button[type=submit]`)))
+	carol.until(`document.querySelectorAll("#keys li.key").length === 1`)
+	r.applied(t, storeVersion(t, dsn))
+	r.wantCheck(t, acmeBuild, 401, "invalid_api_key")
+	// Every key of a member bound to org-acme, confirmed by typing the
+	// member's id: her personal keys stay.
+	carol.do(chromedp.Click(chromedp.CSS("#delete-member")), chromedp.WaitVisible(chromedp.CSS("#delete-member-dialog[open]")),
+		chromedp.SendKeys(chromedp.CSS("#delete-member-confirm"), "u-alic"))
+	if v := carol.eval(`document.querySelector("#delete-member-user").value`); v != "u-alice" {
+		t.Errorf("the dialog is for %q, want the member filtered on", v)
+	}
+	if carol.eval(`String(document.querySelector("#delete-member-form button[type=submit]").disabled)`) != "true" {
+		t.Error("a member's keys can be deleted before their id is typed")
+	}
+	carol.do(chromedp.SendKeys(chromedp.CSS("#delete-member-confirm"), "e"))
+	carol.screenshot("token-page-delete-member")
+	carol.do(chromedp.Click(chromedp.CSS(`#delete-member-form button[type=submit]`)))
+	carol.until(`!document.querySelector("#empty").hidden`)
+	if got := carol.text("#status"); got != "1 key of u-alice bound to org-acme deleted." {
+		t.Errorf("status %q", got)
+	}
+	r.applied(t, storeVersion(t, dsn))
+	r.wantCheck(t, acmeCI, 401, "invalid_api_key")
+	r.wantCheck(t, buildKey, 200, "allowed")
+	carol.choose("#member", "")
+	carol.until(`document.querySelectorAll("#keys li.key").length === 1`)
+	if got := carol.labels(); got != "dashboard" {
+		t.Errorf("carol's own key: %q", got)
+	}
+	if status, _ := r.api(t, "console", "GET", "/v1/keys/"+carolsKey, nil); status != 200 {
+		t.Errorf("carol's own key after deleting alice's: %d", status)
+	}
+	if got := carol.copied("#copy-org-id"); got != "org-acme" {
+		t.Errorf("carol's Copy organization ID put %q on the clipboard", got)
 	}
 
 	// A call without the CSRF header, from the page itself, is refused.
@@ -316,8 +734,8 @@ func TestTokenPage(t *testing.T) {
 	alice.do(chromedp.Navigate(evil + "/attack.html"))
 	alice.until(`document.title === "done"`)
 	alice.do(chromedp.Navigate(origin+"/"), chromedp.WaitVisible(chromedp.CSS("#keys-section")))
-	alice.until(`document.querySelectorAll("#keys tbody tr").length === 2`)
-	r.wantCheck(t, ci, 200, "allowed")
+	alice.until(`document.querySelectorAll("#keys li.key").length === 2`)
+	r.wantCheck(t, buildKey, 200, "allowed")
 
 	// Delete all, confirmed.
 	alice.do(chromedp.Click(chromedp.CSS("#delete-all")), chromedp.WaitVisible(chromedp.CSS("#delete-all-dialog[open]")),
@@ -325,7 +743,7 @@ func TestTokenPage(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#delete-all-form button[type=submit]`)))
 	alice.until(`!document.querySelector("#empty").hidden`)
 	r.applied(t, storeVersion(t, dsn))
-	r.wantCheck(t, ci, 401, "invalid_api_key")
+	r.wantCheck(t, buildKey, 401, "invalid_api_key")
 
 	// A reused link signs nobody in.
 	alice.do(chromedp.Navigate("about:blank"), chromedp.Navigate(link), chromedp.WaitVisible(chromedp.CSS("#signed-out")))
@@ -336,11 +754,16 @@ func TestTokenPage(t *testing.T) {
 	bob.do(chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#signed-out")))
 	bob.do(chromedp.Navigate(origin+"/"), chromedp.WaitVisible(chromedp.CSS("#signed-out")))
 
-	for _, b := range []*browser{bob} {
+	for name, b := range map[string]*browser{"bob": bob, "carol": carol} {
 		for o := range b.origins() {
 			if o != origin && o != "about://" {
-				t.Errorf("the token page asked %s", o)
+				t.Errorf("the token page asked %s (%s's browser)", o, name)
 			}
+		}
+	}
+	for name, b := range map[string]*browser{"alice": alice, "bob": bob, "carol": carol} {
+		if p := b.pageProblems(); len(p) > 0 {
+			t.Errorf("script errors or CSP refusals in %s's browser: %q", name, p)
 		}
 	}
 	for o := range alice.origins() {
@@ -348,8 +771,10 @@ func TestTokenPage(t *testing.T) {
 			t.Errorf("the token page asked %s", o)
 		}
 	}
-	if strings.Contains(r.log(), key) || strings.Contains(r.log(), ci) || strings.Contains(r.log(), bobKey) {
-		t.Error("a key's value is in the server log")
+	for _, k := range []string{key, refreshed, acmeCI, acmeBuild, bobKey, buildKey} {
+		if strings.Contains(r.log(), k) {
+			t.Error("a key's value is in the server log")
+		}
 	}
 }
 
