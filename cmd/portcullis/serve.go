@@ -52,6 +52,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		"signed by it (mTLS). Needs --tls-cert")
 	fs.StringVar(&logLevel, "log-level", "info", "debug (one line per decision), info, warn or error")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long SIGTERM waits for in-flight checks")
+	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "on SIGTERM, report NOT_SERVING (gRPC health, /readyz) and keep answering checks "+
+		"this long before closing, so proxies health-checking Portcullis stop sending first (e.g. 3s behind Envoy's 1 s health checks)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "", "forward-auth HTTP listener (Traefik, nginx auth_request, Envoy http_service); off when empty")
 	fs.StringVar(&cfg.HTTPPathPrefix, "http-path-prefix", "", "path prefix Envoy's http_service puts before the original path")
 	fs.StringVar(&cfg.HTTPMode, "http-mode", extauthz.ModeAuto, "forward-auth mode: the proxy in front (traefik, nginx, ingress-nginx, envoy), "+

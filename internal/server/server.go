@@ -56,7 +56,11 @@ type Config struct {
 	NoMigrate       bool          // do not migrate the key store's schema at start
 	UsageFlush      time.Duration // how often key usage is written to the key store
 	ShutdownTimeout time.Duration
-	Version         string // the binary's, for the serving line
+	// ShutdownDelay is how long a draining server keeps answering checks
+	// after it reports NOT_SERVING, so that proxies health-checking it
+	// stop sending before it closes; 0: none.
+	ShutdownDelay time.Duration
+	Version       string // the binary's, for the serving line
 }
 
 // Server is one running Portcullis. Its methods are safe for concurrent use.
@@ -231,7 +235,11 @@ func (s *Server) services(obs *telemetry.Observer) error {
 	s.grpc = extauthz.NewServer(decider, obs).NewGRPCServer(opts...)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
-	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	// NOT_SERVING until the server can decide (what /readyz says): a proxy
+	// health-checking it sends nothing before (servingWhenReady).
+	for _, svc := range []string{"", authv3.Authorization_ServiceDesc.ServiceName} {
+		s.health.SetServingStatus(svc, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 	if s.cfg.Reflection {
 		reflection.Register(s.grpc)
 	}
@@ -324,6 +332,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	go s.reloader.run(bg)
+	go s.servingWhenReady(bg)
 	snap := s.engine.Snapshot()
 	s.log.Info("portcullis serving", "version", s.cfg.Version, "go", runtime.Version(),
 		"grpc_addr", addrString(s.lis.grpc), "admin_addr", addrString(s.lis.admin), "http_addr", addrString(s.lis.fwd),
@@ -342,12 +351,41 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// Drain stops serving: health turns NOT_SERVING and /readyz 503, checks in
-// flight finish (until ctx ends, then connections are closed), then
-// everything stops.
+// servingWhenReady turns the gRPC health status SERVING once the server is
+// ready (every JWK set tried once, the key store loaded), checking every
+// 50 ms until then; Drain turns it NOT_SERVING for good.
+func (s *Server) servingWhenReady(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for s.ready() != nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	if !s.draining.Load() {
+		for _, svc := range []string{"", authv3.Authorization_ServiceDesc.ServiceName} {
+			s.health.SetServingStatus(svc, healthpb.HealthCheckResponse_SERVING)
+		}
+		s.log.Info("ready: health SERVING")
+	}
+}
+
+// Drain stops serving: health turns NOT_SERVING and /readyz 503; checks go
+// on being answered for ShutdownDelay (proxies health-checking the server
+// stop sending meanwhile), then checks in flight finish (until ctx ends,
+// then connections are closed), then everything stops.
 func (s *Server) Drain(ctx context.Context) {
 	s.draining.Store(true)
 	s.health.Shutdown()
+	if d := s.cfg.ShutdownDelay; d > 0 {
+		s.log.Info("draining: health NOT_SERVING; answering checks a while longer", "shutdown_delay", d.String())
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
 	stopped := make(chan struct{})
 	go func() {
 		if s.fwd != nil {
