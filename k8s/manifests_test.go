@@ -279,12 +279,13 @@ func checkPolicy(t *testing.T, cm *corev1.ConfigMap, secret *corev1.Secret) {
 func TestManifests(t *testing.T) {
 	objs, _ := readAll(t, filepath.Join("manifests", "*.yaml"))
 	k := byKind(objs)
-	for _, kind := range []string{"Namespace", "ServiceAccount", "Deployment", "Service", "ConfigMap", "Secret",
+	for _, kind := range []string{"Namespace", "ServiceAccount", "Deployment", "ConfigMap", "Secret",
 		"PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy"} {
 		if len(k[kind]) != 1 {
 			t.Errorf("%d %s, want 1", len(k[kind]), kind)
 		}
 	}
+	checkServices(t, k["Service"])
 	checkDeployment(t, k["Deployment"][0].(*appsv1.Deployment), 2)
 	checkPolicy(t, k["ConfigMap"][0].(*corev1.ConfigMap), k["Secret"][0].(*corev1.Secret))
 	svc := k["Service"][0].(*corev1.Service)
@@ -421,10 +422,10 @@ func TestHelmChart(t *testing.T) {
 		values []string
 		kinds  map[string]int
 	}{
-		{"defaults", nil, map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Secret": 1, "Service": 1, "Deployment": 1,
+		{"defaults", nil, map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Secret": 1, "Service": 2, "Deployment": 1,
 			"PodDisruptionBudget": 1, "NetworkPolicy": 1, "HorizontalPodAutoscaler": 0, "ServiceMonitor": 0, "AuthorizationPolicy": 0,
 			"Ingress": 0}},
-		{"everything on", []string{"-f", all}, map[string]int{"ServiceAccount": 1, "ConfigMap": 2, "Secret": 1, "Service": 1, "Deployment": 1,
+		{"everything on", []string{"-f", all}, map[string]int{"ServiceAccount": 1, "ConfigMap": 2, "Secret": 1, "Service": 2, "Deployment": 1,
 			"PodDisruptionBudget": 1, "NetworkPolicy": 1, "HorizontalPodAutoscaler": 1, "ServiceMonitor": 1, "AuthorizationPolicy": 1,
 			"PrometheusRule": 1, "Ingress": 1}},
 	} {
@@ -457,8 +458,8 @@ func TestHelmChart(t *testing.T) {
 				if d.Spec.Replicas != nil {
 					t.Error("with autoscaling the Deployment must not pin replicas")
 				}
-				if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g != 35 {
-					t.Errorf("terminationGracePeriodSeconds %v, want shutdownTimeout + 10 = 35", g)
+				if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g != 38 {
+					t.Errorf("terminationGracePeriodSeconds %v, want shutdownTimeout + shutdownDelay + 10 = 38", g)
 				}
 				ap := k["AuthorizationPolicy"][0].(*authorizationPolicy)
 				if ap.Namespace != "apps" || ap.spec.GetAction() != securityv1beta1.AuthorizationPolicy_CUSTOM {
@@ -545,5 +546,28 @@ func checkKeyStore(t *testing.T, d *appsv1.Deployment, k map[string][]any) {
 	}
 	if !lag {
 		t.Errorf("no key store lag alert: %+v", pr.Spec)
+	}
+}
+
+// checkServices: the Service (one cluster IP) and its headless twin
+// (clusterIP None: one address per replica, for an Envoy that health-checks
+// each), both selecting the pods and exposing gRPC and admin.
+func checkServices(t *testing.T, objs []any) {
+	t.Helper()
+	if len(objs) != 2 {
+		t.Fatalf("%d Services, want 2 (the Service and its headless twin)", len(objs))
+	}
+	headless := 0
+	for _, o := range objs {
+		svc := o.(*corev1.Service)
+		if svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			headless++
+			if !strings.HasSuffix(svc.Name, "-headless") || len(svc.Spec.Ports) != 2 || len(svc.Spec.Selector) == 0 {
+				t.Errorf("headless Service %s: ports %v, selector %v", svc.Name, svc.Spec.Ports, svc.Spec.Selector)
+			}
+		}
+	}
+	if headless != 1 {
+		t.Errorf("%d headless Services, want 1", headless)
 	}
 }
