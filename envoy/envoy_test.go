@@ -15,6 +15,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
@@ -102,7 +103,7 @@ func checkFilter(t *testing.T, ea *extauthzv3.ExtAuthz, clusters map[string]bool
 }
 
 func TestBootstraps(t *testing.T) {
-	for file, cluster := range map[string]string{"envoy.yaml": "portcullis", "http-service.yaml": "portcullis_http"} {
+	for file, cluster := range map[string]string{"envoy.yaml": "portcullis", "http-service.yaml": "portcullis_http", "ratelimit/envoy.yaml": "portcullis"} {
 		t.Run(file, func(t *testing.T) {
 			b := &bootstrapv3.Bootstrap{}
 			decode(t, file, b)

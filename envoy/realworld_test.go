@@ -21,9 +21,9 @@ import (
 )
 
 // runUnderEnvoy are the files under envoy/ the tests run under the real
-// Envoy (TestEnvoyConventions, TestEnvoyFailsClosed, TestSidecarListener…):
-// a new file must join them.
-var runUnderEnvoy = []string{"envoy.yaml", "http-service.yaml", "sidecar-listener.yaml"}
+// Envoy (TestEnvoyConventions, TestEnvoyFailsClosed, TestSidecarListener,
+// TestRateLimits…): a new file must join them.
+var runUnderEnvoy = []string{"envoy.yaml", "http-service.yaml", "sidecar-listener.yaml", "ratelimit/envoy.yaml"}
 
 // realworldConfigs are the configurations of testdata/realworld/envoy-configs
 // run as bootstraps.
@@ -33,23 +33,30 @@ var realworldConfigs = []string{
 	"opa-envoy-plugin-grpc-example-envoy.yaml",
 }
 
-// shippedFiles returns envoy/*.yaml, each as a bootstrap Envoy can run: a
+// shippedFiles returns envoy/*.yaml and envoy/*/*.yaml (envoy/ratelimit/;
+// the rate limit service's own configuration is in a folder below), named
+// by their path under envoy/, each as a bootstrap Envoy can run: a
 // Listener resource (a sidecar's, served over LDS) wrapped with the
 // clusters its comments name.
 func shippedFiles(t testing.TB) map[string]doc {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(testkit.Root(), "envoy", "*.yaml"))
-	if err != nil || len(files) == 0 {
+	top, err := filepath.Glob(filepath.Join(testkit.Root(), "envoy", "*.yaml"))
+	if err != nil || len(top) == 0 {
 		t.Fatalf("no envoy/*.yaml: %v", err)
 	}
+	below, err := filepath.Glob(filepath.Join(testkit.Root(), "envoy", "*", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := map[string]doc{}
-	for _, f := range files {
+	for _, f := range append(top, below...) {
 		d := loadDoc(t, f)
+		name, _ := filepath.Rel(filepath.Join(testkit.Root(), "envoy"), f)
 		switch {
 		case path(d, "static_resources") != nil:
-			out[filepath.Base(f)] = d
+			out[name] = d
 		case path(d, "filter_chains") != nil:
-			out[filepath.Base(f)] = listenerBootstrap(d)
+			out[name] = listenerBootstrap(d)
 		default:
 			t.Fatalf("%s is neither a bootstrap nor a Listener", f)
 		}

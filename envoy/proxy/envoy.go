@@ -273,11 +273,21 @@ func (e *Envoy) AccessLog() []string {
 
 // WaitAccessLog waits until an access log line contains s and returns it.
 func (e *Envoy) WaitAccessLog(s string, timeout time.Duration) (string, error) {
+	l, err := e.WaitAccessLogLine(func(l string) bool { return strings.Contains(l, s) }, timeout)
+	if err != nil {
+		return "", fmt.Errorf("%w holding %q", err, s)
+	}
+	return l, nil
+}
+
+// WaitAccessLogLine waits until an access log line satisfies match (a
+// JSON line whose fields say which request it is, say) and returns it.
+func (e *Envoy) WaitAccessLogLine(match func(line string) bool, timeout time.Duration) (string, error) {
 	deadline := time.After(timeout)
 	for {
 		e.mu.Lock()
 		for _, l := range strings.Split(e.stdout.String(), "\n") {
-			if strings.Contains(l, s) {
+			if l != "" && match(l) {
 				e.mu.Unlock()
 				return l, nil
 			}
@@ -285,12 +295,12 @@ func (e *Envoy) WaitAccessLog(s string, timeout time.Duration) (string, error) {
 		grew, finished := e.grew, e.finished
 		e.mu.Unlock()
 		if finished {
-			return "", fmt.Errorf("envoy exited before logging %q", s)
+			return "", errors.New("envoy exited before logging the line")
 		}
 		select {
 		case <-grew:
 		case <-deadline:
-			return "", fmt.Errorf("no access log line holds %q", s)
+			return "", errors.New("no access log line")
 		}
 	}
 }
