@@ -9,7 +9,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -20,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -427,8 +425,8 @@ func (b *bench) millionKeys(out io.Writer, pg *testkit.PostgreSQL) error {
 	}
 	logf("copying %d keys into PostgreSQL", *bigKeys)
 	created := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	row := func(id string, d keys.Digest) []any {
-		return []any{id, d.Bytes(), "", "acme", "admin", "bench", created, "bench", int64(1)}
+	row := func(id, tenant string, d keys.Digest) []any {
+		return []any{id, d.Bytes(), "", tenant, "admin", "bench", created, "bench", int64(1)}
 	}
 	n, err := pool.CopyFrom(ctx, pgx.Identifier{"portcullis_keys"},
 		[]string{"id", "digest", "start", "tenant", "tier", "label", "created_at", "created_by", "version"},
@@ -438,9 +436,10 @@ func (b *bench) millionKeys(out io.Writer, pg *testkit.PostgreSQL) error {
 				defer func() { i++ }()
 				switch {
 				case i == 0:
-					return row("bench", keys.DigestOf(b.key)), nil
+					return row("bench", "acme", keys.DigestOf(b.key)), nil
 				case i < *bigKeys:
-					return row("k"+strconv.Itoa(i), keys.Digest(sha256.Sum256([]byte("k"+strconv.Itoa(i))))), nil
+					id, tenant, d := bigKey(i)
+					return row(id, tenant, d), nil
 				}
 				return nil, nil
 			}
