@@ -78,6 +78,11 @@ call), saying what to change. The Deployment includes it.
 {{- if and $ks.keysAPI.ingress.enabled (not $ks.keysAPI.ingress.host) -}}
 {{- fail "keyStore.keysAPI.ingress.host: name the token page's host (e.g. keys.example.com)" -}}
 {{- end -}}
+{{- with .Values.rateLimit.service -}}
+{{- if not (regexMatch "^[^:/ ]+:[0-9]+$" .) -}}
+{{- fail (printf "rateLimit.service %q: give the rate limit service's gRPC listener as host:port, e.g. ratelimit.ratelimit.svc.cluster.local:8081" .) -}}
+{{- end -}}
+{{- end -}}
 {{- if not .Values.policy.existingConfigMap -}}
 {{- $pol := include "portcullis.policy" . | fromYaml -}}
 {{- $store := get $pol "keys_store" -}}
