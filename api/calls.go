@@ -590,12 +590,15 @@ func (h *Handler) usage(w http.ResponseWriter, r *http.Request, p *principal) er
 		return err
 	}
 	now := h.cfg.Now().UTC()
-	days, err := h.cfg.Store.Days(r.Context(), k.ID, now.AddDate(0, 0, -usageDays+1))
+	since := now.AddDate(0, 0, -usageDays+1)
+	var days []store.Day
+	if h.cfg.Usage != nil {
+		days, err = h.cfg.Usage.Days(r.Context(), h.cfg.Store, k.ID, since)
+	} else {
+		days, err = h.cfg.Store.Days(r.Context(), k.ID, since)
+	}
 	if err != nil {
 		return err
-	}
-	if h.cfg.Usage != nil {
-		days = h.cfg.Usage.WithPending(k.ID, days)
 	}
 	out := struct {
 		Allowed  int64       `json:"allowed"`

@@ -27,6 +27,8 @@ type Mirror interface {
 	Connected() bool
 	Directory() directory.Set // tenants, members and user states as mirrored now
 	Wait(ctx context.Context, version int64) error
+	Loaded() bool
+	LoadedC() <-chan struct{} // closed once the first snapshot is in
 }
 
 // Config is what a Handler works with.
@@ -240,12 +242,22 @@ func (h *Handler) authenticated(f func(http.ResponseWriter, *http.Request, *prin
 // most 2 s), so that who may do what is decided on what the caller, or
 // another replica, changed a moment ago: a member added through one
 // replica may make a key through another at once.
+//
+// Before the mirror's first snapshot (the schema may not be migrated yet)
+// every call waits for it, as long, and is then answered 503.
 func (h *Handler) caughtUp(r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if !h.cfg.Mirror.Loaded() {
+		select {
+		case <-h.cfg.Mirror.LoadedC():
+		case <-ctx.Done():
+			return errNotLoaded
+		}
+	}
 	if !h.cfg.Policy().Directory() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
 	v, err := h.cfg.Store.Version(ctx)
 	if err != nil {
 		return err
@@ -351,6 +363,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, errEncode):
 		h.cfg.Log.ErrorContext(r.Context(), "key API answer not encoded", "method", r.Method, "path", r.URL.Path, "error", err.Error())
 		writeError(w, http.StatusInternalServerError, "internal", "the answer could not be encoded; report this to the platform's operators")
+	case errors.Is(err, errNotLoaded):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "store_unavailable", errNotLoaded.Error())
 	case errors.Is(err, context.Canceled):
 		writeError(w, http.StatusServiceUnavailable, "store_unavailable", "the call was cancelled")
 	default:
@@ -358,6 +373,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusServiceUnavailable, "store_unavailable", "the key store cannot be reached; nothing was changed")
 	}
 }
+
+// errNotLoaded answers a call made before this replica read the key store.
+var errNotLoaded = errors.New("this replica is starting and has not read the key store yet; nothing was changed: retry in a second")
 
 func lastLine(err error) string {
 	s := err.Error()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -343,6 +344,54 @@ func TestUsageFlushWhileRecording(t *testing.T) {
 	if p := u.Pending("busy"); len(p) != 0 {
 		t.Fatalf("pending after the last flush: %v", p)
 	}
+}
+
+// TestUsageReadDuringFlushes: a reader asking for a key's usage while
+// flushes run sees every count recorded before it asked, and none twice:
+// a flush's counts are never in neither place (taken from memory, not yet
+// committed) nor in both.
+func TestUsageReadDuringFlushes(t *testing.T) {
+	e := newEnv(t, testkit.SharedPostgreSQL(t), store.MirrorOptions{})
+	e.create(t, "read", "u", "value-read")
+	ctx := context.Background()
+	u := store.NewUsage(e.store.Pool())
+	var recorded atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			u.Record("read", true, time.Now())
+			recorded.Add(1)
+			if _, err := u.Flush(ctx, time.Now()); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	for range 300 {
+		before := recorded.Load()
+		days, err := u.Days(ctx, e.store, "read", time.Now().Add(-48*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := recorded.Load()
+		var seen int64
+		for _, d := range days {
+			seen += d.Allowed + d.Denied
+		}
+		if seen < before || seen > after+1 {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("read %d checks; %d were recorded before the read and %d after", seen, before, after)
+		}
+	}
+	close(stop)
+	wg.Wait()
 }
 
 // TestUsageFlush: counts from two recorders add up; last_used_at only

@@ -182,9 +182,23 @@ func (s *Store) Days(ctx context.Context, id string, since time.Time) ([]Day, er
 	return out, rows.Err()
 }
 
-// WithPending adds the counts of u not flushed yet to days (this replica's
-// most recent checks), keeping them ordered.
-func (u *Usage) WithPending(id string, days []Day) []Day {
+// Days returns key id's usage by day from since on, as s holds it with
+// u's counts not flushed yet (this replica's most recent checks) added,
+// oldest first. It reads both between two flushes, so a count is never
+// missed (taken by a flush, not yet committed) nor counted twice.
+func (u *Usage) Days(ctx context.Context, s *Store, id string, since time.Time) ([]Day, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	days, err := s.Days(ctx, id, since)
+	if err != nil {
+		return nil, err
+	}
+	return u.withPending(id, days), nil
+}
+
+// withPending adds the counts of u not flushed yet to days, keeping them
+// ordered.
+func (u *Usage) withPending(id string, days []Day) []Day {
 	pend := u.Pending(id)
 	for i := range days {
 		if c, ok := pend[days[i].Date]; ok {
