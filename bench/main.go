@@ -8,6 +8,7 @@
 //	go run ./bench -soak 10m       # heap in use at the start and end of a long cached run
 //	go run ./bench -keystore       # the PostgreSQL key store: API, revocation latency, 1,000,000 keys
 //	go run ./bench -envoy          # through a real Envoy: no ext_authz, the no-op, portcullis
+//	go run ./bench -plans          # the cached path without and with plans: what the rate limit metadata costs
 //	go run ./bench -directory      # the directory in PostgreSQL: changes to refusal, 100,000 tenants and 1,000,000 memberships, bulk replace
 //	go run ./bench -startup        # a million keys from a file: exec to the first /readyz 200, and where the time goes
 //
@@ -87,7 +88,7 @@ func harness() error {
 	if *quick {
 		*rounds, *nTokens, *bigKeys, *cacheMem = 1, 2000, 100_000, 10_000
 	}
-	b, err := newBench(!*quickstart && !*envoyBench)
+	b, err := newBench(!*quickstart && !*envoyBench && !*plansBench)
 	if b != nil {
 		defer os.RemoveAll(b.dir)
 	}
@@ -99,6 +100,8 @@ func harness() error {
 	switch {
 	case *profile != "":
 		return b.cpuProfile(*profile)
+	case *plansBench:
+		section, err = "plans", b.plansBench(&buf)
 	case *keyStore:
 		section, err = "keystore", b.keyStoreBench(&buf)
 	case *quickstart:
