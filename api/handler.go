@@ -74,6 +74,11 @@ func New(cfg Config) *Handler {
 		"DELETE /v1/tenants/{tenant}/members/{user}": h.authenticated(h.deleteMember),
 		"PUT /v1/tenants/{tenant}/members":           h.authenticated(h.replaceMembers),
 		"GET /v1/tenants/{tenant}/members":           h.authenticated(h.listMembers),
+		"PUT /v1/wallets/{tenant}":                   h.authenticated(h.putWallet),
+		"GET /v1/wallets/{tenant}":                   h.authenticated(h.getWallet),
+		"DELETE /v1/wallets/{tenant}":                h.authenticated(h.deleteWallet),
+		"POST /v1/wallets/{tenant}/grants":           h.authenticated(h.grant),
+		"GET /v1/usage":                              h.authenticated(h.usageRows),
 		"GET /v1/users/{user}":                       h.authenticated(h.getUser),
 		"PUT /v1/users/{user}":                       h.authenticated(h.putUser),
 		"POST /v1/sessions":                          h.authenticated(h.openSession),
@@ -350,6 +355,10 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, "not_found", "no such user")
 	case errors.Is(err, store.ErrNotMember):
 		writeError(w, http.StatusNotFound, "not_found", "no such membership")
+	case errors.Is(err, errNoWallet), errors.Is(err, store.ErrNoWallet):
+		writeError(w, http.StatusNotFound, "not_found", "no such wallet")
+	case errors.Is(err, errNoCredits):
+		writeError(w, http.StatusNotFound, "not_found", errNoCredits.Error())
 	case errors.Is(err, errNoDirectory):
 		writeError(w, http.StatusNotFound, "not_found", errNoDirectory.Error())
 	case errors.Is(err, store.ErrConflict):

@@ -61,6 +61,9 @@ type respKey struct {
 	policy, tier, tenant, kind, user, role, credential string
 	reason                                             reason.Code
 	limit                                              policy.Limit // a plan or a key's limit changes without a new policy version
+	cost                                               int64
+	wallet                                             string
+	retryAfter                                         int
 }
 
 // responseCacheSize bounds the encoded-response cache (entries are a few
@@ -124,10 +127,10 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (w *wire) 
 // same identity under the same snapshot: only the bytes that carry the
 // decision id are made anew.
 func (s *Server) response(d *policy.Decision) *wire {
-	if d.PolicyVersion == "" { // not from a snapshot: encoded afresh
+	if d.PolicyVersion == "" || d.Volatile { // not from a snapshot, or its own per request: encoded afresh
 		return newEncoded(d).wire(d)
 	}
-	k := respKey{d.PolicyVersion, d.Tier, d.Tenant, d.TenantKind, d.User, d.Role, d.Credential, d.Reason, d.Limit}
+	k := respKey{d.PolicyVersion, d.Tier, d.Tenant, d.TenantKind, d.User, d.Role, d.Credential, d.Reason, d.Limit, d.Cost, d.Wallet, d.RetryAfter}
 	e, hit := s.responses.Get(k)
 	if !hit {
 		e = newEncoded(d)
@@ -218,6 +221,8 @@ func grpcCode(httpStatus int) codes.Code {
 		return codes.Unauthenticated
 	case 403:
 		return codes.PermissionDenied
+	case 429:
+		return codes.ResourceExhausted
 	default:
 		return codes.Unavailable
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -350,6 +351,9 @@ func writeDecision(w http.ResponseWriter, d *policy.Decision, mode string) {
 	hdr.Set(ReasonHeader, string(d.Reason))
 	if c := d.Challenge(); c != "" {
 		hdr.Set("WWW-Authenticate", c)
+	}
+	if d.RetryAfter > 0 {
+		hdr.Set("Retry-After", strconv.Itoa(d.RetryAfter))
 	}
 	w.WriteHeader(d.Status())
 	_, _ = w.Write(d.Body())

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -115,10 +116,17 @@ func appendBase(b []byte, d *policy.Decision) ([]byte, bool) {
 		b = appendVarint(b, 1, code)
 		b = appendString(b, 2, string(d.Reason))
 		challenge := d.Challenge()
+		retry := ""
+		if d.RetryAfter > 0 {
+			retry = strconv.Itoa(d.RetryAfter)
+		}
 		deniedLen := fieldSize(fieldDeniedStatus, varintSize(1, httpCode)) +
 			fieldSize(fieldDeniedHeaders, optionLen("content-type", "application/json"))
 		if challenge != "" {
 			deniedLen += fieldSize(fieldDeniedHeaders, optionLen("www-authenticate", challenge))
+		}
+		if retry != "" {
+			deniedLen += fieldSize(fieldDeniedHeaders, optionLen("retry-after", retry))
 		}
 		b = appendLen(b, fieldDenied, deniedLen)
 		b = appendLen(b, fieldDeniedStatus, varintSize(1, httpCode))
@@ -126,6 +134,9 @@ func appendBase(b []byte, d *policy.Decision) ([]byte, bool) {
 		b = appendOption(b, fieldDeniedHeaders, "content-type", "application/json")
 		if challenge != "" {
 			b = appendOption(b, fieldDeniedHeaders, "www-authenticate", challenge)
+		}
+		if retry != "" {
+			b = appendOption(b, fieldDeniedHeaders, "retry-after", retry)
 		}
 	}
 	metaLen := 0

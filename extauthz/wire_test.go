@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"context"
+	"strconv"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -50,6 +51,10 @@ func TestWireDecodesAsEncode(t *testing.T) {
 			d := policy.Deny(r)
 			d.ID, d.PolicyVersion, d.Tier, d.Credential = id, "v1", "service", "k1"
 			decisions = append(decisions, d)
+			if r == reason.CreditsExhausted {
+				d.Cost, d.Wallet, d.RetryAfter = 10, "org-acme", 3600
+				decisions = append(decisions, d)
+			}
 		}
 		d := policy.Deny(reason.BadRequest) // not from a snapshot: encoded afresh
 		d.ID = id
@@ -122,6 +127,9 @@ func encode(d *policy.Decision) *authv3.CheckResponse {
 	headers := []*corev3.HeaderValueOption{overwrite("content-type", "application/json")}
 	if c := d.Challenge(); c != "" {
 		headers = append(headers, overwrite("www-authenticate", c))
+	}
+	if d.RetryAfter > 0 {
+		headers = append(headers, overwrite("retry-after", strconv.Itoa(d.RetryAfter)))
 	}
 	return &authv3.CheckResponse{
 		Status: &status.Status{Code: int32(grpcCode(d.Status())), Message: string(d.Reason)},

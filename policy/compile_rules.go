@@ -204,14 +204,15 @@ func (c *compiler) upstream(f *policyFile) {
 		return c.headerName("upstream_headers."+field, *v)
 	}
 	up := upstream{
-		tenant:     name("tenant", u.Tenant, DefaultTenantHeader),
-		tenantKind: name("tenant_kind", u.TenantKind, DefaultTenantKindHeader),
-		user:       name("user", u.User, DefaultUserHeader),
-		tier:       name("tier", u.Tier, DefaultTierHeader),
-		credential: name("credential", u.Credential, DefaultCredentialHeader),
-		decisionID: name("decision_id", u.DecisionID, ""),
-		role:       name("role", u.Role, ""),
-		strip:      u.StripCredentials == nil || *u.StripCredentials,
+		tenant:           name("tenant", u.Tenant, DefaultTenantHeader),
+		tenantKind:       name("tenant_kind", u.TenantKind, DefaultTenantKindHeader),
+		user:             name("user", u.User, DefaultUserHeader),
+		tier:             name("tier", u.Tier, DefaultTierHeader),
+		credential:       name("credential", u.Credential, DefaultCredentialHeader),
+		decisionID:       name("decision_id", u.DecisionID, ""),
+		role:             name("role", u.Role, ""),
+		creditsRemaining: name("credits_remaining", u.CreditsRemaining, ""),
+		strip:            u.StripCredentials == nil || *u.StripCredentials,
 	}
 	seen := map[string]bool{}
 	for _, h := range up.names() {
@@ -224,6 +225,9 @@ func (c *compiler) upstream(f *policyFile) {
 		}
 	}
 	up.alwaysRemove = c.s.ContextHeaders()
+	if up.creditsRemaining != "" {
+		up.alwaysRemove = append(up.alwaysRemove, up.creditsRemaining)
+	}
 	if up.strip {
 		for _, h := range c.s.CredentialHeaders() {
 			up.alwaysRemove = appendNew(up.alwaysRemove, h)

@@ -70,6 +70,19 @@ type Decision struct {
 	// this allow (zero when the policy has no plans).
 	Limit Limit
 
+	// Cost is what the request cost (or would have: credits_exhausted),
+	// charged to Wallet (the tenant's; "" when unmetered); CreditsRemaining
+	// the units the answering replica sees left after the charge.
+	Cost             int64
+	Wallet           string
+	CreditsRemaining int64
+	// RetryAfter is, on credits_exhausted, the seconds until the wallet's
+	// next refill (0: none due).
+	RetryAfter int
+	// Volatile marks an answer that differs per request beyond its id (the
+	// credits_remaining header): adapters must not reuse its encoding.
+	Volatile bool
+
 	SetHeaders    []Header // on allow: normalized headers to set (overwrite)
 	RemoveHeaders []string // on allow: headers the proxy must delete; never also in SetHeaders. Shared between decisions: never modify it in place
 }
@@ -169,11 +182,19 @@ func (d *Decision) EachMetadata(f func(key, value string)) {
 		{"reason", string(d.Reason)}, {"tier", d.Tier}, {"tenant", d.Tenant},
 		{"tenant_kind", d.TenantKind}, {"user", d.User}, {"role", d.Role}, {"credential", d.Credential}, {"decision_id", d.ID},
 		{"ratelimit_tenant", rlTenant}, {"ratelimit_plan", d.Limit.Plan}, {"ratelimit_key", d.Limit.Key},
+		{"cost", costString(d.Cost)}, {"wallet", d.Wallet},
 	} {
 		if kv[1] != "" {
 			f(kv[0], kv[1])
 		}
 	}
+}
+
+func costString(c int64) string {
+	if c == 0 {
+		return ""
+	}
+	return strconv.FormatInt(c, 10)
 }
 
 // Deny returns the deny Decision for r, for adapters that refuse a request

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis/portcullis/credits"
 	"github.com/portcullis/portcullis/directory"
 	"github.com/portcullis/portcullis/internal/testkit"
 	"github.com/portcullis/portcullis/keys"
@@ -19,12 +20,13 @@ import (
 // directory view, as a replica's mirror publishes them (the mirror itself
 // runs against PostgreSQL in the store's and the binary's tests).
 type store struct {
-	keys *keys.Index
-	dir  *directory.View
+	keys    *keys.Index
+	dir     *directory.View
+	wallets *credits.Wallets
 }
 
-func (s *store) View() (keys.Set, directory.Set) { return s.keys, s.dir }
-func (s *store) Loaded() bool                    { return true }
+func (s *store) View() (keys.Set, directory.Set, *credits.Wallets) { return s.keys, s.dir, s.wallets }
+func (s *store) Loaded() bool                                      { return true }
 func (s *store) change(c directory.Changes) {
 	layers := s.dir.Layers()
 	top := layers[len(layers)-1]

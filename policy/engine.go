@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/portcullis/portcullis/authn"
+	"github.com/portcullis/portcullis/credits"
 	"github.com/portcullis/portcullis/directory"
 	"github.com/portcullis/portcullis/keys"
 	"github.com/portcullis/portcullis/reason"
@@ -28,24 +29,29 @@ type EngineOptions struct {
 	// check was denied 503), with the stack of the goroutine that panicked.
 	// It must be safe for concurrent use.
 	OnPanic func(value any, stack []byte)
+	// Credits, when set, admits metered checks against wallets (the
+	// replica's credits.Ledger); without it every route is free.
+	Credits Admitter
 }
 
-// Store is where an Engine finds the key store's keys and its directory.
-// Implementations are safe for concurrent use and never block: a check
-// never waits on a database.
+// Store is where an Engine finds the key store's keys, its directory and
+// its wallets. Implementations are safe for concurrent use and never
+// block: a check never waits on a database.
 type Store interface {
-	// View returns the keys and the directory (tenants, members, user
-	// states) as held now, both of one moment of the store.
-	View() (keys.Set, directory.Set)
+	// View returns the keys, the directory (tenants, members, user states)
+	// and the wallets as held now, all of one moment of the store.
+	View() (keys.Set, directory.Set, *credits.Wallets)
 	// Loaded reports whether the store was loaded once.
 	Loaded() bool
 }
 
 // storeView is the store as one check sees it, pinned at its start.
 type storeView struct {
-	keys   keys.Set      // nil: no store
-	dir    directory.Set // nil: no directory in the store
-	loaded bool
+	keys    keys.Set      // nil: no store
+	dir     directory.Set // nil: no directory in the store
+	wallets *credits.Wallets
+	admit   Admitter // nil: nothing admits credits
+	loaded  bool
 }
 
 // Engine decides requests against the current Snapshot. It is safe for
@@ -54,6 +60,7 @@ type storeView struct {
 type Engine struct {
 	snap    atomic.Pointer[Snapshot]
 	store   Store
+	credits Admitter
 	tokens  *authn.Tokens
 	now     func() time.Time
 	onPanic func(value any, stack []byte)
@@ -74,7 +81,7 @@ func NewEngine(s *Snapshot, opts EngineOptions) *Engine {
 		opts.Now = time.Now
 	}
 	e := &Engine{tokens: authn.NewTokens(opts.TokenCacheSize, opts.FailureCacheSize, opts.FailureTTL),
-		now: opts.Now, onPanic: opts.OnPanic, store: opts.Store}
+		now: opts.Now, onPanic: opts.OnPanic, store: opts.Store, credits: opts.Credits}
 	e.snap.Store(s)
 	return e
 }
@@ -113,8 +120,8 @@ func (e *Engine) Decide(ctx context.Context, req Request) (d Decision) {
 	}
 	var st storeView
 	if e.store != nil {
-		k, dir := e.store.View()
-		st = storeView{keys: k, loaded: e.store.Loaded()}
+		k, dir, wallets := e.store.View()
+		st = storeView{keys: k, loaded: e.store.Loaded(), wallets: wallets, admit: e.credits}
 		if s.dir.store {
 			st.dir = dir
 		}
@@ -180,5 +187,6 @@ func (s *Snapshot) decide(ctx context.Context, tc *authn.Tokens, req Request, st
 	}
 	d := s.allow(reason.Allowed, c, tenant, kind)
 	s.rateLimit(&d, c)
+	s.charge(ctx, &d, req, st, st.admit, now, c)
 	return d
 }

@@ -33,6 +33,23 @@ type policyFile struct {
 	Directory       *directoryFile        `yaml:"directory"`
 	Plans           map[string]limitFile  `yaml:"plans"`
 	DefaultPlan     string                `yaml:"default_plan"`
+	Credits         *creditsFile          `yaml:"credits"`
+}
+
+// creditsFile meters routes against the tenant's wallet (CONTRACT §11).
+type creditsFile struct {
+	Costs     []costFile `yaml:"costs"`
+	Unmetered string     `yaml:"unmetered"` // allow (default) or deny
+	OnOutage  string     `yaml:"on_outage"` // deny (default) or allow
+}
+
+// costFile is one cost rule: route matchers and what a request costs.
+type costFile struct {
+	Prefix  string   `yaml:"prefix"`
+	Path    string   `yaml:"path"`
+	Methods []string `yaml:"methods"`
+	Hosts   []string `yaml:"hosts"`
+	Cost    int64    `yaml:"cost"`
 }
 
 // limitFile is a rate limit: requests per unit of time, as Envoy's rate
@@ -179,6 +196,7 @@ type upstreamFile struct {
 	Credential       *string `yaml:"credential"`
 	DecisionID       *string `yaml:"decision_id"`
 	Role             *string `yaml:"role"`
+	CreditsRemaining *string `yaml:"credits_remaining"`
 	StripCredentials *bool   `yaml:"strip_credentials"`
 }
 

@@ -24,6 +24,7 @@ const (
 type upstream struct {
 	tenant, tenantKind, user, tier, credential string
 	role                                       string // "" unless configured
+	creditsRemaining                           string // "" unless configured; set only by a metered allow, else removed
 	decisionID                                 string // "" unless configured
 	strip                                      bool
 	alwaysRemove                               []string
@@ -57,7 +58,7 @@ func (u *upstream) prepare() {
 // names returns the configured upstream header names.
 func (u *upstream) names() []string {
 	var out []string
-	for _, h := range []string{u.tenant, u.tenantKind, u.user, u.tier, u.credential, u.role, u.decisionID} {
+	for _, h := range []string{u.tenant, u.tenantKind, u.user, u.tier, u.credential, u.role, u.creditsRemaining, u.decisionID} {
 		if h != "" {
 			out = append(out, h)
 		}

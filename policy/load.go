@@ -95,6 +95,7 @@ func (c *compiler) compile(f *policyFile) {
 	c.contexts(f)
 	c.routes(f)
 	c.upstream(f)
+	c.credits(f)
 	c.store(f, issuers)
 	maxBytes, skew := c.limits(f)
 	list := make([]*authn.Issuer, 0, len(issuers))

@@ -25,6 +25,7 @@ type Snapshot struct {
 	tenants  tenantTable
 	dir      directoryConf
 	plans    planTable
+	credits  *creditsConf // nil: nothing metered
 	tiers    tierTable
 	contexts []contextRule
 	routes   []route

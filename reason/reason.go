@@ -37,9 +37,10 @@ const (
 	ContextNotAllowed Code = "context_not_allowed"
 	ContextConflict   Code = "context_conflict"
 	TenantRequired    Code = "tenant_required"
-	TenantDisabled    Code = "tenant_disabled" // the directory holds the tenant acted for disabled
-	UserDisabled      Code = "user_disabled"   // the directory holds the key's user or the token's subject disabled
-	UntrustedProxy    Code = "untrusted_proxy" // forward-auth from a peer not in the trusted proxies
+	TenantDisabled    Code = "tenant_disabled"   // the directory holds the tenant acted for disabled
+	UserDisabled      Code = "user_disabled"     // the directory holds the key's user or the token's subject disabled
+	CreditsExhausted  Code = "credits_exhausted" // the wallet of the tenant acted for cannot cover the route's cost
+	UntrustedProxy    Code = "untrusted_proxy"   // forward-auth from a peer not in the trusted proxies
 
 	JWKSUnavailable  Code = "jwks_unavailable"
 	StoreUnavailable Code = "store_unavailable" // a key the store may hold, before its keys were ever loaded
@@ -83,6 +84,7 @@ var reasons = map[Code]info{
 	TenantRequired:    {403, "this route needs a tenant"},
 	TenantDisabled:    {403, "the tenant is disabled"},
 	UserDisabled:      {403, "the user is disabled"},
+	CreditsExhausted:  {429, "credits exhausted"},
 	UntrustedProxy:    {403, "request did not come through a trusted proxy"},
 
 	JWKSUnavailable:  {503, "token issuer keys unavailable"},
@@ -103,7 +105,7 @@ func All() []Code {
 	return out
 }
 
-// Status returns the HTTP status for r: 200, 400, 401, 403 or 503. An
+// Status returns the HTTP status for r: 200, 400, 401, 403, 429 or 503. An
 // unknown reason maps to 503, so a mistake can only deny.
 func (r Code) Status() int {
 	if i, ok := reasons[r]; ok {

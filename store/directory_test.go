@@ -20,7 +20,7 @@ func ptr[T any](v T) *T { return &v }
 func (e *env) mirrored(t *testing.T, version int64) directory.Set {
 	t.Helper()
 	e.wait(t, version)
-	_, d := e.mirror.View()
+	_, d, _ := e.mirror.View()
 	return d
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/portcullis/portcullis/credits"
 	"github.com/portcullis/portcullis/directory"
 	"github.com/portcullis/portcullis/keys"
 )
@@ -58,8 +59,9 @@ type Mirror struct {
 // state is what the mirror publishes: the keys and the directory of one
 // moment of the store, read together by a check.
 type state struct {
-	keys *keys.View
-	dir  *directory.View
+	keys    *keys.View
+	dir     *directory.View
+	wallets *credits.Wallets
 }
 
 // merged is an index a merge made from the view of the loads'th snapshot.
@@ -130,13 +132,21 @@ func (m *Mirror) Directory() directory.Set {
 	return (*directory.View)(nil)
 }
 
-// View returns the keys and the directory as the mirror holds them now,
-// both of the same moment.
-func (m *Mirror) View() (keys.Set, directory.Set) {
+// View returns the keys, the directory and the wallets as the mirror
+// holds them now, all of the same moment.
+func (m *Mirror) View() (keys.Set, directory.Set, *credits.Wallets) {
 	if v := m.view.Load(); v != nil {
-		return v.keys, v.dir
+		return v.keys, v.dir, v.wallets
 	}
-	return (*keys.View)(nil), (*directory.View)(nil)
+	return (*keys.View)(nil), (*directory.View)(nil), nil
+}
+
+// Wallets returns the wallets as the mirror holds them now.
+func (m *Mirror) Wallets() *credits.Wallets {
+	if v := m.view.Load(); v != nil {
+		return v.wallets
+	}
+	return nil
 }
 
 // Loaded reports whether the first snapshot is in.
@@ -292,6 +302,10 @@ func (m *Mirror) load(ctx context.Context, tx pgx.Tx, version int64, resync bool
 	if err != nil {
 		return err
 	}
+	ws, err := walletChanges(ctx, tx, 0, version, true)
+	if err != nil {
+		return err
+	}
 	m.loads++
 	m.merging, m.dirMerging = false, false // a merge of the view before is of no use now
 	// A resync is counted before its view is seen: whoever sees the view
@@ -299,7 +313,7 @@ func (m *Mirror) load(ctx context.Context, tx pgx.Tx, version int64, resync bool
 	if resync {
 		m.resyncs.Add(1)
 	}
-	m.publish(&state{keys: keys.NewView(b.Build()), dir: directory.NewView(dir, directory.NewLayer())}, version)
+	m.publish(&state{keys: keys.NewView(b.Build()), dir: directory.NewView(dir, directory.NewLayer()), wallets: (*credits.Wallets)(nil).With(ws)}, version)
 	tenants, members, users := dir.Counts()
 	m.opts.Log.Info("key store loaded", "version", version, "keys", n, "tenants", tenants, "memberships", members, "users", users,
 		"took_ms", time.Since(start).Milliseconds(), "resync", resync)
@@ -329,6 +343,10 @@ func (m *Mirror) apply(ctx context.Context, tx pgx.Tx, cur *state, version int64
 	if err != nil {
 		return err
 	}
+	wc, err := walletChanges(ctx, tx, m.applied.Load(), version, false)
+	if err != nil {
+		return err
+	}
 	// The view is the index, a layer being merged into it if any, and the
 	// top layer, which takes the changes; the directory likewise.
 	layers, top := cur.keys.Layers(), keys.NewLayer()
@@ -336,7 +354,10 @@ func (m *Mirror) apply(ctx context.Context, tx pgx.Tx, cur *state, version int64
 		top, layers = layers[n-1], layers[:n-1]
 	}
 	top = top.With(changes)
-	next := &state{keys: keys.NewView(cur.keys.Base(), append(append([]*keys.Layer(nil), layers...), top)...), dir: cur.dir}
+	next := &state{keys: keys.NewView(cur.keys.Base(), append(append([]*keys.Layer(nil), layers...), top)...), dir: cur.dir, wallets: cur.wallets}
+	if len(wc) > 0 {
+		next.wallets = cur.wallets.With(wc)
+	}
 	if dc.Len() > 0 {
 		dlayers := cur.dir.Layers()
 		below := directory.NewView(cur.dir.Base(), dlayers[:len(dlayers)-1]...)
@@ -359,7 +380,7 @@ func (m *Mirror) apply(ctx context.Context, tx pgx.Tx, cur *state, version int64
 func (m *Mirror) merge(s *state) {
 	m.merging = true
 	v := s.keys
-	m.publish(&state{keys: keys.NewView(v.Base(), append(append([]*keys.Layer(nil), v.Layers()...), keys.NewLayer())...), dir: s.dir}, m.applied.Load())
+	m.publish(&state{keys: keys.NewView(v.Base(), append(append([]*keys.Layer(nil), v.Layers()...), keys.NewLayer())...), dir: s.dir, wallets: s.wallets}, m.applied.Load())
 	loads := m.loads
 	go func() { m.merged <- merged{idx: v.Merge(), loads: loads} }()
 }
@@ -373,7 +394,7 @@ func (m *Mirror) publishMerged() {
 		}
 		cur := m.view.Load()
 		layers := cur.keys.Layers()
-		m.publish(&state{keys: keys.NewView(r.idx, layers[len(layers)-1]), dir: cur.dir}, m.applied.Load())
+		m.publish(&state{keys: keys.NewView(r.idx, layers[len(layers)-1]), dir: cur.dir, wallets: cur.wallets}, m.applied.Load())
 		m.merging = false
 	default:
 	}
@@ -385,7 +406,7 @@ func (m *Mirror) mergeDirectory(s *state) {
 	m.dirMerging = true
 	v := s.dir
 	cur := m.view.Load()
-	m.publish(&state{keys: cur.keys, dir: directory.NewView(v.Base(), append(append([]*directory.Layer(nil), v.Layers()...), directory.NewLayer())...)}, m.applied.Load())
+	m.publish(&state{keys: cur.keys, dir: directory.NewView(v.Base(), append(append([]*directory.Layer(nil), v.Layers()...), directory.NewLayer())...), wallets: cur.wallets}, m.applied.Load())
 	loads := m.loads
 	go func() { m.dirMerged <- dirMerged{table: v.Merge(), loads: loads} }()
 }
@@ -400,7 +421,7 @@ func (m *Mirror) publishDirMerged() {
 		}
 		cur := m.view.Load()
 		layers := cur.dir.Layers()
-		m.publish(&state{keys: cur.keys, dir: directory.NewView(r.table, layers[len(layers)-1])}, m.applied.Load())
+		m.publish(&state{keys: cur.keys, dir: directory.NewView(r.table, layers[len(layers)-1]), wallets: cur.wallets}, m.applied.Load())
 		m.dirMerging = false
 	default:
 	}

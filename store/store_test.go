@@ -116,7 +116,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if v, err := store.Migrate(context.Background(), pool); err != nil || v != 5 {
+	if v, err := store.Migrate(context.Background(), pool); err != nil || v != 6 {
 		t.Fatalf("schema %d, %v", v, err)
 	}
 }

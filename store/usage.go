@@ -4,13 +4,16 @@ package store
 // batched statement.
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -32,6 +35,16 @@ type counts struct{ allowed, denied int64 }
 // dayCounts are one key's checks on one day not flushed yet.
 type dayCounts struct{ allowed, denied atomic.Int64 }
 
+// detailKey is one row of usage by tenant, user and key ("" for none).
+type detailKey struct {
+	day               int64
+	tenant, user, key string
+}
+
+// detailCounts are one detail row's checks, and the units the allowed ones
+// cost, not flushed yet.
+type detailCounts struct{ allowed, denied, units atomic.Int64 }
+
 // Usage counts checks per key and day in memory and flushes them in one
 // statement: the day's counts added to the store's, last_used_at moved
 // forward (never back), at most every lastUsedEvery per key. No check
@@ -43,6 +56,7 @@ type Usage struct {
 
 	pending sync.Map // dayKey → *dayCounts
 	used    sync.Map // key id → *atomic.Int64: its newest use, Unix nanoseconds
+	detail  sync.Map // detailKey → *detailCounts
 
 	mu      sync.Mutex           // one flush at a time; guards what follows
 	written map[string]time.Time // when last_used_at was last written
@@ -76,6 +90,24 @@ func (u *Usage) Record(id string, allowed bool, now time.Time) {
 	}
 	last, at := l.(*atomic.Int64), now.UnixNano()
 	for old := last.Load(); at > old && !last.CompareAndSwap(old, at); old = last.Load() {
+	}
+}
+
+// RecordDetail counts one check by the tenant it acted for, the user and
+// the key (any may be ""), with the units it cost when allowed.
+func (u *Usage) RecordDetail(tenant, user, key string, allowed bool, units int64, now time.Time) {
+	k := detailKey{day: dayOf(now), tenant: tenant, user: user, key: key}
+	v, ok := u.detail.Load(k)
+	if !ok {
+		k.tenant, k.user, k.key = strings.Clone(tenant), strings.Clone(user), strings.Clone(key)
+		v, _ = u.detail.LoadOrStore(k, new(detailCounts))
+	}
+	c := v.(*detailCounts)
+	if allowed {
+		c.allowed.Add(1)
+		c.units.Add(units)
+	} else {
+		c.denied.Add(1)
 	}
 }
 
@@ -121,6 +153,26 @@ func (u *Usage) Flush(ctx context.Context, now time.Time) (int, error) {
 		}
 		return true
 	})
+	type takenDetail struct {
+		c       *detailCounts
+		a, d, n int64
+	}
+	var tookDetail []takenDetail
+	var dDays, dTenants, dUsers, dKeys []string
+	var dAllowed, dDenied, dUnits []int64
+	u.detail.Range(func(k, v any) bool {
+		dk, c := k.(detailKey), v.(*detailCounts)
+		a, d, n := c.allowed.Swap(0), c.denied.Swap(0), c.units.Swap(0)
+		switch {
+		case a != 0 || d != 0:
+			tookDetail = append(tookDetail, takenDetail{c, a, d, n})
+			dDays, dTenants, dUsers, dKeys = append(dDays, dayString(dk.day)), append(dTenants, dk.tenant), append(dUsers, dk.user), append(dKeys, dk.key)
+			dAllowed, dDenied, dUnits = append(dAllowed, a), append(dDenied, d), append(dUnits, n)
+		case dk.day < dayOf(now)-1:
+			u.detail.CompareAndDelete(k, v)
+		}
+		return true
+	})
 	var luIDs []string
 	var luAt []time.Time
 	var luNanos []int64
@@ -131,7 +183,7 @@ func (u *Usage) Flush(ctx context.Context, now time.Time) (int, error) {
 		}
 		return true
 	})
-	if len(ids) == 0 && len(luIDs) == 0 {
+	if len(ids) == 0 && len(luIDs) == 0 && len(dDays) == 0 {
 		return 0, nil
 	}
 	_, err := u.pool.Exec(ctx, `WITH used AS (
@@ -139,21 +191,31 @@ func (u *Usage) Flush(ctx context.Context, now time.Time) (int, error) {
 			SELECT * FROM unnest($1::text[], $2::date[], $3::bigint[], $4::bigint[])
 			ON CONFLICT (key_id, day) DO UPDATE SET allowed = portcullis_usage.allowed + excluded.allowed,
 				denied = portcullis_usage.denied + excluded.denied
+		), detail AS (
+			INSERT INTO portcullis_usage_detail (day, tenant, user_id, key_id, allowed, denied, units)
+			SELECT * FROM unnest($7::date[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[])
+			ON CONFLICT (day, tenant, user_id, key_id) DO UPDATE SET allowed = portcullis_usage_detail.allowed + excluded.allowed,
+				denied = portcullis_usage_detail.denied + excluded.denied, units = portcullis_usage_detail.units + excluded.units
 		)
 		UPDATE portcullis_keys k SET last_used_at = u.at FROM unnest($5::text[], $6::timestamptz[]) AS u(id, at)
 		WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at < u.at)`,
-		ids, days, allowed, denied, luIDs, luAt)
+		ids, days, allowed, denied, luIDs, luAt, dDays, dTenants, dUsers, dKeys, dAllowed, dDenied, dUnits)
 	if err != nil {
 		for _, t := range took { // keep them for the next flush
 			t.c.allowed.Add(t.a)
 			t.c.denied.Add(t.d)
+		}
+		for _, t := range tookDetail {
+			t.c.allowed.Add(t.a)
+			t.c.denied.Add(t.d)
+			t.c.units.Add(t.n)
 		}
 		return 0, err
 	}
 	for i, id := range luIDs {
 		u.written[id], u.wrote[id] = now, luNanos[i]
 	}
-	return len(ids), nil
+	return len(ids) + len(dDays), nil
 }
 
 // Day is one day's usage of a key.
@@ -216,4 +278,120 @@ func (u *Usage) withPending(id string, days []Day) []Day {
 
 func sortDays(days []Day) {
 	sort.Slice(days, func(i, j int) bool { return days[i].Date < days[j].Date })
+}
+
+// UsageQuery selects rows of usage by day, tenant, user and key: each
+// filter left empty matches any; From and To are UTC days, inclusive.
+// GroupBy names the columns rows are told apart by (any of date, tenant,
+// user, key); the others are summed over.
+type UsageQuery struct {
+	Tenant, User, Key string
+	From, To          time.Time
+	GroupBy           []string
+}
+
+// UsageRow is one row of usage; the columns outside the query's GroupBy
+// are empty.
+type UsageRow struct {
+	Date    string `json:"date,omitempty"`
+	Tenant  string `json:"tenant,omitempty"`
+	User    string `json:"user,omitempty"`
+	Key     string `json:"key,omitempty"`
+	Allowed int64  `json:"allowed"`
+	Denied  int64  `json:"denied"`
+	Units   int64  `json:"units"`
+}
+
+// usageColumns are the columns a query may group by, by name.
+var usageColumns = map[string]string{"date": "to_char(day, 'YYYY-MM-DD')", "tenant": "tenant", "user": "user_id", "key": "key_id"}
+
+// UsageRows answers q from what was flushed, and u's counts not flushed
+// yet (this replica's most recent checks), read between two flushes.
+// Rows are ordered by their columns.
+func (u *Usage) UsageRows(ctx context.Context, s *Store, q UsageQuery) ([]UsageRow, error) {
+	var cols []string
+	for _, g := range []string{"date", "tenant", "user", "key"} {
+		if slices.Contains(q.GroupBy, g) {
+			cols = append(cols, g)
+		}
+	}
+	sel := make([]string, 4)
+	for i, g := range []string{"date", "tenant", "user", "key"} {
+		sel[i] = "''"
+		if slices.Contains(cols, g) {
+			sel[i] = usageColumns[g]
+		}
+	}
+	group := ""
+	if len(cols) > 0 {
+		var g []string
+		for _, c := range cols {
+			g = append(g, usageColumns[c])
+		}
+		group = "GROUP BY " + strings.Join(g, ", ")
+	}
+	if u != nil {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+strings.Join(sel, ", ")+`, coalesce(sum(allowed), 0), coalesce(sum(denied), 0), coalesce(sum(units), 0)
+		FROM portcullis_usage_detail
+		WHERE day BETWEEN $1::date AND $2::date AND ($3 = '' OR tenant = $3) AND ($4 = '' OR user_id = $4) AND ($5 = '' OR key_id = $5)
+		`+group, q.From.UTC().Format(time.DateOnly), q.To.UTC().Format(time.DateOnly), q.Tenant, q.User, q.Key)
+	if err != nil {
+		return nil, err
+	}
+	byRow := map[UsageRow]*UsageRow{}
+	var r UsageRow
+	var a, d, n int64
+	if _, err := pgx.ForEachRow(rows, []any{&r.Date, &r.Tenant, &r.User, &r.Key, &a, &d, &n}, func() error {
+		if a == 0 && d == 0 { // an empty sum (no rows, no group)
+			return nil
+		}
+		byRow[r] = &UsageRow{Date: r.Date, Tenant: r.Tenant, User: r.User, Key: r.Key, Allowed: a, Denied: d, Units: n}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if u != nil {
+		from, to := dayOf(q.From), dayOf(q.To)
+		u.detail.Range(func(k, v any) bool {
+			dk, c := k.(detailKey), v.(*detailCounts)
+			if dk.day < from || dk.day > to || (q.Tenant != "" && dk.tenant != q.Tenant) || (q.User != "" && dk.user != q.User) || (q.Key != "" && dk.key != q.Key) {
+				return true
+			}
+			a, d, n := c.allowed.Load(), c.denied.Load(), c.units.Load()
+			if a == 0 && d == 0 {
+				return true
+			}
+			var key UsageRow
+			if slices.Contains(cols, "date") {
+				key.Date = dayString(dk.day)
+			}
+			if slices.Contains(cols, "tenant") {
+				key.Tenant = dk.tenant
+			}
+			if slices.Contains(cols, "user") {
+				key.User = dk.user
+			}
+			if slices.Contains(cols, "key") {
+				key.Key = dk.key
+			}
+			row := byRow[key]
+			if row == nil {
+				row = &UsageRow{Date: key.Date, Tenant: key.Tenant, User: key.User, Key: key.Key}
+				byRow[key] = row
+			}
+			row.Allowed, row.Denied, row.Units = row.Allowed+a, row.Denied+d, row.Units+n
+			return true
+		})
+	}
+	out := make([]UsageRow, 0, len(byRow))
+	for _, row := range byRow {
+		out = append(out, *row)
+	}
+	slices.SortFunc(out, func(x, y UsageRow) int {
+		return cmp.Or(cmp.Compare(x.Date, y.Date), cmp.Compare(x.Tenant, y.Tenant), cmp.Compare(x.User, y.User), cmp.Compare(x.Key, y.Key))
+	})
+	return out, nil
 }

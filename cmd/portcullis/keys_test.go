@@ -251,7 +251,7 @@ func TestKeysOnKeyStore(t *testing.T) {
 	t.Setenv("PORTCULLIS_DATABASE_URL", dsn)
 	pol := selfService(t)
 	mustRun(t, 0, "db", "migrate", "--policy", pol)
-	if out := mustRun(t, 0, "db", "migrate", "--policy", pol); !strings.Contains(out, "key store schema at version 5") {
+	if out := mustRun(t, 0, "db", "migrate", "--policy", pol); !strings.Contains(out, "key store schema at version 6") {
 		t.Fatalf("second migrate: %s", out)
 	}
 	check := func(key string) int { return checkKeyAt(t, pol, "/v1/models", "authorization: Bearer ", key) }

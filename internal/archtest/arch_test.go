@@ -34,6 +34,7 @@ var rules = []rule{
 	{"authn", []string{mod + "/policy", mod + "/extauthz"}, "authn says who is calling, never what they may do"},
 	{"keys", []string{mod + "/policy", mod + "/authn", mod + "/extauthz", mod + "/store", mod + "/api"}, "keys is data: policies validate it through a callback"},
 	{"directory", append([]string{mod + "/"}, transport...), "the directory is data: it imports no project package"},
+	{"credits", append([]string{mod + "/", "github.com/jackc/"}, transport...), "the ledger knows no SQL, no policy: the store is its Bank, the policy its caller"},
 	{"policy", []string{mod + "/extauthz", mod + "/internal/server", mod + "/internal/telemetry"}, "policy decides; it neither adapts nor serves"},
 	{"extauthz", []string{mod + "/internal/server", mod + "/internal/telemetry"}, "the adapters are a library: no server internals"},
 	{"internal/telemetry", []string{mod + "/internal/server"}, "telemetry is told; it runs nothing"},
@@ -48,7 +49,7 @@ var rules = []rule{
 
 // libraries must never import the binary, the server's lifecycle or the
 // test kit.
-var libraries = []string{"policy", "authn", "keys", "directory", "store", "api", "cache", "reason", "extauthz",
+var libraries = []string{"policy", "authn", "keys", "directory", "credits", "store", "api", "cache", "reason", "extauthz",
 	"internal/source", "internal/telemetry", "internal/cli", "internal/demo"}
 
 // violations returns every arrow of deps (package → everything it depends

@@ -6,6 +6,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/portcullis/portcullis/api"
+	"github.com/portcullis/portcullis/credits"
 	"github.com/portcullis/portcullis/internal/telemetry"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/store"
@@ -27,7 +30,8 @@ type keyStore struct {
 	store  *store.Store
 	mirror *store.Mirror
 	usage  *store.Usage
-	api    *http.Server // nil without --keys-api-addr
+	ledger *credits.Ledger // this replica's holds of the wallets
+	api    *http.Server    // nil without --keys-api-addr
 	apiLis net.Listener
 }
 
@@ -64,6 +68,7 @@ func (s *Server) openKeyStore(snap *policy.Snapshot) (*keyStore, error) {
 	}
 	k := &keyStore{pool: pool, store: store.New(pool), usage: store.NewUsage(pool),
 		mirror: store.NewMirror(feed, store.MirrorOptions{Log: s.log})}
+	k.ledger = credits.NewLedger(k.store, replicaName(), credits.Options{Recheck: 500 * time.Millisecond})
 	s.metrics.WatchKeyStore(k.mirror)
 	return k, nil
 }
@@ -103,8 +108,13 @@ func (k *keyStore) run(ctx context.Context, s *Server) {
 		}
 	}
 	go k.mirror.Run(ctx)
+	go k.ledger.Run(ctx, func(err error) {
+		s.log.Warn("credits not settled; kept for the next settlement", "error", err.Error())
+	})
 	flush := time.NewTicker(s.cfg.UsageFlush)
 	defer flush.Stop()
+	wallets := time.NewTicker(walletsEvery)
+	defer wallets.Stop()
 	prune := time.NewTicker(24 * time.Hour)
 	defer prune.Stop()
 	for {
@@ -117,6 +127,8 @@ func (k *keyStore) run(ctx context.Context, s *Server) {
 			} else if n > 0 {
 				s.log.Debug("key usage flushed", "counts", n)
 			}
+		case now := <-wallets.C:
+			k.walletJobs(ctx, s, now)
 		case now := <-prune.C:
 			if n, err := k.store.Prune(ctx, now.Add(-keyRetention)); err != nil {
 				s.log.Warn("deleted keys not pruned", "error", err.Error())
@@ -130,10 +142,45 @@ func (k *keyStore) run(ctx context.Context, s *Server) {
 // keyRetention is how long a deleted key is kept (for limits and audit).
 const keyRetention = 30 * 24 * time.Hour
 
-// close flushes what usage is left and closes the pool.
+// walletsEvery is how often each replica refills the wallets due and drops
+// the holds of replicas gone (holdLease after their last renewal, so
+// within 30 s of a replica's death). Any replica may do either: both are
+// one statement that does each thing once.
+const (
+	walletsEvery = 5 * time.Second
+	holdLease    = 25 * time.Second
+)
+
+func (k *keyStore) walletJobs(ctx context.Context, s *Server, now time.Time) {
+	if n, err := k.store.RefillDue(ctx, now); err != nil {
+		s.log.Warn("wallets not refilled; retrying", "error", err.Error())
+	} else if n > 0 {
+		s.log.Info("wallets refilled", "wallets", n)
+	}
+	if n, err := k.store.ChargeStale(ctx, holdLease); err != nil {
+		s.log.Warn("stale credit holds not dropped; retrying", "error", err.Error())
+	} else if n > 0 {
+		s.log.Warn("credit holds of a replica gone dropped: counted forfeited, since it may have admitted them", "units", n)
+	}
+}
+
+// replicaName names this process among the replicas holding credits: the
+// host name and a random suffix (a restarted replica is another).
+func replicaName() string {
+	host, _ := os.Hostname()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}
+
+// close returns every credit unit held, flushes what usage is left and
+// closes the pool.
 func (k *keyStore) close(log interface{ Warn(string, ...any) }) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if err := k.ledger.Settle(ctx, true); err != nil {
+		log.Warn("credits held not returned at shutdown: they are counted forfeited after the lease", "error", err.Error())
+	}
 	if _, err := k.usage.Flush(ctx, time.Now()); err != nil {
 		log.Warn("key usage lost at shutdown", "error", err.Error())
 	}

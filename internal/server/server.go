@@ -124,6 +124,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	opts := policy.EngineOptions{OnPanic: func(v any, stack []byte) { obs.Panicked(context.Background(), "engine", v, stack) }}
 	if s.keys != nil {
 		opts.Store = s.keys.mirror
+		opts.Credits = s.keys.ledger
 		obs.CountStoreKeys(s.keys.usage)
 	}
 	s.engine = policy.NewEngine(snap, opts)
@@ -134,6 +135,9 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		sopts := opts
 		sopts.OnPanic = func(v any, stack []byte) { obs.Panicked(context.Background(), "shadow", v, stack) }
+		if s.keys != nil { // the shadow decides as if it charged, and charges nothing
+			sopts.Credits = s.keys.ledger.DryRun()
+		}
 		s.shadow = policy.NewEngine(shadowSnap, sopts)
 	}
 	s.publish(snap)

@@ -30,9 +30,12 @@ func (o *Observer) Begin(ctx context.Context, headers map[string]string) context
 	return o.tracing.begin(ctx, headers)
 }
 
-// Recorder counts the checks of the key store's keys (across replicas).
+// Recorder counts the checks of the key store's keys (across replicas),
+// and every identified check by tenant, user and key with the units it
+// cost (GET /v1/usage).
 type Recorder interface {
 	Record(id string, allowed bool, now time.Time)
+	RecordDetail(tenant, user, key string, allowed bool, units int64, now time.Time)
 }
 
 // CountStoreKeys makes o count the checks of the key store's keys in r.
@@ -56,12 +59,23 @@ func (o *Observer) Observe(ctx context.Context, c extauthz.CheckInfo, d policy.D
 	o.tracing.end(ctx, c, &d)
 	o.m.checks.WithLabelValues(c.Transport, result, d.Tier, string(d.Reason)).Inc()
 	o.m.latency.WithLabelValues(c.Transport).Observe(elapsed.Seconds())
+	now := time.Now()
 	switch {
 	case d.Credential == "":
 	case d.FromStore && o.store != nil:
-		o.store.Record(d.Credential, d.Allow, time.Now())
+		o.store.Record(d.Credential, d.Allow, now)
 	case !d.FromStore && o.usage != nil:
-		o.usage.Record(d.Credential, d.Allow, time.Now())
+		o.usage.Record(d.Credential, d.Allow, now)
+	}
+	if o.store != nil && (d.User != "" || d.Tenant != "" || d.Wallet != "") {
+		tenant, units := d.Tenant, int64(0)
+		if tenant == "" { // credits_exhausted: the wallet's tenant
+			tenant = d.Wallet
+		}
+		if d.Allow && d.Wallet != "" { // charged (an unmetered tenant's cost is not)
+			units = d.Cost
+		}
+		o.store.RecordDetail(tenant, d.User, d.Credential, d.Allow, units, now)
 	}
 	if o.log.Enabled(ctx, slog.LevelDebug) {
 		o.log.LogAttrs(ctx, slog.LevelDebug, "decision",

@@ -1,0 +1,308 @@
+package credits
+
+// This file holds the Ledger: one replica's holds, and the admission a
+// check asks of it.
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Bank is the store's side of the ledger. Implementations are safe for
+// concurrent use.
+type Bank interface {
+	// Take moves units from tenant's wallet into this replica's hold, in
+	// one transaction: want of them, but fewer near exhaustion (so one
+	// replica does not hold what others need), at least min while the
+	// balance covers it, none when it does not. It returns how many it
+	// took and the wallet's balance after; ErrNoWallet when tenant has
+	// none. Taken units leave the balance: spending them can never
+	// overspend the wallet.
+	Take(ctx context.Context, replica, tenant string, min, want int64) (took, balance int64, err error)
+	// Settle reports, for this replica, the units each hold spent, the
+	// units it returns, and the units admitted without a hold while the
+	// store was unreachable (debt), in one transaction; it also renews
+	// the replica's holds (a hold not renewed for the store's lease is
+	// dropped and counted forfeited: its replica may have spent it).
+	Settle(ctx context.Context, replica string, s []Settlement) error
+}
+
+// Settlement is what one hold reports.
+type Settlement struct {
+	Tenant                string
+	Spent, Returned, Debt int64
+}
+
+// ErrNoWallet is Bank.Take's answer for a tenant without a wallet.
+var ErrNoWallet = errors.New("no wallet")
+
+// Outcome is what an admission decided.
+type Outcome int
+
+const (
+	// Admitted: the cost was charged to units this replica holds.
+	Admitted Outcome = iota
+	// Exhausted: the wallet cannot cover the cost.
+	Exhausted
+	// Unavailable: no units in hand, and the store did not answer in time.
+	Unavailable
+	// NoWallet: the tenant has no wallet (it is unmetered).
+	NoWallet
+)
+
+// Options tune a Ledger. Zero values take the defaults noted.
+type Options struct {
+	Block       int64         // least units taken at once while a wallet holds plenty; default 20
+	MaxBlock    int64         // most units taken at once; default 10,000
+	TakeTimeout time.Duration // how long a check waits for a take; default 150ms
+	Every       time.Duration // how often holds are settled and renewed; default 250ms
+	Idle        time.Duration // a hold unused this long is returned; default 1s
+	Recheck     time.Duration // an exhausted wallet is asked again after this, or at its next change; default 1s
+	Now         func() time.Time
+}
+
+func (o Options) withDefaults() Options {
+	if o.Block <= 0 {
+		o.Block = 20
+	}
+	if o.MaxBlock <= 0 {
+		o.MaxBlock = 10_000
+	}
+	if o.TakeTimeout <= 0 {
+		o.TakeTimeout = 150 * time.Millisecond
+	}
+	if o.Every <= 0 {
+		o.Every = 250 * time.Millisecond
+	}
+	if o.Idle <= 0 {
+		o.Idle = time.Second
+	}
+	if o.Recheck <= 0 {
+		o.Recheck = time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// hold is what this replica holds of one wallet. Checks touch only its
+// atomics; the mutex orders takes (the slow path) and settlements.
+type hold struct {
+	avail   atomic.Int64 // units in hand
+	spent   atomic.Int64 // spent since the last settlement
+	debt    atomic.Int64 // admitted without units (store unreachable, on_outage: allow)
+	recent  atomic.Int64 // spent in the current period, for the block size
+	last    atomic.Int64 // Unix nanoseconds of the last admission
+	balance atomic.Int64 // the wallet's balance after this replica's last take
+
+	exhaustedAt      atomic.Int64 // Unix nanoseconds the store last said exhausted; 0: not
+	exhaustedVersion atomic.Int64 // the wallet's version then
+
+	mu   sync.Mutex
+	rate int64 // units spent per period, smoothed (under mu)
+}
+
+// Ledger is one replica's holds of every wallet it admits against. It is
+// safe for concurrent use: an admission with units in hand takes no lock
+// and makes no call.
+type Ledger struct {
+	bank    Bank
+	replica string
+	opts    Options
+	holds   sync.Map // tenant → *hold
+}
+
+// NewLedger returns the Ledger of replica (a name unique among the
+// replicas now running) over bank.
+func NewLedger(bank Bank, replica string, opts Options) *Ledger {
+	return &Ledger{bank: bank, replica: replica, opts: opts.withDefaults()}
+}
+
+// Replica returns the ledger's replica name.
+func (l *Ledger) Replica() string { return l.replica }
+
+func (l *Ledger) hold(tenant string) *hold {
+	if h, ok := l.holds.Load(tenant); ok {
+		return h.(*hold)
+	}
+	h, _ := l.holds.LoadOrStore(tenant, &hold{})
+	return h.(*hold)
+}
+
+// spend takes cost from the units in hand, without a lock.
+func (h *hold) spend(cost int64) bool {
+	for {
+		a := h.avail.Load()
+		if a < cost {
+			return false
+		}
+		if h.avail.CompareAndSwap(a, a-cost) {
+			h.spent.Add(cost)
+			h.recent.Add(cost)
+			return true
+		}
+	}
+}
+
+// Admit charges cost units to tenant's wallet, whose version (as the feed
+// gave it) is version, and returns the outcome and the units the answering
+// replica sees left (its units in hand and the wallet's balance after its
+// last take). With units in hand it takes no lock and makes no call; else
+// it takes a block from the store, waiting at most TakeTimeout. A wallet
+// found exhausted is asked again for a check costing more than the
+// balance it had only after Recheck or once its version changed (a grant
+// or a refill).
+func (l *Ledger) Admit(ctx context.Context, tenant string, cost, version int64) (Outcome, int64) {
+	h := l.hold(tenant)
+	now := l.opts.Now()
+	h.last.Store(now.UnixNano())
+	if h.spend(cost) {
+		return Admitted, h.avail.Load() + h.balance.Load()
+	}
+	// The store said this wallet could not cover a check: until Recheck,
+	// or a change of the wallet, a check costing more than the balance it
+	// saw is refused without asking again.
+	if at := h.exhaustedAt.Load(); at != 0 && h.exhaustedVersion.Load() == version && now.Sub(time.Unix(0, at)) < l.opts.Recheck &&
+		cost > h.balance.Load() {
+		return Exhausted, h.avail.Load() + h.balance.Load()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.spend(cost) { // another check took a block meanwhile
+		return Admitted, h.avail.Load() + h.balance.Load()
+	}
+	want := min(max(l.opts.Block, 2*h.rate, cost), max(l.opts.MaxBlock, cost))
+	tctx, cancel := context.WithTimeout(ctx, l.opts.TakeTimeout)
+	defer cancel()
+	// Checks on the fast path may spend what a take brought in before this
+	// one does: take again (a few times) rather than call a wallet that
+	// still has units exhausted.
+	for range 4 {
+		took, balance, err := l.bank.Take(tctx, l.replica, tenant, cost, want)
+		switch {
+		case errors.Is(err, ErrNoWallet):
+			return NoWallet, 0
+		case err != nil:
+			return Unavailable, 0
+		}
+		h.balance.Store(balance)
+		if took == 0 {
+			h.exhaustedVersion.Store(version)
+			h.exhaustedAt.Store(now.UnixNano())
+			return Exhausted, h.avail.Load() + balance
+		}
+		h.avail.Add(took)
+		if h.spend(cost) {
+			h.exhaustedAt.Store(0)
+			return Admitted, h.avail.Load() + balance
+		}
+	}
+	return Exhausted, h.avail.Load() + h.balance.Load()
+}
+
+// Owe records cost admitted without units (the store unreachable and the
+// policy's on_outage: allow): it is charged at the next settlement, and
+// may take the wallet's balance below zero.
+func (l *Ledger) Owe(tenant string, cost int64) {
+	h := l.hold(tenant)
+	h.debt.Add(cost)
+	h.recent.Add(cost)
+	h.last.Store(l.opts.Now().UnixNano())
+}
+
+// Held returns the units this replica holds of tenant's wallet now.
+func (l *Ledger) Held(tenant string) int64 {
+	if h, ok := l.holds.Load(tenant); ok {
+		return h.(*hold).avail.Load()
+	}
+	return 0
+}
+
+// Run settles and renews every Every until ctx ends, telling failed of
+// each settlement that failed (nil: none). At shutdown, once checks have
+// stopped, call Settle(ctx, true) to return every unit held.
+func (l *Ledger) Run(ctx context.Context, failed func(error)) {
+	t := time.NewTicker(l.opts.Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := l.Settle(ctx, false); err != nil && failed != nil && ctx.Err() == nil {
+				failed(err)
+			}
+		}
+	}
+}
+
+// DryRun returns an admitter that decides as l would with what l knows
+// now (its units in hand and the balance its last take saw), charging and
+// taking nothing: for a shadow policy.
+func (l *Ledger) DryRun() DryRun { return DryRun{l} }
+
+// DryRun is Ledger.DryRun's admitter.
+type DryRun struct{ l *Ledger }
+
+// Admit answers Admitted when l holds cost units of tenant's wallet or
+// saw a balance covering it, else Exhausted; NoWallet it cannot tell.
+func (d DryRun) Admit(_ context.Context, tenant string, cost, _ int64) (Outcome, int64) {
+	h, ok := d.l.holds.Load(tenant)
+	if !ok {
+		return Admitted, 0
+	}
+	x := h.(*hold)
+	left := x.avail.Load() + x.balance.Load()
+	if left < cost {
+		return Exhausted, left
+	}
+	return Admitted, left - cost
+}
+
+// Owe does nothing: a dry run charges nothing.
+func (DryRun) Owe(string, int64) {}
+
+// Settle reports every hold's spending, returns holds idle for Idle (all
+// of them when all is set), and renews the rest. On failure nothing is
+// lost: the counts go back to their holds for the next settlement.
+func (l *Ledger) Settle(ctx context.Context, all bool) error {
+	now := l.opts.Now()
+	type taken struct {
+		h *hold
+		s Settlement
+	}
+	var ts []taken
+	l.holds.Range(func(k, v any) bool {
+		h := v.(*hold)
+		h.mu.Lock()
+		// The block size follows what the wallet spends: twice a period's
+		// use, smoothed.
+		h.rate = (h.rate + h.recent.Swap(0)) / 2
+		s := Settlement{Tenant: k.(string), Spent: h.spent.Swap(0), Debt: h.debt.Swap(0)}
+		if all || now.Sub(time.Unix(0, h.last.Load())) >= l.opts.Idle {
+			s.Returned = h.avail.Swap(0)
+		}
+		h.mu.Unlock()
+		if s.Spent != 0 || s.Returned != 0 || s.Debt != 0 {
+			ts = append(ts, taken{h, s})
+		}
+		return true
+	})
+	list := make([]Settlement, len(ts))
+	for i, t := range ts {
+		list[i] = t.s
+	}
+	if err := l.bank.Settle(ctx, l.replica, list); err != nil {
+		for _, t := range ts {
+			t.h.spent.Add(t.s.Spent)
+			t.h.debt.Add(t.s.Debt)
+			t.h.avail.Add(t.s.Returned) // still held: spend them meanwhile
+		}
+		return err
+	}
+	return nil
+}
