@@ -251,19 +251,22 @@ async function load() {
   });
 }
 
-// loadMembers reads the member list of a tenant the user administers, for
-// the member filter and "delete a member's keys".
+// loadMembers lists the owners of the keys bound to a tenant the user
+// administers, for the member filter and "delete a member's keys": read
+// from the keys themselves, so the page needs no directory call (those
+// stay off the token page's host; a member without keys has none to
+// filter or delete).
 async function loadMembers(tenant) {
-  const list = [];
+  const users = new Set();
   let token = "";
   do {
-    const q = new URLSearchParams({ page_size: "200" });
+    const q = new URLSearchParams({ tenant, page_size: "200" });
     if (token) q.set("page_token", token);
-    const page = await api("GET", `/v1/tenants/${encodeURIComponent(tenant)}/members?${q}`);
-    list.push(...page.members);
+    const page = await api("GET", `/v1/keys?${q}`);
+    for (const k of page.keys) users.add(k.user);
     token = page.next_page_token;
   } while (token);
-  return list;
+  return [...users].sort().map((user) => ({ user }));
 }
 
 // view sets up what depends on the tenant chosen: the organization's ID,
@@ -275,7 +278,7 @@ async function view() {
   $("#org-id-row").hidden = !t;
   members = admin ? await loadMembers(t) : [];
   if (tenantView() !== t) return; // switched again meanwhile
-  $("#member").replaceChildren(new Option("Every member", ""), ...members.map((m) => new Option(`${m.user} (${m.role})`, m.user)));
+  $("#member").replaceChildren(new Option("Every member", ""), ...members.map((m) => new Option(m.user, m.user)));
   $("#member-filter").hidden = !admin;
   $("#delete-member").hidden = !admin;
   $("#delete-all").hidden = admin;
