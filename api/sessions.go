@@ -153,7 +153,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, p *principal) e
 
 // whoami is GET /v1/sessions/current: what the page shows and offers the
 // signed-in user.
-func (h *Handler) whoami(w http.ResponseWriter, _ *http.Request, p *principal) error {
+func (h *Handler) whoami(w http.ResponseWriter, r *http.Request, p *principal) error {
 	if p.session == nil {
 		return badf("only a token page session has a current session")
 	}
@@ -181,8 +181,23 @@ func (h *Handler) whoami(w http.ResponseWriter, _ *http.Request, p *principal) e
 		role, _ := p.dir.Role(t, p.user)
 		tenants = append(tenants, tenantInfo{t, role, slices.Contains(p.adminOf, t)})
 	}
+	// The wallets the user may read: their personal context's, and those
+	// of the tenants they manage the keys of (credits: none when the
+	// policy meters nothing, or the tenant has no wallet).
+	wallets := []walletObject{}
+	if p.snap.Metered() {
+		for _, t := range append([]string{p.user}, p.adminOf...) {
+			switch wal, err := h.cfg.Store.GetWallet(r.Context(), t); {
+			case err == nil:
+				wallets = append(wallets, walletOf(wal))
+			case !errors.Is(err, store.ErrNoWallet):
+				return err
+			}
+		}
+	}
 	return writeJSON(w, http.StatusOK, map[string]any{"user": p.user, "tenant": optional(p.sessionTenant), "expires_at": p.sessionExpires,
-		"tenants": p.tenants, "tiers": api.Tiers(), "max_lifetime": maxLife, "tier_info": tiers, "memberships": tenants})
+		"tenants": p.tenants, "tiers": api.Tiers(), "max_lifetime": maxLife, "tier_info": tiers, "memberships": tenants,
+		"metered": p.snap.Metered(), "wallets": wallets})
 }
 
 // formatDays writes d as the policy does: "365d", or Go's form for less

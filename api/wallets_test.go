@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -10,14 +11,12 @@ import (
 	"github.com/portcullis/portcullis/store"
 )
 
-// withCredits meters the self-service example's routes.
-func withCredits(p string) string {
-	return p + `
-credits:
-  costs:
-    - { prefix: /v1/models, methods: [POST], cost: 10 }
-    - { prefix: /v1, cost: 1 }
-`
+// withoutCredits takes the self-service example's credits block out.
+func withoutCredits(p string) string {
+	i := strings.Index(p, "credits:\n")
+	j := strings.Index(p[i:], "\n\n")
+	p = p[:i] + p[i+j+2:]
+	return regexp.MustCompile(`(?m)^  credits_remaining: .*\n`).ReplaceAllString(p, "")
 }
 
 // TestWallets: the platform creates a wallet, sets and clears its refill,
@@ -25,7 +24,7 @@ credits:
 // managers and, for a personal wallet, its user read it; nobody else
 // learns it exists; a self-service user changes nothing.
 func TestWallets(t *testing.T) {
-	e := newAPI(t, withCredits)
+	e := newAPI(t, nil)
 	e.want(e.call("console", "GET", "/v1/wallets/org-acme", nil), 404, "not_found")
 	a := e.call("console", "PUT", "/v1/wallets/org-acme", nil)
 	e.want(a, 201, "")
@@ -105,7 +104,7 @@ func TestWallets(t *testing.T) {
 // TestWalletRequestsRefused: each malformed wallet call is 400 naming the
 // field, and changes nothing; without a credits block wallets are 404.
 func TestWalletRequestsRefused(t *testing.T) {
-	e := newAPI(t, withCredits)
+	e := newAPI(t, nil)
 	e.want(e.call("console", "PUT", "/v1/wallets/org-acme", nil), 201, "")
 	for _, c := range []struct {
 		path, body, field string
@@ -150,7 +149,7 @@ func TestWalletRequestsRefused(t *testing.T) {
 	// The refused grants did not use their key: it grants now.
 	e.want(e.call("console", "POST", "/v1/wallets/org-acme/grants", map[string]any{"units": 1, "idempotency_key": "k"}), 200, "")
 
-	off := newAPI(t, nil)
+	off := newAPI(t, withoutCredits)
 	for _, m := range []string{"GET", "PUT", "DELETE"} {
 		if a := off.call("console", m, "/v1/wallets/org-acme", nil); a.status != 404 || !strings.Contains(a.str("error"), "meters nothing") {
 			t.Fatalf("%s without credits: %d %s", m, a.status, a.raw)
@@ -163,7 +162,7 @@ func TestWalletRequestsRefused(t *testing.T) {
 // managers the tenant's; a filter naming what the caller may not read is
 // 403, a malformed one 400.
 func TestUsageRows(t *testing.T) {
-	e := newAPI(t, withCredits)
+	e := newAPI(t, nil)
 	mine := e.call("alice", "POST", "/v1/keys", map[string]any{"label": "k", "tier": "admin", "tenant": "org-acme"})
 	e.want(mine, 201, "")
 	carols := e.call("carol-admin", "POST", "/v1/keys", map[string]any{"label": "k", "tier": "admin", "tenant": "org-acme"})
@@ -250,6 +249,36 @@ func TestUsageRows(t *testing.T) {
 	} {
 		if a := e.callMalformed("console", "GET", "/v1/usage?"+c.query, nil); a.status != 400 || !strings.Contains(a.str("error"), c.field) {
 			t.Errorf("?%s: %d %s, want 400 naming %s", c.query, a.status, a.raw, c.field)
+		}
+	}
+}
+
+// TestSessionShowsWallets: the token page's session lists the wallets its
+// user may read (their personal one, those of tenants they manage the
+// keys of), and none other.
+func TestSessionShowsWallets(t *testing.T) {
+	e := newAPI(t, nil)
+	for _, w := range []string{"org-acme", "org-globex", "u-alice", "u-bob"} {
+		e.want(e.call("console", "PUT", "/v1/wallets/"+w, nil), 201, "")
+	}
+	e.want(e.call("console", "POST", "/v1/wallets/org-acme/grants", map[string]any{"units": 40, "idempotency_key": "g"}), 200, "")
+	wallets := func(user string) string {
+		cur := e.as(e.open(user, ""), "GET", "/v1/sessions/current", nil, nil)
+		e.want(cur, 200, "")
+		if cur.body["metered"] != true {
+			t.Fatalf("metered: %s", cur.raw)
+		}
+		var out []string
+		for _, w := range cur.body["wallets"].([]any) {
+			m := w.(map[string]any)
+			out = append(out, fmt.Sprintf("%s=%v", m["tenant"], m["balance"]))
+		}
+		return strings.Join(out, " ")
+	}
+	// carol manages org-acme's keys (her role), alice is its member only.
+	for user, want := range map[string]string{"u-alice": "u-alice=0", "u-carol": "org-acme=40", "u-bob": "u-bob=0"} {
+		if got := wallets(user); got != want {
+			t.Errorf("%s's session lists %q, want %q", user, got, want)
 		}
 	}
 }
