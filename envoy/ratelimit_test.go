@@ -22,7 +22,8 @@ package envoy_test
 // Limits are never asserted by timing: the rate limit filter's timeout is
 // raised for the tests, so a slow answer on a busy machine is waited for
 // instead of being let through unlimited (the shipped fail-open choice,
-// tested on its own by stopping the service).
+// tested on its own by stopping the service), and so is the check's (a
+// 503 would miscount a window).
 
 import (
 	"bufio"
@@ -384,6 +385,17 @@ func startRateLimitEnvoy(t *testing.T, p *rlReplica, up *upstream, rls *rateLimi
 	t.Helper()
 	d := rateLimitDoc(t)
 	rateLimitFilter(t, d)["timeout"] = "30s"
+	// The check's timeout too: a 503 from a check slowed by a busy machine
+	// would miscount a window (envoy.yaml's own tests cover that timeout).
+	ea := extAuthzConfigs(d)
+	if len(ea) != 1 {
+		t.Fatalf("%d ext_authz filters", len(ea))
+	}
+	gs := obj(path(ea[0], "grpc_service"))
+	gs["timeout"] = "30s"
+	if bo := obj(path(gs, "retry_policy", "retry_back_off")); bo != nil {
+		bo["max_interval"] = "30s" // each try's timeout, to Envoy
+	}
 	if edit != nil {
 		edit(d)
 	}
