@@ -20,19 +20,22 @@ type Bank interface {
 	// balance covers it, none when it does not. It returns how many it
 	// took and the wallet's balance after; ErrNoWallet when tenant has
 	// none. Taken units leave the balance: spending them can never
-	// overspend the wallet.
-	Take(ctx context.Context, replica, tenant string, min, want int64) (took, balance int64, err error)
+	// overspend the wallet. since is the version that created the wallet
+	// (Wallet.Since).
+	Take(ctx context.Context, replica, tenant string, min, want int64) (took, balance, since int64, err error)
 	// Settle reports, for this replica, the units each hold spent, the
 	// units it returns, and the units admitted without a hold while the
 	// store was unreachable (debt), in one transaction; it also renews
 	// the replica's holds (a hold not renewed for the store's lease is
-	// dropped and counted forfeited: its replica may have spent it).
+	// dropped and counted forfeited: its replica may have spent it). A
+	// settlement whose Since is not the wallet's changes nothing.
 	Settle(ctx context.Context, replica string, s []Settlement) error
 }
 
 // Settlement is what one hold reports.
 type Settlement struct {
 	Tenant                string
+	Since                 int64 // the wallet it was taken from (Wallet.Since)
 	Spent, Returned, Debt int64
 }
 
@@ -98,6 +101,7 @@ type hold struct {
 	recent  atomic.Int64 // spent in the current period, for the block size
 	last    atomic.Int64 // Unix nanoseconds of the last admission
 	balance atomic.Int64 // the wallet's balance after this replica's last take
+	since   atomic.Int64 // the wallet the units are of (Wallet.Since); 0: none yet
 
 	exhaustedAt      atomic.Int64 // Unix nanoseconds the store last said exhausted; 0: not
 	exhaustedVersion atomic.Int64 // the wallet's version then
@@ -114,6 +118,26 @@ type Ledger struct {
 	replica string
 	opts    Options
 	holds   sync.Map // tenant → *hold
+
+	takes atomic.Int64 // calls to Bank.Take
+	owed  atomic.Int64 // units admitted without a hold, ever
+}
+
+// Stats is what a Ledger did, for metrics.
+type Stats struct {
+	Held  int64 // units this replica holds now, over every wallet
+	Takes int64 // blocks asked of the store, ever
+	Owed  int64 // units admitted without a hold (the store unreachable, on_outage: allow), ever
+}
+
+// Stats returns what l holds now and did so far.
+func (l *Ledger) Stats() Stats {
+	st := Stats{Takes: l.takes.Load(), Owed: l.owed.Load()}
+	l.holds.Range(func(_, v any) bool {
+		st.Held += v.(*hold).avail.Load()
+		return true
+	})
+	return st
 }
 
 // NewLedger returns the Ledger of replica (a name unique among the
@@ -148,16 +172,20 @@ func (h *hold) spend(cost int64) bool {
 	}
 }
 
-// Admit charges cost units to tenant's wallet, whose version (as the feed
-// gave it) is version, and returns the outcome and the units the answering
-// replica sees left (its units in hand and the wallet's balance after its
-// last take). With units in hand it takes no lock and makes no call; else
-// it takes a block from the store, waiting at most TakeTimeout. A wallet
-// found exhausted is asked again for a check costing more than the
-// balance it had only after Recheck or once its version changed (a grant
-// or a refill).
-func (l *Ledger) Admit(ctx context.Context, tenant string, cost, version int64) (Outcome, int64) {
+// Admit charges cost units to tenant's wallet w (as the feed gave it),
+// and returns the outcome and the units the answering replica sees left
+// (its units in hand and the wallet's balance after its last take). With
+// units in hand it takes no lock and makes no call; else it takes a block
+// from the store, waiting at most TakeTimeout. A wallet found exhausted is
+// asked again for a check costing more than the balance it had only after
+// Recheck or once its version changed (a grant or a refill). Units held of
+// a wallet since deleted and made again are dropped, never spent on the
+// new one.
+func (l *Ledger) Admit(ctx context.Context, tenant string, cost int64, w Wallet) (Outcome, int64) {
 	h := l.hold(tenant)
+	if s := h.since.Load(); s != w.Since && s != 0 {
+		h.renew(w.Since)
+	}
 	now := l.opts.Now()
 	h.last.Store(now.UnixNano())
 	if h.spend(cost) {
@@ -166,7 +194,7 @@ func (l *Ledger) Admit(ctx context.Context, tenant string, cost, version int64) 
 	// The store said this wallet could not cover a check: until Recheck,
 	// or a change of the wallet, a check costing more than the balance it
 	// saw is refused without asking again.
-	if at := h.exhaustedAt.Load(); at != 0 && h.exhaustedVersion.Load() == version && now.Sub(time.Unix(0, at)) < l.opts.Recheck &&
+	if at := h.exhaustedAt.Load(); at != 0 && h.exhaustedVersion.Load() == w.Version && now.Sub(time.Unix(0, at)) < l.opts.Recheck &&
 		cost > h.balance.Load() {
 		return Exhausted, h.avail.Load() + h.balance.Load()
 	}
@@ -182,16 +210,23 @@ func (l *Ledger) Admit(ctx context.Context, tenant string, cost, version int64) 
 	// one does: take again (a few times) rather than call a wallet that
 	// still has units exhausted.
 	for range 4 {
-		took, balance, err := l.bank.Take(tctx, l.replica, tenant, cost, want)
+		l.takes.Add(1)
+		took, balance, since, err := l.bank.Take(tctx, l.replica, tenant, cost, want)
 		switch {
 		case errors.Is(err, ErrNoWallet):
 			return NoWallet, 0
 		case err != nil:
 			return Unavailable, 0
 		}
+		if s := h.since.Load(); s != since {
+			if s != 0 { // the store's wallet is newer than what this replica held
+				h.drop()
+			}
+			h.since.Store(since)
+		}
 		h.balance.Store(balance)
 		if took == 0 {
-			h.exhaustedVersion.Store(version)
+			h.exhaustedVersion.Store(w.Version)
 			h.exhaustedAt.Store(now.UnixNano())
 			return Exhausted, h.avail.Load() + balance
 		}
@@ -204,11 +239,40 @@ func (l *Ledger) Admit(ctx context.Context, tenant string, cost, version int64) 
 	return Exhausted, h.avail.Load() + h.balance.Load()
 }
 
-// Owe records cost admitted without units (the store unreachable and the
-// policy's on_outage: allow): it is charged at the next settlement, and
-// may take the wallet's balance below zero.
-func (l *Ledger) Owe(tenant string, cost int64) {
+// renew makes h a hold of the wallet since (a wallet deleted and made
+// again), dropping what it held of the old one.
+func (h *hold) renew(since int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.since.Load() != since {
+		h.drop()
+		h.since.Store(since)
+	}
+}
+
+// drop forgets what h holds, spent and owes of a wallet that is gone: the
+// store would refuse to settle it with the new one.
+func (h *hold) drop() {
+	h.avail.Store(0)
+	h.spent.Store(0)
+	h.debt.Store(0)
+	h.balance.Store(0)
+	h.exhaustedAt.Store(0)
+}
+
+// Owe records cost admitted without units of tenant's wallet w (the store
+// unreachable and the policy's on_outage: allow): it is charged at the
+// next settlement, and may take the wallet's balance below zero.
+func (l *Ledger) Owe(tenant string, cost int64, w Wallet) {
 	h := l.hold(tenant)
+	if s := h.since.Load(); s != w.Since {
+		if s != 0 {
+			h.renew(w.Since)
+		} else {
+			h.since.CompareAndSwap(0, w.Since)
+		}
+	}
+	l.owed.Add(cost)
 	h.debt.Add(cost)
 	h.recent.Add(cost)
 	h.last.Store(l.opts.Now().UnixNano())
@@ -250,7 +314,7 @@ type DryRun struct{ l *Ledger }
 
 // Admit answers Admitted when l holds cost units of tenant's wallet or
 // saw a balance covering it, else Exhausted; NoWallet it cannot tell.
-func (d DryRun) Admit(_ context.Context, tenant string, cost, _ int64) (Outcome, int64) {
+func (d DryRun) Admit(_ context.Context, tenant string, cost int64, _ Wallet) (Outcome, int64) {
 	h, ok := d.l.holds.Load(tenant)
 	if !ok {
 		return Admitted, 0
@@ -264,7 +328,7 @@ func (d DryRun) Admit(_ context.Context, tenant string, cost, _ int64) (Outcome,
 }
 
 // Owe does nothing: a dry run charges nothing.
-func (DryRun) Owe(string, int64) {}
+func (DryRun) Owe(string, int64, Wallet) {}
 
 // Settle reports every hold's spending, returns holds idle for Idle (all
 // of them when all is set), and renews the rest. On failure nothing is
@@ -282,7 +346,7 @@ func (l *Ledger) Settle(ctx context.Context, all bool) error {
 		// The block size follows what the wallet spends: twice a period's
 		// use, smoothed.
 		h.rate = (h.rate + h.recent.Swap(0)) / 2
-		s := Settlement{Tenant: k.(string), Spent: h.spent.Swap(0), Debt: h.debt.Swap(0)}
+		s := Settlement{Tenant: k.(string), Since: h.since.Load(), Spent: h.spent.Swap(0), Debt: h.debt.Swap(0)}
 		if all || now.Sub(time.Unix(0, h.last.Load())) >= l.opts.Idle {
 			s.Returned = h.avail.Swap(0)
 		}

@@ -38,17 +38,23 @@ func bank(t *testing.T, pg *testkit.PostgreSQL) *store.Store {
 	return store.New(pool)
 }
 
-func wallet(t *testing.T, s *store.Store, tenant string, units int64) int64 {
+// wallet makes tenant's wallet with units and returns it as the feed
+// would give it.
+func wallet(t *testing.T, s *store.Store, tenant string, units int64) credits.Wallet {
 	t.Helper()
 	ctx := context.Background()
-	if _, _, err := s.PutWallet(ctx, tenant, nil, false, "test", time.Now()); err != nil {
+	w, _, err := s.PutWallet(ctx, tenant, nil, false, "test", time.Now())
+	if err != nil {
 		t.Fatal(err)
+	}
+	if units == 0 {
+		return credits.Wallet{Version: w.Version, Since: w.Since}
 	}
 	_, v, _, err := s.Grant(ctx, tenant, units, "initial-"+tenant, "", "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v
+	return credits.Wallet{Version: v, Since: w.Since}
 }
 
 // TestNeverOverspent: three replicas' ledgers, fifty callers each, spend
@@ -116,7 +122,7 @@ func TestHeldUnitsOutliveTheStore(t *testing.T) {
 	pg := testkit.NewPostgreSQL(t)
 	s := bank(t, pg)
 	v := wallet(t, s, "org-a", 1000)
-	wallet(t, s, "org-b", 100)
+	bw := wallet(t, s, "org-b", 100)
 	l := credits.NewLedger(s, "replica-1", credits.Options{Block: 50})
 	if o, _ := l.Admit(ctx, "org-a", 1, v); o != credits.Admitted {
 		t.Fatalf("first admission: %v", o)
@@ -135,7 +141,7 @@ func TestHeldUnitsOutliveTheStore(t *testing.T) {
 	if o, _ := l.Admit(ctx, "org-a", 1, v); o != credits.Unavailable {
 		t.Fatalf("no units in hand, the store down: %v", o)
 	}
-	l.Owe("org-b", 150)
+	l.Owe("org-b", 150, bw)
 	if err := l.Settle(ctx, true); err == nil {
 		t.Fatal("a settlement with the store down succeeded")
 	}
@@ -214,10 +220,10 @@ func TestExhaustedThenGranted(t *testing.T) {
 		t.Fatal(err)
 	} else if o, _ := l.Admit(ctx, "org-d", 1, v); o != credits.Exhausted {
 		t.Fatalf("the same version before Recheck: %v", o)
-	} else if o, _ := l.Admit(ctx, "org-d", 1, v2); o != credits.Admitted {
+	} else if o, _ := l.Admit(ctx, "org-d", 1, credits.Wallet{Version: v2, Since: v.Since}); o != credits.Admitted {
 		t.Fatalf("after the grant's version: %v", o)
 	}
-	if o, _ := l.Admit(ctx, "org-x", 1, 1); o != credits.NoWallet {
+	if o, _ := l.Admit(ctx, "org-x", 1, credits.Wallet{Version: 1, Since: 1}); o != credits.NoWallet {
 		t.Fatalf("no wallet: %v", o)
 	}
 }
@@ -300,5 +306,53 @@ func TestRefills(t *testing.T) {
 	}
 	if g, _ := s.GetWallet(ctx, "org-g"); g.Balance != 800 || !g.NextRefill.Equal(time.Date(2027, 2, 5, 0, 0, 0, 0, time.UTC)) {
 		t.Fatalf("a refill took the balance down, or did not move on: %+v", g)
+	}
+}
+
+// TestAWalletMadeAgainIsAnother: units a replica holds of a wallet that is
+// deleted and made again are never spent on the new one, nor returned to
+// it: the new wallet admits exactly what it was granted.
+func TestAWalletMadeAgainIsAnother(t *testing.T) {
+	ctx := context.Background()
+	s := bank(t, testkit.SharedPostgreSQL(t))
+	old := wallet(t, s, "org-h", 400)
+	l := credits.NewLedger(s, "replica-h", credits.Options{Block: 40})
+	if o, _ := l.Admit(ctx, "org-h", 1, old); o != credits.Admitted || l.Held("org-h") != 39 {
+		t.Fatalf("first admission: %v, held %d", o, l.Held("org-h"))
+	}
+	if _, err := s.DeleteWallet(ctx, "org-h", "test"); err != nil {
+		t.Fatal(err)
+	}
+	again := wallet(t, s, "org-h", 3)
+	if again.Since == old.Since {
+		t.Fatal("the wallet made again has the old one's Since")
+	}
+	admitted := 0
+	for range 10 {
+		if o, _ := l.Admit(ctx, "org-h", 1, again); o == credits.Admitted {
+			admitted++
+		}
+	}
+	if admitted != 3 {
+		t.Fatalf("the new wallet of 3 units admitted %d checks", admitted)
+	}
+	// A replica that saw the new wallet only through a take (its feed
+	// behind) drops the old units too.
+	stale := credits.NewLedger(s, "replica-h2", credits.Options{Block: 40})
+	third := wallet(t, s, "org-i", 400)
+	if o, _ := stale.Admit(ctx, "org-i", 1, third); o != credits.Admitted {
+		t.Fatal(o)
+	}
+	if _, err := s.DeleteWallet(ctx, "org-i", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := stale.Settle(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if w := wallet(t, s, "org-i", 2); w.Since == third.Since {
+		t.Fatal("same Since")
+	}
+	if g, _ := s.GetWallet(ctx, "org-i"); g.Balance != 2 {
+		t.Fatalf("units returned from a deleted wallet reached the new one: balance %d, want 2", g.Balance)
 	}
 }

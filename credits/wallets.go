@@ -10,10 +10,13 @@ import (
 )
 
 // Wallet is what a check needs of a wallet: its last change's version
-// (an exhausted wallet is asked again once it changes) and its next refill
-// (for Retry-After; zero: none).
+// (an exhausted wallet is asked again once it changes), the version that
+// created it (a wallet deleted and made again is another: units held of
+// the old one are never spent on the new one) and its next refill (for
+// Retry-After; zero: none).
 type Wallet struct {
 	Version    int64
+	Since      int64
 	NextRefill time.Time
 }
 

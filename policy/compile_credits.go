@@ -159,8 +159,8 @@ func (cc *creditsConf) cost(method, path, host string) int64 {
 
 // Admitter admits a metered check against a wallet: credits.Ledger.
 type Admitter interface {
-	Admit(ctx context.Context, tenant string, cost, version int64) (credits.Outcome, int64)
-	Owe(tenant string, cost int64)
+	Admit(ctx context.Context, tenant string, cost int64, w credits.Wallet) (credits.Outcome, int64)
+	Owe(tenant string, cost int64, w credits.Wallet)
 }
 
 // charge meters an allow d: its cost on its route, charged to the wallet
@@ -187,7 +187,7 @@ func (s *Snapshot) charge(ctx context.Context, d *Decision, req Request, st *sto
 		}
 		return
 	}
-	outcome, remaining := a.Admit(ctx, d.Tenant, cost, w.Version)
+	outcome, remaining := a.Admit(ctx, d.Tenant, cost, w)
 	switch outcome {
 	case credits.Admitted:
 		d.CreditsRemaining = remaining
@@ -210,7 +210,7 @@ func (s *Snapshot) charge(ctx context.Context, d *Decision, req Request, st *sto
 			*d = c.deny(reason.StoreUnavailable)
 			return
 		}
-		a.Owe(d.Tenant, cost)
+		a.Owe(d.Tenant, cost, w)
 	}
 	if h := cc.remainingHeader; h != "" {
 		// Set, so no longer removed (a header is in one list only).

@@ -86,17 +86,18 @@ func newCreditsEnv(t *testing.T, pol string, pg *testkit.PostgreSQL) *creditsEnv
 // as the mirror would.
 func (e *creditsEnv) wallet(tenant string, units int64, next time.Time) {
 	e.t.Helper()
-	if _, _, err := e.bank.PutWallet(e.ctx, tenant, nil, false, "test", time.Now()); err != nil {
+	w, _, err := e.bank.PutWallet(e.ctx, tenant, nil, false, "test", time.Now())
+	if err != nil {
 		e.t.Fatal(err)
 	}
-	v := int64(1)
+	v := w.Version
 	if units != 0 {
 		var err error
 		if _, v, _, err = e.bank.Grant(e.ctx, tenant, units, "initial", "", "test"); err != nil {
 			e.t.Fatal(err)
 		}
 	}
-	e.st.wallets = e.st.wallets.With(map[string]*credits.Wallet{tenant: {Version: v, NextRefill: next}})
+	e.st.wallets = e.st.wallets.With(map[string]*credits.Wallet{tenant: {Version: v, Since: w.Since, NextRefill: next}})
 }
 
 func (e *creditsEnv) decide(key, method, path, tenant string, extra ...string) policy.Decision {
@@ -213,7 +214,8 @@ func TestCreditsCharge(t *testing.T) {
 	if _, v, _, err := e.bank.Grant(e.ctx, "org-a", 100, "more", "", "test"); err != nil {
 		t.Fatal(err)
 	} else {
-		e.st.wallets = e.st.wallets.With(map[string]*credits.Wallet{"org-a": {Version: v}})
+		old, _ := e.st.wallets.Lookup("org-a")
+		e.st.wallets = e.st.wallets.With(map[string]*credits.Wallet{"org-a": {Version: v, Since: old.Since}})
 	}
 	if d := e.decide(e.alice, "POST", "/v1/predict", "org-a"); !d.Allow {
 		t.Fatalf("after a grant: %s", d.Reason)

@@ -40,6 +40,7 @@ type Wallet struct {
 	SpentToday int64     // charged this UTC day
 	Forfeited  int64     // units of holds dropped after their lease (their replica stopped), all time
 	Version    int64
+	Since      int64 // the version that created it (a wallet deleted and made again is another)
 }
 
 // nextRefill returns the first refill time of r after now (zero for none).
@@ -61,7 +62,7 @@ func nextRefill(r *Refill, now time.Time) time.Time {
 
 const walletColumns = `w.tenant, w.balance, coalesce(w.refill_amount, 0), coalesce(w.refill_every, ''), coalesce(w.refill_day, 0),
 	w.next_refill_at, CASE WHEN w.spent_day = (now() AT TIME ZONE 'UTC')::date THEN w.spent_today ELSE 0 END,
-	(SELECT coalesce(sum(units), 0) FROM portcullis_wallet_holds h WHERE h.tenant = w.tenant), w.forfeited, w.version`
+	(SELECT coalesce(sum(units), 0) FROM portcullis_wallet_holds h WHERE h.tenant = w.tenant), w.forfeited, w.version, w.created_version`
 
 func scanWallet(row pgx.Row) (Wallet, error) {
 	var w Wallet
@@ -69,7 +70,7 @@ func scanWallet(row pgx.Row) (Wallet, error) {
 	var every string
 	var day int
 	var next *time.Time
-	err := row.Scan(&w.Tenant, &w.Balance, &amount, &every, &day, &next, &w.SpentToday, &w.Held, &w.Forfeited, &w.Version)
+	err := row.Scan(&w.Tenant, &w.Balance, &amount, &every, &day, &next, &w.SpentToday, &w.Held, &w.Forfeited, &w.Version, &w.Since)
 	if err != nil {
 		return w, err
 	}
@@ -107,8 +108,8 @@ func (s *Store) PutWallet(ctx context.Context, tenant string, refill *Refill, se
 			created = !live
 		}
 		if created {
-			if _, err := tx.Exec(ctx, `INSERT INTO portcullis_wallets (tenant, balance, created_at, created_by, version) VALUES ($1, 0, $2, $3, $4)
-				ON CONFLICT (tenant) DO UPDATE SET balance = 0, deleted_at = NULL, created_at = $2, created_by = $3, version = $4,
+			if _, err := tx.Exec(ctx, `INSERT INTO portcullis_wallets (tenant, balance, created_at, created_by, version, created_version) VALUES ($1, 0, $2, $3, $4, $4)
+				ON CONFLICT (tenant) DO UPDATE SET balance = 0, deleted_at = NULL, created_at = $2, created_by = $3, version = $4, created_version = $4, forfeited = 0,
 					refill_amount = NULL, refill_every = NULL, refill_day = NULL, next_refill_at = NULL, spent_today = 0, spent_day = NULL`,
 				tenant, now, by, v); err != nil {
 				return nil, err
@@ -168,11 +169,18 @@ func (s *Store) DeleteWallet(ctx context.Context, tenant, by string) (int64, err
 // (replayed true); with another body it is ErrIdemClash. A refused grant
 // does not use its key.
 func (s *Store) Grant(ctx context.Context, tenant string, units int64, key, note, by string) (balance, version int64, replayed bool, err error) {
+	var since int64
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		e := tx.QueryRow(ctx, "SELECT created_version FROM portcullis_wallets WHERE tenant = $1 AND deleted_at IS NULL", tenant).Scan(&since)
+		if errors.Is(e, pgx.ErrNoRows) {
+			return ErrNoWallet
+		} else if e != nil {
+			return e
+		}
 		var gotUnits, gotBalance, gotVersion int64
 		var gotNote string
-		e := tx.QueryRow(ctx, "SELECT units, note, balance, version FROM portcullis_wallet_grants WHERE tenant = $1 AND idempotency_key = $2",
-			tenant, key).Scan(&gotUnits, &gotNote, &gotBalance, &gotVersion)
+		e = tx.QueryRow(ctx, "SELECT units, note, balance, version FROM portcullis_wallet_grants WHERE tenant = $1 AND since = $2 AND idempotency_key = $3",
+			tenant, since, key).Scan(&gotUnits, &gotNote, &gotBalance, &gotVersion)
 		switch {
 		case e == nil && (gotUnits != units || gotNote != note):
 			return ErrIdemClash
@@ -189,15 +197,15 @@ func (s *Store) Grant(ctx context.Context, tenant string, units int64, key, note
 	}
 	version, err = s.changeLogged(ctx, by, func(tx pgx.Tx, v int64) ([]logged, error) {
 		e := tx.QueryRow(ctx, `UPDATE portcullis_wallets SET balance = balance + $2, version = $3 WHERE tenant = $1 AND deleted_at IS NULL
-			RETURNING balance`, tenant, units, v).Scan(&balance)
+			AND created_version = $4 RETURNING balance`, tenant, units, v, since).Scan(&balance)
 		if errors.Is(e, pgx.ErrNoRows) {
 			return nil, ErrNoWallet
 		}
 		if e != nil {
 			return nil, e
 		}
-		if _, e := tx.Exec(ctx, `INSERT INTO portcullis_wallet_grants (tenant, idempotency_key, units, note, balance, version)
-			VALUES ($1, $2, $3, $4, $5, $6)`, tenant, key, units, note, balance, v); e != nil {
+		if _, e := tx.Exec(ctx, `INSERT INTO portcullis_wallet_grants (tenant, since, idempotency_key, units, note, balance, version)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, tenant, since, key, units, note, balance, v); e != nil {
 			if isUnique(e) { // the same key, granted concurrently: refuse this one, the caller retries and is answered
 				return nil, fmt.Errorf("%w: a grant with this idempotency key is being made", ErrConflict)
 			}
@@ -212,13 +220,13 @@ func (s *Store) Grant(ctx context.Context, tenant string, units int64, key, note
 // hold, but never more than a quarter of its balance (so near exhaustion
 // the blocks shrink and one replica does not hold what others need), at
 // least min while the balance covers it, none under min.
-func (s *Store) Take(ctx context.Context, replica, tenant string, min, want int64) (int64, int64, error) {
-	var took, balance int64
+func (s *Store) Take(ctx context.Context, replica, tenant string, min, want int64) (int64, int64, int64, error) {
+	var took, balance, since int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `UPDATE portcullis_wallets SET balance = balance - t.n FROM
 			(SELECT CASE WHEN balance < $2 THEN 0::bigint ELSE greatest($2::bigint, least($3::bigint, balance / 4)) END AS n
 			 FROM portcullis_wallets WHERE tenant = $1 AND deleted_at IS NULL FOR UPDATE) AS t
-			WHERE tenant = $1 AND deleted_at IS NULL RETURNING t.n, balance`, tenant, min, want).Scan(&took, &balance)
+			WHERE tenant = $1 AND deleted_at IS NULL RETURNING t.n, balance, created_version`, tenant, min, want).Scan(&took, &balance, &since)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNoWallet
 		}
@@ -229,30 +237,33 @@ func (s *Store) Take(ctx context.Context, replica, tenant string, min, want int6
 			ON CONFLICT (tenant, replica) DO UPDATE SET units = portcullis_wallet_holds.units + $3, renewed_at = now()`, tenant, replica, took)
 		return err
 	})
-	return took, balance, err
+	return took, balance, since, err
 }
 
 // Settle is credits.Bank's: each hold's spending leaves its hold (charged:
 // spent today), what it returns goes back to the balance, debt is charged
-// to the balance; and every hold of replica is renewed.
+// to the balance; and every hold of replica is renewed. A settlement for
+// a wallet since deleted (or deleted and made again: another Since)
+// changes nothing.
 func (s *Store) Settle(ctx context.Context, replica string, list []credits.Settlement) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if len(list) > 0 {
 			tenants := make([]string, len(list))
-			spent, returned, debt := make([]int64, len(list)), make([]int64, len(list)), make([]int64, len(list))
+			since, spent, returned, debt := make([]int64, len(list)), make([]int64, len(list)), make([]int64, len(list)), make([]int64, len(list))
 			for i, st := range list {
-				tenants[i], spent[i], returned[i], debt[i] = st.Tenant, st.Spent, st.Returned, st.Debt
+				tenants[i], since[i], spent[i], returned[i], debt[i] = st.Tenant, st.Since, st.Spent, st.Returned, st.Debt
 			}
 			if _, err := tx.Exec(ctx, `UPDATE portcullis_wallet_holds h SET units = greatest(h.units - s.spent - s.returned, 0)
-				FROM unnest($2::text[], $3::bigint[], $4::bigint[]) AS s(tenant, spent, returned)
-				WHERE h.tenant = s.tenant AND h.replica = $1`, replica, tenants, spent, returned); err != nil {
+				FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS s(tenant, since, spent, returned), portcullis_wallets w
+				WHERE h.tenant = s.tenant AND h.replica = $1 AND w.tenant = s.tenant AND w.created_version = s.since AND w.deleted_at IS NULL`,
+				replica, tenants, since, spent, returned); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, `UPDATE portcullis_wallets w SET balance = w.balance + s.returned - s.debt,
 				spent_today = CASE WHEN w.spent_day = (now() AT TIME ZONE 'UTC')::date THEN w.spent_today ELSE 0 END + s.spent + s.debt,
 				spent_day = (now() AT TIME ZONE 'UTC')::date
-				FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS s(tenant, spent, returned, debt)
-				WHERE w.tenant = s.tenant AND w.deleted_at IS NULL`, tenants, spent, returned, debt); err != nil {
+				FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS s(tenant, since, spent, returned, debt)
+				WHERE w.tenant = s.tenant AND w.created_version = s.since AND w.deleted_at IS NULL`, tenants, since, spent, returned, debt); err != nil {
 				return err
 			}
 		}
@@ -328,9 +339,9 @@ var errNothing = errors.New("nothing to change")
 // walletChanges reads the wallets changed after from up to to, for the
 // mirror: tenant → its state, nil for a deleted one.
 func walletChanges(ctx context.Context, tx pgx.Tx, from, to int64, all bool) (map[string]*credits.Wallet, error) {
-	q := `SELECT tenant, version, next_refill_at, deleted_at IS NOT NULL FROM portcullis_wallets WHERE version > $1 AND version <= $2`
+	q := `SELECT tenant, version, created_version, next_refill_at, deleted_at IS NOT NULL FROM portcullis_wallets WHERE version > $1 AND version <= $2`
 	if all {
-		q = `SELECT tenant, version, next_refill_at, false FROM portcullis_wallets WHERE deleted_at IS NULL AND $1::bigint >= 0 AND $2::bigint >= 0`
+		q = `SELECT tenant, version, created_version, next_refill_at, false FROM portcullis_wallets WHERE deleted_at IS NULL AND $1::bigint >= 0 AND $2::bigint >= 0`
 	}
 	rows, err := tx.Query(ctx, q, from, to)
 	if err != nil {
@@ -338,15 +349,15 @@ func walletChanges(ctx context.Context, tx pgx.Tx, from, to int64, all bool) (ma
 	}
 	out := map[string]*credits.Wallet{}
 	var tenant string
-	var version int64
+	var version, since int64
 	var next *time.Time
 	var deleted bool
-	_, err = pgx.ForEachRow(rows, []any{&tenant, &version, &next, &deleted}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&tenant, &version, &since, &next, &deleted}, func() error {
 		if deleted {
 			out[tenant] = nil
 			return nil
 		}
-		out[tenant] = &credits.Wallet{Version: version, NextRefill: deref(next)}
+		out[tenant] = &credits.Wallet{Version: version, Since: since, NextRefill: deref(next)}
 		return nil
 	})
 	return out, err

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"regexp"
+	"strings"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -118,6 +120,10 @@ func TestCreditsNeverOverspent(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-stopped
+	if code, body := reps[0].get(t, "/metrics"); code != 200 || !regexp.MustCompile(`(?m)^portcullis_credits_takes_total [1-9]`).MatchString(body) ||
+		!regexp.MustCompile(`(?m)^portcullis_credits_held_units 0$`).MatchString(body) {
+		t.Fatalf("credits metrics after the wallet ran dry: %d\n%s", code, grep(body, "portcullis_credits_"))
+	}
 	for _, r := range reps[:2] { // a clean stop returns what each holds
 		r.signal(t, syscall.SIGTERM)
 		if code := r.waitExit(t); code != 0 {
@@ -178,4 +184,15 @@ func remaining(resp *authv3.CheckResponse) bool {
 		}
 	}
 	return false
+}
+
+// grep returns the lines of s that contain sub.
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

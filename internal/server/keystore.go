@@ -70,6 +70,7 @@ func (s *Server) openKeyStore(snap *policy.Snapshot) (*keyStore, error) {
 		mirror: store.NewMirror(feed, store.MirrorOptions{Log: s.log})}
 	k.ledger = credits.NewLedger(k.store, replicaName(), credits.Options{Recheck: 500 * time.Millisecond})
 	s.metrics.WatchKeyStore(k.mirror)
+	s.metrics.WatchLedger(k.ledger)
 	return k, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/portcullis/portcullis/credits"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/reason"
 )
@@ -131,6 +132,23 @@ type KeyStore interface {
 	Connected() bool
 	Lag(now time.Time) time.Duration
 	Resyncs() int64
+}
+
+// Ledger is what the credits metrics read: a replica's credits.Ledger.
+type Ledger interface {
+	Stats() credits.Stats
+}
+
+// WatchLedger registers the credits metrics of l.
+func (m *Metrics) WatchLedger(l Ledger) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "portcullis_credits_held_units", Help: "Credit units this replica holds now, taken from wallets and not yet spent."},
+			func() float64 { return float64(l.Stats().Held) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "portcullis_credits_takes_total", Help: "Blocks of credit units this replica asked of the database."},
+			func() float64 { return float64(l.Stats().Takes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "portcullis_credits_owed_units_total", Help: "Credit units admitted while the database was unreachable and no units were in hand (on_outage: allow), charged when it returns."},
+			func() float64 { return float64(l.Stats().Owed) }),
+	)
 }
 
 // WatchKeyStore exports the key store mirror's state: the version applied,

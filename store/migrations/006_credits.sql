@@ -18,6 +18,7 @@ CREATE TABLE portcullis_wallets (
     created_by     text        NOT NULL,
     deleted_at     timestamptz,
     version        bigint      NOT NULL,
+    created_version bigint     NOT NULL,            -- the version that created it: a wallet deleted and made again is another
     CHECK ((refill_amount IS NULL) = (refill_every IS NULL)),
     CHECK (refill_day IS NULL OR refill_every = 'month')
 );
@@ -39,16 +40,18 @@ CREATE TABLE portcullis_wallet_holds (
 );
 CREATE INDEX portcullis_wallet_holds_renewed ON portcullis_wallet_holds (renewed_at);
 
--- Grants by idempotency key: a retried grant answers as the first did.
+-- Grants by idempotency key: a retried grant answers as the first did. A
+-- wallet deleted and made again is another, with keys of its own.
 CREATE TABLE portcullis_wallet_grants (
     tenant          text        NOT NULL,
+    since           bigint      NOT NULL,           -- the wallet's created_version: keys are scoped to the wallet
     idempotency_key text        NOT NULL,
     units           bigint      NOT NULL,
     note            text        NOT NULL DEFAULT '',
     balance         bigint      NOT NULL,           -- the balance the grant answered
     version         bigint      NOT NULL,
     at              timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (tenant, idempotency_key)
+    PRIMARY KEY (tenant, since, idempotency_key)
 );
 
 CREATE TABLE portcullis_usage_detail (
