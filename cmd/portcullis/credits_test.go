@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"regexp"
-	"strings"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
