@@ -72,6 +72,9 @@ var (
 	updatePath = flag.String("update", "", "also rewrite the harness's section of this file (BENCHMARKS.md) with the report")
 	procsList  = flag.String("procs", "1,2", "GOMAXPROCS values (both servers) workload 2 at concurrency 50 also runs under; empty for none")
 	withMicro  = flag.Bool("micro", true, "with every workload: run the micro-benchmarks (go test -bench) in the same run")
+	withPlain  = flag.Bool("plain", true, "in every round: also the plain grpc-go no-op (no server options, Go's collector settings)")
+	serveArgs  = flag.String("serve-args", "", "more arguments for portcullis serve (e.g. --gc-headroom-mib=16)")
+	noopArgs   = flag.String("noop-args", "", "more arguments for the tuned no-op (e.g. -gc-headroom-mib=16)")
 )
 
 func main() {
@@ -137,7 +140,7 @@ type bench struct {
 	dir        string
 	portcullis string
 	noop       string
-	policy     string // 1 key
+	policy     string // smallKeys keys
 	bigPolicy  string // *bigKeys keys
 	key        string
 	rsTokens   []string
@@ -168,6 +171,9 @@ func newBench(fixture bool) (*bench, error) {
 func logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
 }
+
+// smallKeys is how many keys the small policy (workloads 1-5) holds.
+const smallKeys = 1000
 
 const policyYAML = `version: 1
 credentials:
@@ -212,8 +218,14 @@ func (b *bench) fixture() error {
 	entry := func(id, digest string) string {
 		return fmt.Sprintf(`{"id":%q,"sha256":%q,"tenant":"acme","tier":"admin","created":"2026-11-01"}`, id, digest)
 	}
-	small := `{"version":1,"keys":[` + entry("bench", hex.EncodeToString(sum[:])) + "]}\n"
-	if err := os.WriteFile(filepath.Join(b.dir, "keys.json"), []byte(small), 0o644); err != nil {
+	// The small policy's keys file: the bench key and 999 others, a small
+	// deployment's (issue 26 measured memory with 1,000 keys).
+	small := `{"version":1,"keys":[` + entry("bench", hex.EncodeToString(sum[:]))
+	for i := 1; i < smallKeys; i++ {
+		id, tenant, d := bigKey(i)
+		small += fmt.Sprintf(",\n"+`{"id":%q,"sha256":%q,"tenant":%q,"tier":"admin","created":"2026-11-01T09:30:00Z"}`, id, hex.EncodeToString(d[:]), tenant)
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, "keys.json"), []byte(small+"]}\n"), 0o644); err != nil {
 		return err
 	}
 	logf("writing a keys file of %d keys", *bigKeys)
@@ -298,7 +310,8 @@ type server struct {
 
 // start runs portcullis serving policy, with env added to its environment.
 func (b *bench) start(policy string, env ...string) (*server, error) {
-	cmd := exec.Command(b.portcullis, "serve", "--policy", policy, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--pprof")
+	cmd := exec.Command(b.portcullis, append([]string{"serve", "--policy", policy, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--pprof"},
+		strings.Fields(*serveArgs)...)...)
 	cmd.Env = append(os.Environ(), env...)
 	return launch(cmd)
 }
@@ -306,7 +319,15 @@ func (b *bench) start(policy string, env ...string) (*server, error) {
 // startNoop runs the no-op server answering with the response in the file
 // (from capture), with env added to its environment.
 func (b *bench) startNoop(response string, env ...string) (*server, error) {
-	cmd := exec.Command(b.noop, "-response", response)
+	cmd := exec.Command(b.noop, append([]string{"-response", response}, strings.Fields(*noopArgs)...)...)
+	cmd.Env = append(os.Environ(), env...)
+	return launch(cmd)
+}
+
+// startPlain runs the no-op as a plain grpc-go server (-plain) answering
+// the same response, with env added to its environment.
+func (b *bench) startPlain(response string, env ...string) (*server, error) {
+	cmd := exec.Command(b.noop, "-plain", "-response", response)
 	cmd.Env = append(os.Environ(), env...)
 	return launch(cmd)
 }
@@ -671,13 +692,6 @@ func (b *bench) run(out io.Writer) error {
 		}
 		rep.micro = append(all, par...)
 	}
-	if wanted(3) || wanted(4) {
-		v, err := verifyCosts(rep.micro)
-		if err != nil {
-			return err
-		}
-		rep.verify = v
-	}
 	rep.write(out, command())
 	return nil
 }
@@ -699,13 +713,31 @@ func (b *bench) measure(w workload, conc, procs int, resp string) (*row, error) 
 	if w.policy == b.bigPolicy {
 		nRounds = min(nRounds, 5)
 	}
+	// Each round runs the servers back to back, the order rotating from
+	// round to round: the tuned no-op, portcullis and (procs 0, -plain) the
+	// plain grpc-go no-op.
+	const (
+		tuned = iota
+		pc
+		plainNoop
+	)
+	ways := []int{tuned, pc}
+	if *withPlain && procs == 0 {
+		ways = append(ways, plainNoop)
+	}
 	for round := range nRounds {
-		for _, isNoop := range []bool{round%2 == 1, round%2 == 0} {
-			start := func() (*server, error) { return b.start(w.policy, env...) }
-			if isNoop {
-				start = func() (*server, error) { return b.startNoop(resp, env...) }
+		for k := range ways {
+			way := ways[(k+round)%len(ways)]
+			var s *server
+			var err error
+			switch way {
+			case tuned:
+				s, err = b.startNoop(resp, env...)
+			case plainNoop:
+				s, err = b.startPlain(resp, env...)
+			default:
+				s, err = b.start(w.policy, env...)
 			}
-			s, err := start()
 			if err != nil {
 				return nil, err
 			}
@@ -714,17 +746,25 @@ func (b *bench) measure(w workload, conc, procs int, resp string) (*row, error) 
 			if err != nil {
 				return nil, fmt.Errorf("workload %d: %w", w.num, err)
 			}
-			if isNoop {
+			switch way {
+			case tuned:
 				r.noop = append(r.noop, res)
-			} else {
+			case plainNoop:
+				r.plain = append(r.plain, res)
+			default:
 				if w.allow && res.allowed != n || !w.allow && res.allowed != 0 {
 					return nil, fmt.Errorf("workload %d: %d of %d allowed: the fixture is wrong; portcullis check says:\n%s",
 						w.num, res.allowed, n, b.explain(w.policy, w.req(0)))
 				}
 				r.pc = append(r.pc, res)
 			}
-			logf("workload %d c=%d procs=%d noop=%v round %d: %.0f req/s, p99 %s, %s CPU/check", w.num, conc, procs, isNoop, round+1,
-				res.rps, us(res.p99), us(res.cpuPerCheck))
+			logf("workload %d c=%d procs=%d %s round %d: %.0f req/s, p99 %s, %s CPU/check, peak RSS %d MB", w.num, conc, procs,
+				[]string{"no-op", "portcullis", "plain no-op"}[way], round+1, res.rps, us(res.p99), us(res.cpuPerCheck), res.peakRSSKB/1024)
+		}
+		if alg := firstSightAlg[w.num]; alg != "" {
+			// The reference of first sight, between the rounds it is
+			// compared with.
+			r.verify = append(r.verify, verifyCPU(alg, 200))
 		}
 	}
 	return r, nil

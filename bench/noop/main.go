@@ -11,6 +11,12 @@
 // headers. It runs with portcullis serve's transport options (stream
 // workers) and garbage-collector headroom (-gc-headroom-mib), so that the
 // two differ in deciding only.
+//
+// With -plain it is instead what a user would write with grpc-go and
+// nothing else: grpc.NewServer() without options, Go's own collector
+// settings, the generated Authorization service answering a fixed
+// CheckResponse (the -response one, decoded once), which gRPC marshals for
+// every answer: "what a user gets against a plain server".
 package main
 
 import (
@@ -50,12 +56,27 @@ func header(k, v string) *corev3.HeaderValueOption {
 }
 
 func (noop) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return okResponse(), nil
+}
+
+func okResponse() *authv3.CheckResponse {
 	return &authv3.CheckResponse{
 		Status: &status.Status{},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: []*corev3.HeaderValueOption{
 			header("x-tenant-id", "acme"), header("x-auth-tier", "service"), header("x-credential-id", "bench"),
 		}}},
-	}, nil
+	}
+}
+
+// plain is the Authorization service of -plain: one fixed answer,
+// marshalled by gRPC for every Check.
+type plain struct {
+	authv3.UnimplementedAuthorizationServer
+	resp *authv3.CheckResponse
+}
+
+func (p plain) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return p.resp, nil
 }
 
 // encoded is a response in its wire form, which codec writes as it is.
@@ -87,9 +108,12 @@ func main() {
 	addr := flag.String("grpc-addr", "127.0.0.1:0", "listen address")
 	respFile := flag.String("response", "", "answer every Check with this CheckResponse (protobuf encoding)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	headroom := flag.Uint("gc-headroom-mib", 64, "as portcullis serve's: the least heap growth between collections")
+	headroom := flag.Uint("gc-headroom-mib", 16, "as portcullis serve's (and its default): the least heap growth between collections")
+	plainServer := flag.Bool("plain", false, "a plain grpc-go server: no options, Go's collector settings, the answer marshalled per Check")
 	flag.Parse()
-	defer gcfloor.Keep(uint64(*headroom) << 20)()
+	if !*plainServer {
+		defer gcfloor.Keep(uint64(*headroom) << 20)()
+	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	fail := func(msg string, err error) {
 		log.Error(msg, "error", err.Error())
@@ -127,6 +151,19 @@ func main() {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(4 << 20),
 		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))), // as portcullis serve's, and its GC headroom above
+	}
+	if *plainServer {
+		p := plain{resp: okResponse()}
+		if resp != nil {
+			p.resp = &authv3.CheckResponse{}
+			if err := proto.Unmarshal(resp, p.resp); err != nil {
+				fail("-response is not a CheckResponse", err)
+			}
+		}
+		gs := grpc.NewServer()
+		authv3.RegisterAuthorizationServer(gs, p)
+		serve(log, gs, lis)
+		return
 	}
 	if resp != nil {
 		gs := grpc.NewServer(append(opts, grpc.ForceServerCodecV2(codec{encoding.GetCodecV2("proto")}))...)
