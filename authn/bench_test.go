@@ -1,17 +1,22 @@
 package authn
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 
+	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/keys"
 )
 
@@ -70,4 +75,50 @@ func BenchmarkRS256Verify(b *testing.B) {
 func BenchmarkES256Verify(b *testing.B) {
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	benchSignature(b, jwa.ES256, k, k.Public())
+}
+
+// BenchmarkVerifyFirstSight: Verify on a token it has not seen (a token
+// cache of one entry, two tokens taking turns): parse, claims, key lookup,
+// one RS256 verification, cache insert. Beside RS256Verify it is what
+// first sight costs over the signature alone.
+func BenchmarkVerifyFirstSight(b *testing.B) {
+	k, _ := rsa.GenerateKey(rand.Reader, 2048)
+	pub, err := jwk.FromRaw(k.Public())
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = pub.Set(jwk.KeyIDKey, "k1")
+	set := jwk.NewSet()
+	_ = set.AddKey(pub)
+	raw, _ := json.Marshal(set)
+	ks, err := cache.ParseKeySet(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	is := NewIssuer(IssuerConfig{ID: "rs", Issuer: "https://rs.bench", Source: cache.NewStatic(ks), Audiences: []string{"bench"},
+		Algorithms: []string{"RS256"}, UserClaims: []string{"sub"}, TenantClaims: []string{"tenant"}, GroupClaims: []string{"groups"}})
+	v := NewVerifier([]*Issuer{is}, 8192, time.Minute)
+	h := jws.NewHeaders()
+	_ = h.Set(jws.KeyIDKey, "k1")
+	var toks []string
+	now := time.Now()
+	for i := range 2 {
+		c, _ := json.Marshal(map[string]any{"iss": "https://rs.bench", "aud": "bench", "sub": fmt.Sprint("user-", i), "tenant": "acme",
+			"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": fmt.Sprint("jti-", i), "scope": "openid profile"})
+		t, err := jws.Sign(c, jws.WithKey(jwa.RS256, k, jws.WithProtectedHeaders(h)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		toks = append(toks, string(t))
+	}
+	tc := NewTokens(1, 16, time.Second)
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, r := v.Verify(ctx, tc, toks[i%2], now); r != "" {
+			b.Fatal(r)
+		}
+		i++
+	}
 }

@@ -15,8 +15,8 @@ var errClaim = errors.New("bad claim")
 
 // checkClaims validates the registered claims, fills t from the issuer's
 // identity claims, and returns the token's expiry.
-func (v *Verifier) checkClaims(is *Issuer, claims map[string]any, now time.Time, t *Token) (time.Time, reason.Code) {
-	exp, ok := numericDate(claims["exp"])
+func (v *Verifier) checkClaims(is *Issuer, claims *object, now time.Time, t *Token) (time.Time, reason.Code) {
+	exp, ok := numericDate(claims.get("exp"))
 	if !ok {
 		return time.Time{}, reason.InvalidToken // exp is required
 	}
@@ -24,8 +24,8 @@ func (v *Verifier) checkClaims(is *Issuer, claims map[string]any, now time.Time,
 		return time.Time{}, reason.TokenExpired
 	}
 	for _, name := range []string{"nbf", "iat"} {
-		if raw, present := claims[name]; present {
-			at, ok := numericDate(raw)
+		if c := claims.get(name); c.kind != 0 {
+			at, ok := numericDate(c)
 			if !ok {
 				return time.Time{}, reason.InvalidToken
 			}
@@ -44,23 +44,26 @@ func (v *Verifier) checkClaims(is *Issuer, claims map[string]any, now time.Time,
 	if t.tenant, err = firstString(claims, is.cfg.TenantClaims); err != nil {
 		return time.Time{}, reason.InvalidToken
 	}
-	for _, c := range is.cfg.GroupClaims {
-		if g, ok := claims[c]; ok {
-			t.groups = stringsOf(g)
+	for _, name := range is.cfg.GroupClaims {
+		if c := claims.get(name); c.kind != 0 {
+			t.groups = stringsOf(c)
 			break
 		}
 	}
-	t.scopes = stringsOf(claims["scope"])
+	t.scopes = stringsOf(claims.get("scope"))
 	if t.scopes == nil {
-		t.scopes = stringsOf(claims["scp"])
+		t.scopes = stringsOf(claims.get("scp"))
 	}
-	t.use, _ = claims["token_use"].(string)
+	if c := claims.get("token_use"); c.kind == '"' {
+		t.use = c.str
+	}
 	return exp, ""
 }
 
-func numericDate(v any) (time.Time, bool) {
-	f, ok := v.(float64)
-	if !ok || f < 0 || f > 1e11 {
+// numericDate reads a NumericDate claim: a JSON number of seconds.
+func numericDate(c *claim) (time.Time, bool) {
+	f := c.num
+	if c.kind != '0' || !c.numOK || f < 0 || f > 1e11 {
 		return time.Time{}, false
 	}
 	sec := int64(f)
@@ -71,22 +74,20 @@ func numericDate(v any) (time.Time, bool) {
 // no aud, client_id is one of the accepted audiences. A string aud is one
 // case-sensitive value (RFC 7519 §4.1.3), never split on white space as
 // scopes are.
-func audienceOK(accepted []string, claims map[string]any) bool {
-	switch aud := claims["aud"].(type) {
-	case string:
-		return slices.Contains(accepted, aud)
-	case []any:
-		for _, e := range aud {
-			if a, ok := e.(string); ok && slices.Contains(accepted, a) {
+func audienceOK(accepted []string, claims *object) bool {
+	switch aud := claims.get("aud"); aud.kind {
+	case '"':
+		return slices.Contains(accepted, aud.str)
+	case '[':
+		for _, a := range aud.list {
+			if slices.Contains(accepted, a) {
 				return true
 			}
 		}
 		return false
-	}
-	if _, hasAud := claims["aud"]; !hasAud {
-		if id, ok := claims["client_id"].(string); ok && slices.Contains(accepted, id) {
-			return true
-		}
+	case 0:
+		id := claims.get("client_id")
+		return id.kind == '"' && slices.Contains(accepted, id.str)
 	}
 	return false
 }
@@ -94,18 +95,17 @@ func audienceOK(accepted []string, claims map[string]any) bool {
 // firstString returns the first of names present in claims as a string; a
 // value that is not a string, or holds control characters (it would become
 // a header value), is an error.
-func firstString(claims map[string]any, names []string) (string, error) {
+func firstString(claims *object, names []string) (string, error) {
 	for _, n := range names {
-		v, ok := claims[n]
-		if !ok {
+		c := claims.get(n)
+		if c.kind == 0 {
 			continue
 		}
-		s, ok := v.(string)
-		if !ok || !headerSafe(s) {
+		if c.kind != '"' || !headerSafe(c.str) {
 			return "", errClaim
 		}
-		if s != "" {
-			return s, nil
+		if c.str != "" {
+			return c.str, nil
 		}
 	}
 	return "", nil
@@ -113,18 +113,12 @@ func firstString(claims map[string]any, names []string) (string, error) {
 
 // stringsOf reads a claim that is a list of strings or one space-separated
 // string (scopes, groups).
-func stringsOf(v any) []string {
-	switch x := v.(type) {
-	case string:
-		return strings.Fields(x)
-	case []any:
-		out := make([]string, 0, len(x))
-		for _, e := range x {
-			if s, ok := e.(string); ok {
-				out = append(out, s)
-			}
-		}
-		return out
+func stringsOf(c *claim) []string {
+	switch c.kind {
+	case '"':
+		return strings.Fields(c.str)
+	case '[':
+		return c.list // only the string elements, never nil
 	}
 	return nil
 }

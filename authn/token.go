@@ -6,7 +6,6 @@ package authn
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
@@ -77,14 +76,35 @@ type Verifier struct {
 	byIss    map[string]*Issuer
 	maxBytes int
 	skew     time.Duration
+	claims   map[string]int // the claims any check reads, each a slot of a token's claims
 }
+
+// registered are the claims every token's check reads (RFC 7519's, and
+// those of scopes and Cognito's token_use).
+var registered = []string{"iss", "exp", "nbf", "iat", "aud", "client_id", "scope", "scp", "token_use"}
+
+// headerNames are the JOSE header members a check reads.
+var headerNames = map[string]int{"alg": 0, "kid": 1, "crit": 2}
 
 // NewVerifier returns a Verifier trusting issuers, refusing tokens over
 // maxBytes before any crypto, and allowing skew on token times.
 func NewVerifier(issuers []*Issuer, maxBytes int, skew time.Duration) *Verifier {
-	v := &Verifier{byIss: make(map[string]*Issuer, len(issuers)), maxBytes: maxBytes, skew: skew}
+	v := &Verifier{byIss: make(map[string]*Issuer, len(issuers)), maxBytes: maxBytes, skew: skew, claims: map[string]int{}}
+	slot := func(name string) {
+		if _, ok := v.claims[name]; !ok {
+			v.claims[name] = len(v.claims)
+		}
+	}
+	for _, name := range registered {
+		slot(name)
+	}
 	for _, is := range issuers {
 		v.byIss[is.cfg.Issuer] = is
+		for _, list := range [][]string{is.cfg.UserClaims, is.cfg.TenantClaims, is.cfg.GroupClaims} {
+			for _, name := range list {
+				slot(name)
+			}
+		}
 	}
 	return v
 }
@@ -149,12 +169,6 @@ func (v *Verifier) stillTrusted(ctx context.Context, t *Token) bool {
 	return false
 }
 
-type joseHeader struct {
-	Alg  string          `json:"alg"`
-	Kid  *string         `json:"kid"`
-	Crit json.RawMessage `json:"crit"`
-}
-
 // verify does the full check of a compact JWS and returns what it says and
 // its expiry. Only the issuer's JWK set is ever used: jku, x5u and jwk
 // header fields are ignored.
@@ -167,48 +181,65 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Toke
 	if sig == "" {
 		return nil, time.Time{}, reason.TokenSignature
 	}
-	var hdr joseHeader
-	claims := map[string]any{}
+	var hv [3]claim
+	hdr := object{names: headerNames, vals: hv[:]}
+	claims := object{names: v.claims, vals: make([]claim, len(v.claims))}
 	if !decodeSegment(header, &hdr) || !decodeSegment(payload, &claims) {
 		return nil, time.Time{}, reason.InvalidToken
 	}
-	if len(hdr.Crit) > 0 {
+	if hdr.get("crit").kind != 0 {
 		return nil, time.Time{}, reason.InvalidToken // no critical extension is understood
 	}
-	iss, _ := claims["iss"].(string)
+	alg, ok1 := optionalString(hdr.get("alg"))
+	kid, ok2 := optionalString(hdr.get("kid"))
+	if !ok1 || !ok2 {
+		return nil, time.Time{}, reason.InvalidToken
+	}
+	iss := ""
+	if c := claims.get("iss"); c.kind == '"' {
+		iss = c.str
+	}
 	is := v.byIss[iss]
 	if is == nil {
 		return nil, time.Time{}, reason.TokenUnknownIssuer
 	}
-	if !slices.Contains(is.cfg.Algorithms, hdr.Alg) {
+	if !slices.Contains(is.cfg.Algorithms, alg) {
 		return nil, time.Time{}, reason.TokenAlgorithm
-	}
-	kid := ""
-	if hdr.Kid != nil {
-		kid = *hdr.Kid
 	}
 	if kid == "" && is.cfg.RequireKID {
 		return nil, time.Time{}, reason.TokenUnknownKey
 	}
-	key, r := is.findKey(ctx, raw[:len(header)+1+len(payload)], sig, hdr.Alg, kid)
+	key, r := is.findKey(ctx, raw[:len(header)+1+len(payload)], sig, alg, kid)
 	if r != "" {
 		return nil, time.Time{}, r
 	}
 	t := &Token{issuer: is, key: key}
-	exp, r := v.checkClaims(is, claims, now, t)
+	exp, r := v.checkClaims(is, &claims, now, t)
 	if r != "" {
 		return nil, time.Time{}, r
 	}
 	return t, exp, ""
 }
 
-// decodeSegment decodes a base64url JSON segment into v (which keeps
-// nothing of the decoded bytes: json copies what it keeps).
-func decodeSegment(seg string, v any) bool {
+// optionalString reads a header member that is a string when written: ""
+// when absent or null; not ok when it is anything else.
+func optionalString(c *claim) (string, bool) {
+	switch c.kind {
+	case '"':
+		return c.str, true
+	case 0, 'n':
+		return "", true
+	}
+	return "", false
+}
+
+// decodeSegment decodes a base64url JSON object segment into o (which
+// keeps nothing of the decoded bytes: the strings it keeps are copies).
+func decodeSegment(seg string, o *object) bool {
 	bp := borrow()
 	b, ok := decodeBase64(*bp, seg)
 	defer giveBack(bp, b)
-	return ok && json.Unmarshal(b, v) == nil
+	return ok && readObject(b, o)
 }
 
 // scratch recycles the buffers token segments are decoded and hashed in.
