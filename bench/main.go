@@ -228,6 +228,9 @@ func (b *bench) fixture() error {
 	if err := os.WriteFile(filepath.Join(b.dir, "keys.json"), []byte(small+"]}\n"), 0o644); err != nil {
 		return err
 	}
+	if *directoryBench {
+		return nil // its keys are in PostgreSQL
+	}
 	logf("writing a keys file of %d keys", *bigKeys)
 	f, err := os.Create(filepath.Join(b.dir, "big-keys.json"))
 	if err != nil {
