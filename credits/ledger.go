@@ -58,13 +58,14 @@ const (
 
 // Options tune a Ledger. Zero values take the defaults noted.
 type Options struct {
-	Block       int64         // least units taken at once while a wallet holds plenty; default 20
-	MaxBlock    int64         // most units taken at once; default 10,000
-	TakeTimeout time.Duration // how long a check waits for a take; default 150ms
-	Every       time.Duration // how often holds are settled and renewed; default 250ms
-	Idle        time.Duration // a hold unused this long is returned; default 1s
-	Recheck     time.Duration // an exhausted wallet is asked again after this, or at its next change; default 1s
-	Now         func() time.Time
+	Block           int64         // least units taken at once while a wallet holds plenty; default 20
+	MaxBlock        int64         // most units taken at once; default 10,000
+	TakeTimeout     time.Duration // how long a check waits for a take; default 150ms
+	PrefetchTimeout time.Duration // how long a take ahead of the checks may last; default 2s
+	Every           time.Duration // how often holds are settled and renewed; default 250ms
+	Idle            time.Duration // a hold unused this long is returned; default 1s
+	Recheck         time.Duration // an exhausted wallet is asked again after this, or at its next change; default 1s
+	Now             func() time.Time
 }
 
 func (o Options) withDefaults() Options {
@@ -76,6 +77,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.TakeTimeout <= 0 {
 		o.TakeTimeout = 150 * time.Millisecond
+	}
+	if o.PrefetchTimeout <= 0 {
+		o.PrefetchTimeout = 2 * time.Second
 	}
 	if o.Every <= 0 {
 		o.Every = 250 * time.Millisecond
@@ -95,19 +99,23 @@ func (o Options) withDefaults() Options {
 // hold is what this replica holds of one wallet. Checks touch only its
 // atomics; the mutex orders takes (the slow path) and settlements.
 type hold struct {
-	avail   atomic.Int64 // units in hand
-	spent   atomic.Int64 // spent since the last settlement
-	debt    atomic.Int64 // admitted without units (store unreachable, on_outage: allow)
-	recent  atomic.Int64 // spent in the current period, for the block size
-	last    atomic.Int64 // Unix nanoseconds of the last admission
-	balance atomic.Int64 // the wallet's balance after this replica's last take
-	since   atomic.Int64 // the wallet the units are of (Wallet.Since); 0: none yet
+	avail  atomic.Int64 // units in hand
+	spent  atomic.Int64 // spent since the last settlement
+	debt   atomic.Int64 // admitted without units (store unreachable, on_outage: allow)
+	recent atomic.Int64 // spent in the current period, for the block size
+	used   atomic.Bool  // an admission since the last settlement
+	low    atomic.Int64 // below this many units in hand, the next block is taken ahead (half the last block)
+
+	prefetching atomic.Bool  // a prefetch is under way
+	balance     atomic.Int64 // the wallet's balance after this replica's last take
+	since       atomic.Int64 // the wallet the units are of (Wallet.Since); 0: none yet
 
 	exhaustedAt      atomic.Int64 // Unix nanoseconds the store last said exhausted; 0: not
 	exhaustedVersion atomic.Int64 // the wallet's version then
 
-	mu   sync.Mutex
-	rate int64 // units spent per period, smoothed (under mu)
+	mu        sync.Mutex
+	rate      int64     // units spent per period, smoothed (under mu)
+	idleSince time.Time // the first settlement that found it unused (under mu)
 }
 
 // Ledger is one replica's holds of every wallet it admits against. It is
@@ -119,8 +127,9 @@ type Ledger struct {
 	opts    Options
 	holds   sync.Map // tenant → *hold
 
-	takes atomic.Int64 // calls to Bank.Take
-	owed  atomic.Int64 // units admitted without a hold, ever
+	takes  atomic.Int64 // calls to Bank.Take
+	owed   atomic.Int64 // units admitted without a hold, ever
+	closed atomic.Bool  // no more prefetches
 }
 
 // Stats is what a Ledger did, for metrics.
@@ -186,11 +195,17 @@ func (l *Ledger) Admit(ctx context.Context, tenant string, cost int64, w Wallet)
 	if s := h.since.Load(); s != w.Since && s != 0 {
 		h.renew(w.Since)
 	}
-	now := l.opts.Now()
-	h.last.Store(now.UnixNano())
-	if h.spend(cost) {
-		return Admitted, h.avail.Load() + h.balance.Load()
+	if !h.used.Load() { // written once per settlement, not per check: the line stays shared
+		h.used.Store(true)
 	}
+	if h.spend(cost) {
+		left := h.avail.Load()
+		if left < h.low.Load() && h.prefetching.CompareAndSwap(false, true) {
+			go l.prefetch(tenant, h)
+		}
+		return Admitted, left + h.balance.Load()
+	}
+	now := l.opts.Now()
 	// The store said this wallet could not cover a check: until Recheck,
 	// or a change of the wallet, a check costing more than the balance it
 	// saw is refused without asking again.
@@ -200,44 +215,77 @@ func (l *Ledger) Admit(ctx context.Context, tenant string, cost int64, w Wallet)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.spend(cost) { // another check took a block meanwhile
+	if h.spend(cost) { // another check, or a prefetch, took a block meanwhile
 		return Admitted, h.avail.Load() + h.balance.Load()
 	}
-	want := min(max(l.opts.Block, 2*h.rate, cost), max(l.opts.MaxBlock, cost))
 	tctx, cancel := context.WithTimeout(ctx, l.opts.TakeTimeout)
 	defer cancel()
 	// Checks on the fast path may spend what a take brought in before this
 	// one does: take again (a few times) rather than call a wallet that
 	// still has units exhausted.
 	for range 4 {
-		l.takes.Add(1)
-		took, balance, since, err := l.bank.Take(tctx, l.replica, tenant, cost, want)
+		took, err := l.take(tctx, tenant, h, cost)
 		switch {
 		case errors.Is(err, ErrNoWallet):
 			return NoWallet, 0
 		case err != nil:
 			return Unavailable, 0
-		}
-		if s := h.since.Load(); s != since {
-			if s != 0 { // the store's wallet is newer than what this replica held
-				h.drop()
-			}
-			h.since.Store(since)
-		}
-		h.balance.Store(balance)
-		if took == 0 {
+		case took == 0:
 			h.exhaustedVersion.Store(w.Version)
 			h.exhaustedAt.Store(now.UnixNano())
-			return Exhausted, h.avail.Load() + balance
+			return Exhausted, h.avail.Load() + h.balance.Load()
 		}
-		h.avail.Add(took)
 		if h.spend(cost) {
 			h.exhaustedAt.Store(0)
-			return Admitted, h.avail.Load() + balance
+			return Admitted, h.avail.Load() + h.balance.Load()
 		}
 	}
 	return Exhausted, h.avail.Load() + h.balance.Load()
 }
+
+// take asks the store for a block of tenant's wallet into h (under h.mu):
+// at least least units, as many as twice what a period spends here. Units
+// of a wallet the store says is another (deleted and made again) are
+// dropped first.
+func (l *Ledger) take(ctx context.Context, tenant string, h *hold, least int64) (int64, error) {
+	want := min(max(l.opts.Block, 2*h.rate, least), max(l.opts.MaxBlock, least))
+	l.takes.Add(1)
+	took, balance, since, err := l.bank.Take(ctx, l.replica, tenant, least, want)
+	if err != nil {
+		return 0, err
+	}
+	if s := h.since.Load(); s != since {
+		if s != 0 { // the store's wallet is newer than what this replica held
+			h.drop()
+		}
+		h.since.Store(since)
+	}
+	h.balance.Store(balance)
+	if took > 0 {
+		h.avail.Add(took)
+		h.low.Store(took / 2)
+	}
+	return took, nil
+}
+
+// prefetch takes the next block of tenant's wallet before the units in
+// hand run out, off every check's path, so a check at a block's end does
+// not wait on the database either.
+func (l *Ledger) prefetch(tenant string, h *hold) {
+	defer h.prefetching.Store(false)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l.closed.Load() || h.avail.Load() >= h.low.Load() { // stopping, or another took meanwhile
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.opts.PrefetchTimeout)
+	defer cancel()
+	_, _ = l.take(ctx, tenant, h, 1) // a failure leaves it to the next check
+}
+
+// Close stops l taking units ahead of checks; call it once checks have
+// stopped, before the last Settle(ctx, true).
+func (l *Ledger) Close() { l.closed.Store(true) }
 
 // renew makes h a hold of the wallet since (a wallet deleted and made
 // again), dropping what it held of the old one.
@@ -275,7 +323,7 @@ func (l *Ledger) Owe(tenant string, cost int64, w Wallet) {
 	l.owed.Add(cost)
 	h.debt.Add(cost)
 	h.recent.Add(cost)
-	h.last.Store(l.opts.Now().UnixNano())
+	h.used.Store(true)
 }
 
 // Held returns the units this replica holds of tenant's wallet now.
@@ -347,7 +395,13 @@ func (l *Ledger) Settle(ctx context.Context, all bool) error {
 		// use, smoothed.
 		h.rate = (h.rate + h.recent.Swap(0)) / 2
 		s := Settlement{Tenant: k.(string), Since: h.since.Load(), Spent: h.spent.Swap(0), Debt: h.debt.Swap(0)}
-		if all || now.Sub(time.Unix(0, h.last.Load())) >= l.opts.Idle {
+		switch {
+		case h.used.Swap(false):
+			h.idleSince = time.Time{}
+		case h.idleSince.IsZero():
+			h.idleSince = now
+		}
+		if all || (!h.idleSince.IsZero() && now.Sub(h.idleSince) >= l.opts.Idle-l.opts.Every) {
 			s.Returned = h.avail.Swap(0)
 		}
 		h.mu.Unlock()

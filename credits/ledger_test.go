@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 }
 
 // bank is the store on a fresh database of pg: the real Bank.
-func bank(t *testing.T, pg *testkit.PostgreSQL) *store.Store {
+func bank(t testing.TB, pg *testkit.PostgreSQL) *store.Store {
 	t.Helper()
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, pg.Database(t))
@@ -40,7 +40,7 @@ func bank(t *testing.T, pg *testkit.PostgreSQL) *store.Store {
 
 // wallet makes tenant's wallet with units and returns it as the feed
 // would give it.
-func wallet(t *testing.T, s *store.Store, tenant string, units int64) credits.Wallet {
+func wallet(t testing.TB, s *store.Store, tenant string, units int64) credits.Wallet {
 	t.Helper()
 	ctx := context.Background()
 	w, _, err := s.PutWallet(ctx, tenant, nil, false, "test", time.Now())

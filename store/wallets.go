@@ -221,22 +221,22 @@ func (s *Store) Grant(ctx context.Context, tenant string, units int64, key, note
 // the blocks shrink and one replica does not hold what others need), at
 // least min while the balance covers it, none under min.
 func (s *Store) Take(ctx context.Context, replica, tenant string, min, want int64) (int64, int64, int64, error) {
+	// One statement, so one round trip: the wallet's row locked, then the
+	// hold's (the order Settle and ChargeStale keep).
 	var took, balance, since int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `UPDATE portcullis_wallets SET balance = balance - t.n FROM
-			(SELECT CASE WHEN balance < $2 THEN 0::bigint ELSE greatest($2::bigint, least($3::bigint, balance / 4)) END AS n
-			 FROM portcullis_wallets WHERE tenant = $1 AND deleted_at IS NULL FOR UPDATE) AS t
-			WHERE tenant = $1 AND deleted_at IS NULL RETURNING t.n, balance, created_version`, tenant, min, want).Scan(&took, &balance, &since)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return ErrNoWallet
-		}
-		if err != nil || took == 0 {
-			return err
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO portcullis_wallet_holds (tenant, replica, units, renewed_at) VALUES ($1, $2, $3, now())
-			ON CONFLICT (tenant, replica) DO UPDATE SET units = portcullis_wallet_holds.units + $3, renewed_at = now()`, tenant, replica, took)
-		return err
-	})
+	err := s.pool.QueryRow(ctx, `WITH t AS (
+			SELECT tenant, created_version, CASE WHEN balance < $2 THEN 0::bigint ELSE greatest($2::bigint, least($3::bigint, balance / 4)) END AS n
+			FROM portcullis_wallets WHERE tenant = $1 AND deleted_at IS NULL FOR UPDATE
+		), u AS (
+			UPDATE portcullis_wallets w SET balance = w.balance - t.n FROM t WHERE w.tenant = t.tenant RETURNING t.n, w.balance, t.created_version
+		), h AS (
+			INSERT INTO portcullis_wallet_holds (tenant, replica, units, renewed_at) SELECT $1, $4, n, now() FROM u WHERE n > 0
+			ON CONFLICT (tenant, replica) DO UPDATE SET units = portcullis_wallet_holds.units + excluded.units, renewed_at = now()
+		)
+		SELECT n, balance, created_version FROM u`, tenant, min, want, replica).Scan(&took, &balance, &since)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, 0, 0, ErrNoWallet
+	}
 	return took, balance, since, err
 }
 
@@ -246,33 +246,33 @@ func (s *Store) Take(ctx context.Context, replica, tenant string, min, want int6
 // a wallet since deleted (or deleted and made again: another Since)
 // changes nothing.
 func (s *Store) Settle(ctx context.Context, replica string, list []credits.Settlement) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if len(list) > 0 {
-			tenants := make([]string, len(list))
-			since, spent, returned, debt := make([]int64, len(list)), make([]int64, len(list)), make([]int64, len(list)), make([]int64, len(list))
-			for i, st := range list {
-				tenants[i], since[i], spent[i], returned[i], debt[i] = st.Tenant, st.Since, st.Spent, st.Returned, st.Debt
-			}
-			if _, err := tx.Exec(ctx, `UPDATE portcullis_wallet_holds h SET units = greatest(h.units - s.spent - s.returned, 0)
-				FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS s(tenant, since, spent, returned), portcullis_wallets w
-				WHERE h.tenant = s.tenant AND h.replica = $1 AND w.tenant = s.tenant AND w.created_version = s.since AND w.deleted_at IS NULL`,
-				replica, tenants, since, spent, returned); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `UPDATE portcullis_wallets w SET balance = w.balance + s.returned - s.debt,
-				spent_today = CASE WHEN w.spent_day = (now() AT TIME ZONE 'UTC')::date THEN w.spent_today ELSE 0 END + s.spent + s.debt,
-				spent_day = (now() AT TIME ZONE 'UTC')::date
-				FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS s(tenant, since, spent, returned, debt)
-				WHERE w.tenant = s.tenant AND w.created_version = s.since AND w.deleted_at IS NULL`, tenants, since, spent, returned, debt); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.Exec(ctx, "DELETE FROM portcullis_wallet_holds WHERE replica = $1 AND units = 0", replica); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, "UPDATE portcullis_wallet_holds SET renewed_at = now() WHERE replica = $1", replica)
-		return err
-	})
+	tenants := make([]string, len(list))
+	since, spent, returned, debt := make([]int64, len(list)), make([]int64, len(list)), make([]int64, len(list)), make([]int64, len(list))
+	for i, st := range list {
+		tenants[i], since[i], spent[i], returned[i], debt[i] = st.Tenant, st.Since, st.Spent, st.Returned, st.Debt
+	}
+	// One batch: one round trip and one implicit transaction, so the
+	// wallets' rows are locked only while the server runs it. Wallets
+	// first, in one order, then holds: as Take, ChargeStale and
+	// DeleteWallet do, so no two of them wait on each other.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT FROM portcullis_wallets WHERE tenant IN
+		(SELECT tenant FROM portcullis_wallet_holds WHERE replica = $1 UNION SELECT unnest($2::text[]))
+		ORDER BY tenant FOR UPDATE`, replica, tenants)
+	if len(list) > 0 {
+		b.Queue(`UPDATE portcullis_wallets w SET balance = w.balance + s.returned - s.debt,
+			spent_today = CASE WHEN w.spent_day = (now() AT TIME ZONE 'UTC')::date THEN w.spent_today ELSE 0 END + s.spent + s.debt,
+			spent_day = (now() AT TIME ZONE 'UTC')::date
+			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS s(tenant, since, spent, returned, debt)
+			WHERE w.tenant = s.tenant AND w.created_version = s.since AND w.deleted_at IS NULL`, tenants, since, spent, returned, debt)
+		b.Queue(`UPDATE portcullis_wallet_holds h SET units = greatest(h.units - s.spent - s.returned, 0)
+			FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS s(tenant, since, spent, returned), portcullis_wallets w
+			WHERE h.tenant = s.tenant AND h.replica = $1 AND w.tenant = s.tenant AND w.created_version = s.since AND w.deleted_at IS NULL`,
+			replica, tenants, since, spent, returned)
+	}
+	b.Queue("DELETE FROM portcullis_wallet_holds WHERE replica = $1 AND units = 0", replica)
+	b.Queue("UPDATE portcullis_wallet_holds SET renewed_at = now() WHERE replica = $1", replica)
+	return s.pool.SendBatch(ctx, b).Close()
 }
 
 // ChargeStale drops every hold not renewed for lease, counting its units
@@ -281,10 +281,17 @@ func (s *Store) Settle(ctx context.Context, replica string, list []credits.Settl
 // overspent), and returns how many units it dropped.
 func (s *Store) ChargeStale(ctx context.Context, lease time.Duration) (int64, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, `WITH gone AS (DELETE FROM portcullis_wallet_holds WHERE renewed_at < now() - $1::interval RETURNING tenant, units),
-		charged AS (UPDATE portcullis_wallets w SET forfeited = w.forfeited + g.units
-			FROM (SELECT tenant, sum(units) AS units FROM gone GROUP BY tenant) g WHERE w.tenant = g.tenant)
-		SELECT coalesce(sum(units), 0) FROM gone`, lease.String()).Scan(&n)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Wallets first, in one order, then holds (see Settle).
+		if _, err := tx.Exec(ctx, `SELECT FROM portcullis_wallets WHERE tenant IN
+			(SELECT tenant FROM portcullis_wallet_holds WHERE renewed_at < now() - $1::interval) ORDER BY tenant FOR UPDATE`, lease.String()); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `WITH gone AS (DELETE FROM portcullis_wallet_holds WHERE renewed_at < now() - $1::interval RETURNING tenant, units),
+			charged AS (UPDATE portcullis_wallets w SET forfeited = w.forfeited + g.units
+				FROM (SELECT tenant, sum(units) AS units FROM gone GROUP BY tenant) g WHERE w.tenant = g.tenant)
+			SELECT coalesce(sum(units), 0) FROM gone`, lease.String()).Scan(&n)
+	})
 	return n, err
 }
 
