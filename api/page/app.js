@@ -68,6 +68,7 @@ function signedOut() {
   csrf = "";
   $("#account").hidden = true;
   $("#ids").hidden = true;
+  $("#credits").hidden = true;
   $("#keys-section").hidden = true;
   $("#signed-out").hidden = false;
 }
@@ -249,6 +250,16 @@ async function load() {
     const fig = document.querySelector(`li[data-id="${CSS.escape(k.id)}"] .usage`);
     if (fig) fig.replaceChildren(el("p", { class: "hint", text: `Usage unavailable: ${err.message}` }));
   });
+  if (me.metered) for (const k of keys) keyUnits(k).catch((err) => {
+    const dd = document.querySelector(`li[data-id="${CSS.escape(k.id)}"] .fact-units dd`);
+    if (dd) dd.replaceChildren(el("span", { class: "hint", text: `unavailable: ${err.message}` }));
+  });
+  credits().catch((err) => {
+    $("#credits-none").textContent = `Credits unavailable: ${err.message}`;
+    $("#credits-none").hidden = false;
+    $("#credits-body").hidden = true;
+    $("#credits").hidden = false;
+  });
 }
 
 // loadMembers lists the owners of the keys bound to a tenant the user
@@ -366,7 +377,8 @@ function card(k) {
     fact("Last used", "fact-used", lastUsed(k.last_used_at)),
     fact("Access", "fact-tier", el("strong", { text: k.tier }), ...(tierText(k.tier) ? [el("span", { class: "hint block", text: tierText(k.tier) })] : [])),
   );
-  const fig = el("figure", { class: "usage" }, el("p", { class: "hint", text: "Loading checks…" }));
+  if (me.metered) facts.append(fact("Units, last 30 days", "fact-units", el("span", { class: "hint loading", text: "Loading…" })));
+  const fig = el("figure", { class: "usage" }, el("p", { class: "hint loading", text: "Loading checks…" }));
   li.append(el("div", { class: "key-body" }, facts, fig));
   return li;
 }
@@ -381,20 +393,29 @@ function niceMax(n) {
   return 10 * p;
 }
 
-// usage draws a key's checks per day over the last 30 days (UTC, as the
-// API counts them): allowed and denied stacked, with the totals, a y axis
-// of checks per day and dates along the x axis.
-async function usage(k) {
-  const u = await api("GET", `/v1/keys/${encodeURIComponent(k.id)}/usage`);
-  const byDay = new Map(u.days.map((d) => [d.date, d]));
-  const today = Date.now();
-  const dayList = [];
-  for (let i = USAGE_DAYS - 1; i >= 0; i--) dayList.push(new Date(today - i * DAY).toISOString().slice(0, 10));
-  const peak = Math.max(0, ...dayList.map((d) => (byDay.get(d)?.allowed || 0) + (byDay.get(d)?.denied || 0)));
+// lastDays are the UTC dates of the usage API's window, oldest first.
+function lastDays() {
+  const today = Date.now(), out = [];
+  for (let i = USAGE_DAYS - 1; i >= 0; i--) out.push(new Date(today - i * DAY).toISOString().slice(0, 10));
+  return out;
+}
+
+function count(n, one, many = one + "s") { return `${n.toLocaleString("en-US")} ${n === 1 ? one : many}`; }
+
+// chart draws per-day values over the last 30 days (UTC, as the API counts
+// them): each day's series stacked in one bar (a day with none has no
+// bar), a y axis from 0 to a round maximum over the peak day, dates along
+// the x axis, each bar's numbers as its tooltip and label as the chart's
+// accessible name. byDay maps a date to its row; series are
+// [{cls, of(row)}]; tip(date, row) is a bar's tooltip.
+function chart(byDay, series, tip, label, W = 320) {
+  const dayList = lastDays();
+  const sum = (d) => series.reduce((n, s) => n + (s.of(d) || 0), 0);
+  const peak = Math.max(0, ...dayList.map((day) => (byDay.has(day) ? sum(byDay.get(day)) : 0)));
   const top = niceMax(peak);
 
   const ns = "http://www.w3.org/2000/svg";
-  const W = 320, H = 128, L = 40, R = 8, T = 8, B = 22;
+  const H = 128, L = 40, R = 8, T = 8, B = 22;
   const pw = W - L - R, ph = H - T - B, step = pw / USAGE_DAYS, bw = Math.max(step - 2, 2);
   const svg = document.createElementNS(ns, "svg");
   const node = (tag, attrs, text) => {
@@ -413,27 +434,164 @@ async function usage(k) {
     svg.append(node("text", { class: "axis y-tick", x: L - 6, y: y(v) + 3.5, "text-anchor": "end" }, v.toLocaleString("en-US")));
   }
   dayList.forEach((day, i) => {
-    const d = byDay.get(day) || { allowed: 0, denied: 0 };
-    if (!d.allowed && !d.denied) return;
+    const d = byDay.get(day);
+    if (!d || !sum(d)) return;
     const g = node("g", { class: "day" });
-    g.append(node("title", {}, `${dayFmt.format(new Date(day))}: ${d.allowed} allowed, ${d.denied} denied`));
+    g.append(node("title", {}, tip(dayFmt.format(new Date(day)), d)));
     const x = L + i * step + (step - bw) / 2;
-    if (d.allowed) g.append(node("rect", { class: "allowed", x, width: bw, y: y(d.allowed), height: y(0) - y(d.allowed) }));
-    if (d.denied) g.append(node("rect", { class: "denied", x, width: bw, y: y(d.allowed + d.denied), height: y(d.allowed) - y(d.allowed + d.denied) }));
+    let base = 0;
+    for (const s of series) {
+      const v = s.of(d) || 0;
+      if (v) g.append(node("rect", { class: s.cls, x, width: bw, y: y(base + v), height: y(base) - y(base + v) }));
+      base += v;
+    }
     svg.append(g);
   });
   const xLabel = (i, anchor, text) => svg.append(node("text", { class: "axis x-tick", x: L + i * step + step / 2, y: H - 6, "text-anchor": anchor }, text));
   xLabel(0, "start", dayFmt.format(new Date(dayList[0])));
   xLabel(Math.floor(USAGE_DAYS / 2), "middle", dayFmt.format(new Date(dayList[Math.floor(USAGE_DAYS / 2)])));
   xLabel(USAGE_DAYS - 1, "end", "today");
-  const total = `${u.allowed.toLocaleString("en-US")} allowed and ${u.denied.toLocaleString("en-US")} denied checks in the last 30 days`;
-  svg.setAttribute("aria-label", `${total}; at most ${peak.toLocaleString("en-US")} in a day`);
+  svg.setAttribute("aria-label", `${label}; at most ${peak.toLocaleString("en-US")} in a day`);
+  return svg;
+}
 
+// usage draws a key's checks per day over the last 30 days: allowed and
+// denied stacked, with the totals beneath.
+async function usage(k) {
+  const u = await api("GET", `/v1/keys/${encodeURIComponent(k.id)}/usage`);
+  const svg = chart(new Map(u.days.map((d) => [d.date, d])),
+    [{ cls: "allowed", of: (d) => d.allowed }, { cls: "denied", of: (d) => d.denied }],
+    (day, d) => `${day}: ${d.allowed} allowed, ${d.denied} denied`,
+    `${u.allowed.toLocaleString("en-US")} allowed and ${u.denied.toLocaleString("en-US")} denied checks in the last 30 days`);
   const legend = el("p", { class: "legend" },
     el("span", { class: "swatch allowed", "aria-hidden": "true" }), el("span", { class: "total-allowed", text: `${u.allowed.toLocaleString("en-US")} allowed` }),
     el("span", { class: "swatch denied", "aria-hidden": "true" }), el("span", { class: "total-denied", text: `${u.denied.toLocaleString("en-US")} denied` }));
   const fig = document.querySelector(`li[data-id="${CSS.escape(k.id)}"] .usage`);
   if (fig) fig.replaceChildren(el("figcaption", { text: "Checks per day, last 30 days (UTC)" }), svg, legend);
+}
+
+// keyUnits writes on a key's card the units its allowed checks were
+// charged over the last 30 days, and to which wallets (GET /v1/usage by
+// tenant; a tenant admin reads a member's key through the tenant).
+async function keyUnits(k) {
+  const q = new URLSearchParams({ key: k.id, group_by: "tenant" });
+  if (administers(tenantView())) q.set("tenant", tenantView());
+  const { rows } = await api("GET", `/v1/usage?${q}`);
+  const charged = rows.filter((r) => r.units > 0).sort((a, b) => b.units - a.units || a.tenant.localeCompare(b.tenant)); // most first
+  const total = charged.reduce((n, r) => n + r.units, 0);
+  const dd = document.querySelector(`li[data-id="${CSS.escape(k.id)}"] .fact-units dd`);
+  if (!dd) return;
+  const from = charged.map((r) => (charged.length > 1 ? `${r.units.toLocaleString("en-US")} ` : "") +
+    (r.tenant === me.user ? "from your wallet" : `from ${r.tenant}'s wallet`));
+  dd.replaceChildren(el("span", { class: "units-total", text: count(total, "unit") }),
+    ...(from.length ? [el("span", { class: "hint block units-from", text: from.join(", ") })] : []));
+}
+
+// --- Credits -----------------------------------------------------------------
+
+let walletsRead = 0;   // the newest read of the wallets
+let walletsFresh = false; // me.wallets was read just now (at sign-in)
+
+// walletTenant is the tenant whose wallet the view shows: the user's
+// personal one under "All my keys", an organization's when they manage its
+// keys, and none ("") for an organization they are only a member of: its
+// wallet is not theirs to read.
+function walletTenant() {
+  const t = tenantView();
+  if (!t) return me.user;
+  return administers(t) ? t : "";
+}
+
+const utcFmt = new Intl.DateTimeFormat("en-US", { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: "UTC" });
+
+// credits shows the wallet of the view's tenant: its balance, what it
+// spent today, its refill and what replicas hold, and its units per day
+// over the last 30 days. The session says which wallets the user may read;
+// it is read again at every load, so the balance follows the checks, and
+// meanwhile the panel shows what it knew (the list below does not jump).
+// A tenant with no wallet is not metered; nothing shows when the policy
+// meters nothing. #credits is aria-busy until it is current.
+async function credits() {
+  const mine = ++walletsRead;
+  const sec = $("#credits"), t = walletTenant();
+  if (!me.metered || !t) {
+    sec.hidden = true;
+    sec.setAttribute("aria-busy", "false");
+    return;
+  }
+  sec.setAttribute("aria-busy", "true");
+  try {
+    drawWallet(t);
+    if (!walletsFresh) {
+      const cur = await api("GET", "/v1/sessions/current");
+      if (mine !== walletsRead) return;
+      me.metered = cur.metered;
+      me.wallets = cur.wallets;
+      if (!me.metered) {
+        sec.hidden = true;
+        return;
+      }
+      drawWallet(t);
+    }
+    walletsFresh = false;
+    if (!wallet(t)) return;
+    const { rows } = await api("GET", `/v1/usage?${new URLSearchParams({ tenant: t, group_by: "date" })}`);
+    if (mine !== walletsRead) return;
+    drawUnits(t, rows);
+  } finally {
+    if (mine === walletsRead) sec.setAttribute("aria-busy", "false");
+  }
+}
+
+function wallet(t) { return (me.wallets || []).find((w) => w.tenant === t); }
+
+// drawWallet writes what the session says of t's wallet.
+function drawWallet(t) {
+  const sec = $("#credits");
+  sec.hidden = false;
+  const personal = t === me.user;
+  $("#credits-title").textContent = personal ? "Your credits" : `Credits of ${t}`;
+  const w = wallet(t);
+  const none = $("#credits-none");
+  none.hidden = !!w;
+  $("#credits-body").hidden = !w;
+  if (!w) {
+    none.textContent = personal ? "You have no wallet: calls acting for you are not metered, and cost no credits."
+      : `${t} has no wallet: calls acting for it are not metered, and cost no credits.`;
+    return;
+  }
+  $("#credits-about").textContent = personal
+    ? "Every allowed call acting for you, not for an organization, is charged to your personal wallet."
+    : `Every allowed call acting for ${t} is charged to its wallet, whoever makes it.`;
+  $("#credit-balance").replaceChildren(el("span", { class: "balance", text: count(w.balance, "unit") }),
+    ...(w.balance <= 0 ? [el("span", { class: "block exhausted", text: "Calls that cost credits are refused until credits are granted" + (w.refill ? " or refilled." : ".") })] : []));
+  $("#credit-spent").textContent = count(w.spent_today, "unit");
+  $("#credit-refill-row").hidden = !w.refill;
+  if (w.refill) {
+    const r = w.refill;
+    $("#credit-refill").replaceChildren(
+      el("span", { text: `Up to ${count(r.amount, "unit")} ${r.every === "month" ? `on day ${r.day} of every month` : "every day"}` }),
+      ...(w.next_refill_at ? [el("span", { class: "hint block" }, "next on ", timeEl(w.next_refill_at, utcFmt.format(new Date(w.next_refill_at)) + " UTC"))] : []));
+  }
+  $("#credit-held-row").hidden = !w.held;
+  $("#credit-held").textContent = w.held ? `${count(w.held, "unit")}, set aside for calls in progress; what is not spent returns within seconds` : "";
+  const fig = $("#credit-usage");
+  if (fig.dataset.tenant !== t) { // another view's chart goes at once; empty axes hold its place
+    fig.dataset.tenant = t;
+    drawUnits(t, null);
+  }
+}
+
+// drawUnits draws t's units per day (rows of GET /v1/usage by date; null:
+// not read yet).
+function drawUnits(t, rows) {
+  const total = (rows || []).reduce((n, r) => n + r.units, 0);
+  const svg = chart(new Map((rows || []).map((r) => [r.date, r])), [{ cls: "units", of: (r) => r.units }],
+    (day, r) => `${day}: ${count(r.units, "unit")}, ${r.allowed} allowed and ${r.denied} denied checks`,
+    rows ? `${count(total, "unit")} charged in the last 30 days` : "Loading units", 480);
+  $("#credit-usage").replaceChildren(el("figcaption", { text: "Units per day, last 30 days (UTC)" }), svg,
+    el("p", { class: "legend" }, el("span", { class: "swatch units", "aria-hidden": "true" }),
+      rows ? el("span", { class: "total-units", text: `${count(total, "unit")} in 30 days` }) : el("span", { class: "hint loading", text: "Loading…" })));
 }
 
 // --- Copy --------------------------------------------------------------------
@@ -731,6 +889,7 @@ async function start() {
   if (!csrf) return signedOut();
   try {
     me = await api("GET", "/v1/sessions/current");
+    walletsFresh = true;
   } catch (err) {
     signedOut();
     return showError(err);

@@ -4,12 +4,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -323,6 +325,114 @@ func (b *browser) has(sel string) bool {
 	return b.eval(`String(document.querySelector(`+strconv.Quote(sel)+`) !== null)`) == "true"
 }
 
+// requested are the addresses the tab asked for that contain part.
+func (b *browser) requested(part string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, r := range b.requests {
+		if strings.Contains(r, part) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// settled waits until tenant's wallet has spent spent units today and no
+// replica holds any of it (a replica returns what it holds and did not
+// spend about a second after its last check), polling the API as the
+// platform does, and returns the wallet.
+func settled(t *testing.T, r *replica, tenant string, spent int64) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		status, w := r.api(t, "console", "GET", "/v1/wallets/"+tenant, nil)
+		if status == 200 && w["held"] == 0.0 && w["spent_today"] == float64(spent) {
+			return w
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the wallet of %s did not settle at %d units spent today: %d %v", tenant, spent, status, w)
+		}
+		<-tick.C
+	}
+}
+
+// niceTop is a chart's y axis maximum over peak: 1, 2 or 5 times a power
+// of ten, as the page rounds it.
+func niceTop(peak int64) int64 {
+	for m := int64(1); ; m *= 10 {
+		for _, top := range []int64{m, 2 * m, 5 * m} {
+			if top >= peak {
+				return top
+			}
+		}
+	}
+}
+
+// yTicks are the y axis labels of a chart whose peak day is peak.
+func yTicks(peak int64) string {
+	top := niceTop(peak)
+	if top%2 == 0 {
+		return fmt.Sprintf("%s,%s,%s", "0", thousands(top/2), thousands(top))
+	}
+	return "0," + thousands(top)
+}
+
+// thousands writes n as the page does (en-US: 19,984).
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// sum adds a map's values.
+func sum(m map[int64]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// chartShows checks the chart at sel (an svg.chart's container) against
+// byAgo (values by days ago, in the last 30 days): one bar per day with
+// any, the y axis over the peak, the dates 29 and 14 days ago and
+// "today" along the x axis.
+func (b *browser) chartShows(sel string, byAgo map[int64]int64, now time.Time) {
+	b.t.Helper()
+	var peak, days int64
+	for ago, v := range byAgo {
+		if ago < 30 && v > 0 {
+			peak, days = max(peak, v), days+1
+		}
+	}
+	q := func(part string) string {
+		return b.eval(`[...document.querySelectorAll(` + strconv.Quote(sel+" "+part) + `)].map(e => e.textContent).join(",")`)
+	}
+	day := func(ago int) string { return now.UTC().AddDate(0, 0, -ago).Format("Jan 2") }
+	if got, want := q(".y-tick"), yTicks(peak); got != want {
+		b.t.Errorf("%s: y axis %q, want %q (peak %d)", sel, got, want, peak)
+	}
+	if got, want := q(".x-tick"), day(29)+","+day(14)+",today"; got != want {
+		b.t.Errorf("%s: x axis %q, want %q", sel, got, want)
+	}
+	if got := b.eval(`String(document.querySelectorAll(` + strconv.Quote(sel+" svg .day") + `).length)`); got != strconv.FormatInt(days, 10) {
+		b.t.Errorf("%s: %s days drawn, want %d", sel, got, days)
+	}
+}
+
+// loaded waits until what the page reads after listing the keys is in:
+// the credits panel (no longer aria-busy) and each card's chart and units
+// (no "Loading…" left), so nothing moves under a click.
+func (b *browser) loaded() {
+	b.t.Helper()
+	b.until(`document.querySelector("#credits").getAttribute("aria-busy") !== "true" && document.querySelector("#keys .loading") === null`)
+}
+
 // TestTokenPage drives the token page in headless Chromium against the
 // real binary on a throwaway PostgreSQL.
 //
@@ -356,24 +466,76 @@ func TestTokenPage(t *testing.T) {
 	build, buildKey := mustCreate(t, r, "console", map[string]any{"label": "build server", "description": "reads the model list every night",
 		"tier": "service", "user": "u-alice", "expires_in": "90d"})
 	old, _ := mustCreate(t, r, "console", map[string]any{"label": "old script", "tier": "service", "user": "u-alice"})
-	carolsKey, _ := mustCreate(t, r, "console", map[string]any{"label": "dashboard", "tier": "service", "user": "u-carol", "tenant": "org-acme"})
+	carolsKey, dashboardKey := mustCreate(t, r, "console", map[string]any{"label": "dashboard", "tier": "admin", "user": "u-carol", "tenant": "org-acme"})
 	execSQL(t, dsn, `UPDATE portcullis_keys SET created_at = now() - interval '20 days' WHERE id = $1`, build)
 	execSQL(t, dsn, `UPDATE portcullis_keys SET created_at = now() - interval '100 days', expires_at = now() - interval '3 days' WHERE id = $1`, old)
+	execSQL(t, dsn, `UPDATE portcullis_keys SET created_at = created_at - interval '30 days', expires_at = expires_at - interval '30 days' WHERE id = $1`, carolsKey)
+	// Credits (the policy meters /v1: a write 10 units, anything else 1):
+	// the platform gives alice's personal context a wallet refilled daily
+	// and org-acme one refilled monthly, and grants units to each; bob
+	// has none. The past days' checks were reads, charged 1 unit each.
+	for tenant, refill := range map[string]map[string]any{"u-alice": {"amount": 1000, "every": "day"}, "org-acme": {"amount": 50000, "every": "month", "day": 1}} {
+		if status, w := r.api(t, "console", "PUT", "/v1/wallets/"+tenant, map[string]any{"refill": refill}); status != 201 {
+			t.Fatalf("wallet of %s: %d %v", tenant, status, w)
+		}
+	}
+	aliceGranted, acmeGranted := int64(1000), int64(20000)
+	for tenant, units := range map[string]int64{"u-alice": aliceGranted, "org-acme": acmeGranted} {
+		if status, g := r.api(t, "console", "POST", "/v1/wallets/"+tenant+"/grants", map[string]any{"units": units, "idempotency_key": "welcome"}); status != 200 {
+			t.Fatalf("grant to %s: %d %v", tenant, status, g)
+		}
+	}
+	pastDay := func(key, tenant, user string, ago, allowed, denied int64) {
+		execSQL(t, dsn, `INSERT INTO portcullis_usage (key_id, day, allowed, denied) VALUES ($1, (now() AT TIME ZONE 'UTC')::date - $2::int, $3, $4)`, key, ago, allowed, denied)
+		execSQL(t, dsn, `INSERT INTO portcullis_usage_detail (day, tenant, user_id, key_id, allowed, denied, units)
+			VALUES ((now() AT TIME ZONE 'UTC')::date - $1::int, $2, $3, $4, $5, $6, $5)`, ago, tenant, user, key, allowed, denied)
+	}
 	allowed, denied, peak := int64(0), int64(0), int64(0)
+	aliceUnits, alicePeak := map[int64]int64{}, int64(0) // u-alice's units by days ago
 	for i := int64(1); i <= 19; i++ {
 		a, d := 2+(i*7)%13, i%4/3 // a few denied days
-		execSQL(t, dsn, `INSERT INTO portcullis_usage (key_id, day, allowed, denied) VALUES ($1, (now() AT TIME ZONE 'UTC')::date - $2::int, $3, $4)`, build, i, a, d)
+		pastDay(build, "u-alice", "u-alice", i, a, d)
 		allowed, denied, peak = allowed+a, denied+d, max(peak, a+d)
+		aliceUnits[i], alicePeak = a, max(alicePeak, a)
 	}
-	// Today: three reads allowed, one write denied (the key is read only).
+	acmeUnits, acmePeak := map[int64]int64{}, int64(0) // org-acme's
+	for i := int64(2); i <= 26; i++ {
+		a := 20 + (i*17)%41
+		pastDay(carolsKey, "org-acme", "u-carol", i, a, 0)
+		acmeUnits[i], acmePeak = a, max(acmePeak, a)
+	}
+	// Today: three reads allowed, one write denied (the key is read only):
+	// 3 units from alice's wallet, none for the write refused.
 	for range 3 {
 		r.wantCheck(t, buildKey, 200, "allowed")
 	}
 	if got := checkMethod(t, r, "POST", buildKey); got != 403 {
 		t.Fatalf("a read-only key writing: %d", got)
 	}
-	allowed, denied, peak = allowed+3, denied+1, max(peak, 4)
+	// Two reads with her personal key for org-acme (IB-Context): 2 units
+	// from org-acme's wallet. carol's dashboard reads 4 times and writes
+	// once: 14 more.
+	for range 2 {
+		if status, why, tenant := r.checkAs(t, buildKey, "org-acme"); status != 200 || tenant != "org-acme" {
+			t.Fatalf("alice's key for org-acme: %d %s %q", status, why, tenant)
+		}
+	}
+	for range 4 {
+		r.wantCheck(t, dashboardKey, 200, "allowed")
+	}
+	if got := checkMethod(t, r, "POST", dashboardKey); got != 200 {
+		t.Fatalf("carol's dashboard writing: %d", got)
+	}
+	allowed, denied, peak = allowed+5, denied+1, max(peak, 6)
+	aliceUnits[0], alicePeak = 3, max(alicePeak, 3)
+	acmeUnits[0], acmePeak = 2+4+10, max(acmePeak, 16)
 	r.waitFor(t, msgIs("key usage flushed")) // last_used_at is written
+	// The replica returns the units it holds and did not spend within a
+	// second or so of its last check: then the balances are exact.
+	if w := settled(t, r, "u-alice", 3); w["balance"] != float64(aliceGranted-3) {
+		t.Fatalf("alice's wallet: %v", w)
+	}
+	settled(t, r, "org-acme", 16)
 
 	link := openSession(t, r, "u-alice")
 	alice := newBrowser(t, 1280, 900)
@@ -421,30 +583,44 @@ func TestTokenPage(t *testing.T) {
 		t.Error("a key far from expiry, or expired, is flagged as expiring soon")
 	}
 	// The chart's axes: checks a day from 0 to a round maximum, dates below.
-	top := int64(1)
-	for m := int64(1); ; m *= 10 {
-		if top = m; top >= peak {
-			break
+	buildDays := map[int64]int64{0: 6}
+	for i := int64(1); i <= 19; i++ {
+		buildDays[i] = 2 + (i*7)%13 + i%4/3
+	}
+	if p := slices.Max(slices.Collect(maps.Values(buildDays))); p != peak {
+		t.Fatalf("build server's peak day %d, counted %d", p, peak)
+	}
+	alice.chartShows(card(build, ".usage"), buildDays, now)
+
+	// Her credits: her personal wallet's balance (granted, less today's 3
+	// units), spent today, its daily refill, nothing held, and its units
+	// per day over 30 days with their total and axes; on each key card its
+	// units and from which wallets (2 of build server's from org-acme's,
+	// read for it with IB-Context).
+	alice.loaded()
+	tomorrow := now.UTC().AddDate(0, 0, 1)
+	for sel, want := range map[string]string{
+		"#credits-title":              "Your credits",
+		"#credit-balance":             thousands(aliceGranted-3) + " units",
+		"#credit-spent":               "3 units",
+		"#credit-refill":              "Up to 1,000 units every day\nnext on " + tomorrow.Format("Jan 2, 2006") + ", 00:00 UTC",
+		"#credits .total-units":       thousands(sum(aliceUnits)) + " units in 30 days",
+		card(build, ".fact-units dd"): fmt.Sprintf("%s units\n%s from your wallet, 2 from org-acme's wallet", thousands(sum(aliceUnits)+2), thousands(sum(aliceUnits))),
+		card(old, ".fact-units dd"):   "0 units",
+	} {
+		if got := alice.text(sel); got != want {
+			t.Errorf("%s: %q, want %q", sel, got, want)
 		}
-		if top = 2 * m; top >= peak {
-			break
-		}
-		if top = 5 * m; top >= peak {
-			break
-		}
 	}
-	ticks := alice.eval(`[...document.querySelectorAll(` + strconv.Quote(card(build, ".y-tick")) + `)].map(e => e.textContent).join(",")`)
-	if want := fmt.Sprintf("0,%d,%d", top/2, top); ticks != want {
-		t.Errorf("y axis %q, want %q (peak %d)", ticks, want, peak)
+	if alice.eval(`String(document.querySelector("#credit-held-row").hidden)`) != "true" {
+		t.Errorf("held units shown while the replica holds none: %q", alice.text("#credit-held-row"))
 	}
-	day := func(ago int) string { return now.UTC().AddDate(0, 0, -ago).Format("Jan 2") }
-	dates := alice.eval(`[...document.querySelectorAll(` + strconv.Quote(card(build, ".x-tick")) + `)].map(e => e.textContent).join(",")`)
-	if want := day(29) + "," + day(14) + ",today"; dates != want {
-		t.Errorf("x axis %q, want %q", dates, want)
+	alice.chartShows("#credit-usage", aliceUnits, now)
+	if got, want := alice.eval(`document.querySelector("#credit-usage svg .day:last-of-type title").textContent`),
+		now.UTC().Format("Jan 2")+": 3 units, 3 allowed and 0 denied checks"; got != want { // the write refused for its tier acted for no tenant yet
+		t.Errorf("today's bar says %q, want %q", got, want)
 	}
-	if bars := alice.eval(`String(document.querySelectorAll(` + strconv.Quote(card(build, "svg .day")) + `).length)`); bars != "20" {
-		t.Errorf("%s days with checks drawn, want 20", bars)
-	}
+	alice.screenshot("token-page-credits")
 
 	// The create dialog: 30 days by default, each preset once, the
 	// longest the policy allows marked, tiers with their descriptions.
@@ -494,6 +670,12 @@ func TestTokenPage(t *testing.T) {
 	}
 	r.applied(t, storeVersion(t, dsn))
 	r.wantCheck(t, key, 200, "allowed")
+	// laptop may write: a write costs 10 units, a read 1.
+	if got := checkMethod(t, r, "POST", key); got != 200 {
+		t.Fatalf("laptop writing: %d", got)
+	}
+	aliceUnits[0] += 11
+	settled(t, r, "u-alice", aliceUnits[0])
 
 	// A key for her organization, to a date three days ahead: flagged.
 	soon := now.AddDate(0, 0, 3)
@@ -517,6 +699,20 @@ func TestTokenPage(t *testing.T) {
 	if got := alice.text("#summary"); got != "4 keys: 1 expires within 7 days, 1 expired." {
 		t.Errorf("summary %q", got)
 	}
+	// The credits were read again with the list: laptop's 11 units.
+	alice.loaded()
+	for sel, want := range map[string]string{
+		"#credit-balance":              thousands(aliceGranted-aliceUnits[0]) + " units",
+		"#credit-spent":                thousands(aliceUnits[0]) + " units",
+		"#credits .total-units":        thousands(sum(aliceUnits)) + " units in 30 days",
+		card(laptop, ".fact-units dd"): "11 units\nfrom your wallet",
+		card(ci, ".fact-units dd"):     "0 units",
+	} {
+		if got := alice.text(sel); got != want {
+			t.Errorf("%s: %q, want %q", sel, got, want)
+		}
+	}
+	alice.chartShows("#credit-usage", aliceUnits, now)
 
 	// Disable and enable her own key: refused while disabled.
 	alice.do(chromedp.Click(chromedp.CSS(`button[aria-label="Disable laptop"]`)))
@@ -526,6 +722,8 @@ func TestTokenPage(t *testing.T) {
 	}
 	r.applied(t, storeVersion(t, dsn))
 	r.wantCheck(t, key, 401, "key_disabled")
+	alice.loaded()
+	alice.until(`document.querySelectorAll("#keys .legend").length === 4`)
 	alice.fullScreenshot("token-page-list")
 	// Every control is labelled for screen readers.
 	if unlabelled := alice.eval(`[...document.querySelectorAll("input, select, textarea")].filter(e => e.labels.length === 0).map(e => e.id)
@@ -534,14 +732,15 @@ func TestTokenPage(t *testing.T) {
 	}
 	alice.do(chromedp.Click(chromedp.CSS(`button[aria-label="Enable laptop"]`)))
 	alice.until(`document.querySelector('button[aria-label="Disable laptop"]') !== null`)
-	r.applied(t, storeVersion(t, dsn))
-	r.wantCheck(t, key, 200, "allowed")
 	// Readable on a phone: nothing wider than the screen.
+	alice.loaded()
 	alice.do(chromedp.EmulateViewport(390, 844))
 	alice.until(`document.documentElement.scrollWidth <= window.innerWidth`)
 	alice.eval(`(window.scrollTo(0, 0), "")`)
 	alice.screenshot("token-page-phone")
 	alice.do(chromedp.EmulateViewport(1280, 900))
+	r.applied(t, storeVersion(t, dsn))
+	r.wantCheck(t, key, 200, "allowed")
 	// Copy buttons fill the clipboard: her user id, a key's id.
 	if got := alice.copied("#copy-user-id"); got != "u-alice" {
 		t.Errorf("Copy user ID put %q on the clipboard", got)
@@ -563,6 +762,15 @@ func TestTokenPage(t *testing.T) {
 	if alice.has("#keys .fact-owner") || alice.eval(`String(document.querySelector("#member-filter").hidden)`) != "true" {
 		t.Error("a member who is not an admin gets the owner column or the member filter")
 	}
+	// Nothing of org-acme's wallet for a member who does not manage its
+	// keys: no panel, no call for its usage; her own key's units only.
+	alice.loaded()
+	if alice.eval(`String(document.querySelector("#credits").hidden)`) != "true" {
+		t.Errorf("alice, a member of org-acme, sees its credits: %q", alice.text("#credits"))
+	}
+	if got := alice.text(card(ci, ".fact-units dd")); got != "0 units" {
+		t.Errorf("acme ci's units for alice: %q", got)
+	}
 	alice.do(chromedp.Click(chromedp.CSS("#new-key")), chromedp.WaitVisible(chromedp.CSS("#create-dialog[open]")),
 		chromedp.SendKeys(chromedp.CSS("#create-label"), "acme build"),
 		chromedp.Click(chromedp.CSS(`#create-form button[type=submit]`)), chromedp.WaitVisible(chromedp.CSS("#secret-dialog[open]")))
@@ -574,6 +782,7 @@ func TestTokenPage(t *testing.T) {
 	}
 	alice.choose("#tenant", "")
 	alice.until(`document.querySelectorAll("#keys li.key").length === 5`)
+	alice.loaded()
 
 	// Refresh with no overlap, keeping the expiry: the new value works,
 	// the old one is refused.
@@ -587,6 +796,8 @@ func TestTokenPage(t *testing.T) {
 	if refreshed == key {
 		t.Fatal("refresh showed the old value")
 	}
+	alice.until(`document.querySelector(` + strconv.Quote(card(laptop, ".fact-start code")) + `)?.textContent === ` + strconv.Quote(refreshed[:12]+"…"))
+	alice.loaded() // the list read again after the refresh is in
 	r.applied(t, storeVersion(t, dsn))
 	r.wantCheck(t, refreshed, 200, "allowed")
 	r.wantCheck(t, key, 401, "invalid_api_key")
@@ -607,6 +818,12 @@ func TestTokenPage(t *testing.T) {
 	bob := newBrowser(t, 1280, 860)
 	bob.do(chromedp.Navigate(openSession(t, r, "u-bob")), chromedp.WaitVisible(chromedp.CSS("#keys-section")))
 	bob.until(`!document.querySelector("#empty").hidden`)
+	// bob has no wallet: his calls are not metered.
+	bob.loaded()
+	if got := bob.text("#credits-none"); got != "You have no wallet: calls acting for you are not metered, and cost no credits." ||
+		bob.eval(`String(document.querySelector("#credits-body").hidden)`) != "true" {
+		t.Errorf("bob's credits: %q", bob.text("#credits"))
+	}
 	// With the keyboard alone: Enter on "New key", a label, Enter creates,
 	// the value is shown, Escape closes it.
 	bob.do(chromedp.Focus(chromedp.CSS("#new-key")), chromedp.KeyEvent("\r"), chromedp.WaitVisible(chromedp.CSS("#create-dialog[open]")))
@@ -626,6 +843,7 @@ func TestTokenPage(t *testing.T) {
 
 	// carol, org-acme's admin, signed in for org-acme: its id, every key
 	// bound to it with its owner, and a member filter.
+	settled(t, r, "org-acme", 16)
 	carol := newBrowser(t, 1280, 900)
 	carol.grantClipboard(origin)
 	carol.do(chromedp.Navigate(openSession(t, r, "u-carol", "org-acme")), chromedp.WaitVisible(chromedp.CSS("#keys-section")))
@@ -646,6 +864,25 @@ func TestTokenPage(t *testing.T) {
 	if carol.has(`button[aria-label="Refresh acme ci"]`) {
 		t.Error("an admin is offered a new value of a member's key")
 	}
+	// org-acme's credits: granted less today's 16 units (alice's 2 reads
+	// for it, the dashboard's 4 reads and a write), the monthly refill,
+	// units per day; each key's units read through org-acme.
+	carol.loaded()
+	firstOfNext := time.Date(now.UTC().Year(), now.UTC().Month()+1, 1, 0, 0, 0, 0, time.UTC)
+	for sel, want := range map[string]string{
+		"#credits-title":                  "Credits of org-acme",
+		"#credit-balance":                 thousands(acmeGranted-16) + " units",
+		"#credit-spent":                   "16 units",
+		"#credit-refill":                  "Up to 50,000 units on day 1 of every month\nnext on " + firstOfNext.Format("Jan 2, 2006") + ", 00:00 UTC",
+		"#credits .total-units":           thousands(sum(acmeUnits)) + " units in 30 days",
+		card(carolsKey, ".fact-units dd"): thousands(sum(acmeUnits)-2) + " units\nfrom org-acme's wallet",
+		card(ci, ".fact-units dd"):        "0 units",
+	} {
+		if got := carol.text(sel); got != want {
+			t.Errorf("carol: %s: %q, want %q", sel, got, want)
+		}
+	}
+	carol.chartShows("#credit-usage", acmeUnits, now)
 	// She disables alice's key; the platform disables another of alice's.
 	carol.do(chromedp.Click(chromedp.CSS(`button[aria-label="Disable acme ci"]`)))
 	carol.until(`document.querySelector('button[aria-label="Enable acme ci"]') !== null`)
@@ -675,12 +912,14 @@ func TestTokenPage(t *testing.T) {
 	r.wantCheck(t, acmeCI, 401, "key_disabled")
 	carol.do(chromedp.Click(chromedp.CSS(`button[aria-label="Enable acme ci"]`)))
 	carol.until(`document.querySelector('button[aria-label="Disable acme ci"]') !== null`)
+	carol.loaded()
+	carol.until(`document.querySelectorAll("#keys .legend").length === 3`)
+	carol.fullScreenshot("token-page-admin")
 	if status, k := r.api(t, "console", "PATCH", "/v1/keys/"+build, map[string]any{"disabled": false}); status != 200 {
 		t.Fatalf("the platform enables build server: %d %v", status, k)
 	}
 	r.applied(t, storeVersion(t, dsn))
 	r.wantCheck(t, acmeCI, 200, "allowed")
-	carol.fullScreenshot("token-page-admin")
 
 	// One member's keys; delete one of them, confirmed by its label.
 	carol.choose("#member", "u-alice")
@@ -761,6 +1000,11 @@ func TestTokenPage(t *testing.T) {
 			}
 		}
 	}
+	for _, u := range alice.requested("/v1/usage?") {
+		if strings.Contains(u, "tenant=org-acme") {
+			t.Errorf("alice, a member of org-acme, asked for its usage: %s", u)
+		}
+	}
 	for name, b := range map[string]*browser{"alice": alice, "bob": bob, "carol": carol} {
 		if p := b.pageProblems(); len(p) > 0 {
 			t.Errorf("script errors or CSP refusals in %s's browser: %q", name, p)
@@ -804,4 +1048,50 @@ fetch("` + target + `/v1/keys/revoke", {method: "POST", credentials: "include", 
 	t.Cleanup(func() { _ = srv.Close() })
 	_, port, _ := net.SplitHostPort(lis.Addr().String())
 	return "http://localhost:" + port
+}
+
+// TestTokenPageUnmetered: under a policy that meters nothing (the
+// self-service example without its credits block) the page shows no
+// credits panel and no units on the cards, and asks for no usage rows.
+func TestTokenPageUnmetered(t *testing.T) {
+	pg := testkit.SharedPostgreSQL(t)
+	dsn := pg.Database(t)
+	pol := selfService(t)
+	b, err := os.ReadFile(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := string(b)
+	i := strings.Index(p, "\ncredits:\n")
+	j := strings.Index(p[i+1:], "\n\n")
+	if i < 0 || j < 0 {
+		t.Fatal("the self-service example has no credits block to take out")
+	}
+	p = regexp.MustCompile(`(?m)^  credits_remaining: .*\n`).ReplaceAllString(p[:i+1]+p[i+1+j+2:], "")
+	if err := os.WriteFile(pol, []byte(p), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := startReplica(t, pol, dsn)
+	r.waitFor(t, msgIs("key store loaded"))
+	id, _ := mustCreate(t, r, "console", map[string]any{"label": "build server", "tier": "service", "user": "u-alice"})
+
+	alice := newBrowser(t, 1280, 900)
+	alice.do(chromedp.Navigate(openSession(t, r, "u-alice")), chromedp.WaitVisible(chromedp.CSS("#keys-section")))
+	alice.until(`document.querySelectorAll("#keys li.key").length === 1`)
+	alice.loaded()
+	if got := alice.eval(`fetch("/v1/sessions/current", {headers: {"X-CSRF-Token": sessionStorage.getItem("portcullis.csrf")}}).then(r => r.json()).then(s => String(s.metered))`); got != "false" {
+		t.Fatalf("the session says metered: %s", got)
+	}
+	if alice.eval(`String(document.querySelector("#credits").hidden)`) != "true" {
+		t.Errorf("a policy that meters nothing shows credits: %q", alice.text("#credits"))
+	}
+	if alice.has(card(id, ".fact-units")) {
+		t.Errorf("a policy that meters nothing shows a key's units: %q", alice.text(card(id, ".fact-units")))
+	}
+	if got := alice.requested("/v1/usage"); len(got) > 0 {
+		t.Errorf("the page asked for usage rows: %q", got)
+	}
+	if p := alice.pageProblems(); len(p) > 0 {
+		t.Errorf("script errors or CSP refusals: %q", p)
+	}
 }
