@@ -219,6 +219,9 @@ func (h *Handler) usageRows(w http.ResponseWriter, r *http.Request, p *principal
 		if len(q[name]) > 1 {
 			return badf("%s: given more than once", name)
 		}
+		if q.Get(name) == "" && name != "group_by" {
+			return badf("%s: empty: leave it out to match any", name)
+		}
 	}
 	uq := store.UsageQuery{Tenant: q.Get("tenant"), User: q.Get("user"), Key: q.Get("key"), GroupBy: []string{"date"}}
 	if uq.Tenant != "" {

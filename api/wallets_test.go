@@ -246,6 +246,11 @@ func TestUsageRows(t *testing.T) {
 		{"key=k.1", "key"},
 		{"since=" + today, "since"},
 		{"tenant=org-acme&tenant=org-globex", "more than once"},
+		{"tenant=", "tenant: empty"},
+		{"user=", "user: empty"},
+		{"key=", "key: empty"},
+		{"from=", "from: empty"},
+		{"to=", "to: empty"},
 	} {
 		if a := e.callMalformed("console", "GET", "/v1/usage?"+c.query, nil); a.status != 400 || !strings.Contains(a.str("error"), c.field) {
 			t.Errorf("?%s: %d %s, want 400 naming %s", c.query, a.status, a.raw, c.field)
