@@ -149,12 +149,13 @@ func (k *keyStore) run(ctx context.Context, s *Server) {
 // keyRetention is how long a deleted key is kept (for limits and audit).
 const keyRetention = 30 * 24 * time.Hour
 
-// walletsEvery is how often each replica refills the wallets due and drops
-// the holds of replicas gone (holdLease after their last renewal, so
-// within 30 s of a replica's death). Any replica may do either: both are
-// one statement that does each thing once.
+// walletsEvery is how often each replica refills the wallets due (so a
+// refill applies within a second of its time) and drops the holds of
+// replicas gone (holdLease after their last renewal, so within 30 s of a
+// replica's death). Any replica may do either: each is one transaction
+// that does each thing once, and a cheap read when there is nothing to do.
 const (
-	walletsEvery = 5 * time.Second
+	walletsEvery = time.Second
 	holdLease    = 25 * time.Second
 )
 
