@@ -45,42 +45,9 @@ flags:
 
 // DB is `portcullis db`: the key store's schema.
 func DB(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("db migrate", flag.ContinueOnError)
-	pol := fs.String("policy", "", "policy whose keys_store to migrate")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), dbUsage)
-		fs.PrintDefaults()
-	}
-	if len(args) > 0 && isHelp(args[0]) {
-		fs.SetOutput(stdout)
-		fs.Usage()
-		return ExitOK
-	}
-	if len(args) == 0 || args[0] != "migrate" {
-		if len(args) > 0 {
-			fmt.Fprintf(stderr, "portcullis db: unknown command %q\n", args[0])
-		}
-		fs.SetOutput(stderr)
-		fs.Usage()
-		return ExitUsage
-	}
-	if ok, help := ParseFlags(fs, args[1:], stdout, stderr); !ok || *pol == "" || fs.NArg() > 0 {
-		if help {
-			return ExitOK
-		}
-		if ok {
-			fs.Usage()
-		}
-		return ExitUsage
-	}
-	snap, err := policy.Load(*pol, policy.LoadOptions{})
-	if err != nil {
-		fmt.Fprintf(stderr, "portcullis db migrate: invalid policy:\n%v\n", err)
-		return ExitUsage
-	}
-	if snap.KeyStore() == nil {
-		fmt.Fprintf(stderr, "portcullis db migrate: %s has no keys_store\n", *pol)
-		return ExitUsage
+	snap, code := storeCommand("db", "migrate", "policy whose keys_store to migrate", dbUsage, "", args, stdout, stderr)
+	if snap == nil {
+		return code
 	}
 	st, done, err := openStore(snap)
 	defer done()
@@ -96,6 +63,51 @@ func DB(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "key store schema at version %d\n", v)
 	return ExitOK
+}
+
+// storeCommand reads `portcullis <cmd> <sub> --policy FILE` (usage its
+// help, flagHelp the flag's) and loads the policy, which must have a
+// keys_store (why, when set, says what for). It returns the policy, or nil
+// and the exit code, having said what is wrong.
+func storeCommand(cmd, sub, flagHelp, usage, why string, args []string, stdout, stderr io.Writer) (*policy.Snapshot, int) {
+	fs := flag.NewFlagSet(cmd+" "+sub, flag.ContinueOnError)
+	pol := fs.String("policy", "", flagHelp)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	if len(args) > 0 && isHelp(args[0]) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return nil, ExitOK
+	}
+	if len(args) == 0 || args[0] != sub {
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "portcullis %s: unknown command %q\n", cmd, args[0])
+		}
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return nil, ExitUsage
+	}
+	if ok, help := ParseFlags(fs, args[1:], stdout, stderr); !ok || *pol == "" || fs.NArg() > 0 {
+		if help {
+			return nil, ExitOK
+		}
+		if ok {
+			fs.Usage()
+		}
+		return nil, ExitUsage
+	}
+	snap, err := policy.Load(*pol, policy.LoadOptions{})
+	if err != nil {
+		fmt.Fprintf(stderr, "portcullis %s %s: invalid policy:\n%v\n", cmd, sub, err)
+		return nil, ExitUsage
+	}
+	if snap.KeyStore() == nil {
+		fmt.Fprintf(stderr, "portcullis %s %s: %s has no keys_store%s\n", cmd, sub, *pol, why)
+		return nil, ExitUsage
+	}
+	return snap, 0
 }
 
 // runKeysImport copies a keys file's entries into the policy's key store,

@@ -5,12 +5,10 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"time"
 
-	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/store"
 )
 
@@ -32,42 +30,10 @@ flags:
 
 // Tenants is `portcullis tenants`.
 func Tenants(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("tenants import", flag.ContinueOnError)
-	pol := fs.String("policy", "", "policy whose tenants and members to copy into its key store")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), tenantsUsage)
-		fs.PrintDefaults()
-	}
-	if len(args) > 0 && isHelp(args[0]) {
-		fs.SetOutput(stdout)
-		fs.Usage()
-		return ExitOK
-	}
-	if len(args) == 0 || args[0] != "import" {
-		if len(args) > 0 {
-			fmt.Fprintf(stderr, "portcullis tenants: unknown command %q\n", args[0])
-		}
-		fs.SetOutput(stderr)
-		fs.Usage()
-		return ExitUsage
-	}
-	if ok, help := ParseFlags(fs, args[1:], stdout, stderr); !ok || *pol == "" || fs.NArg() > 0 {
-		if help {
-			return ExitOK
-		}
-		if ok {
-			fs.Usage()
-		}
-		return ExitUsage
-	}
-	snap, err := policy.Load(*pol, policy.LoadOptions{})
-	if err != nil {
-		fmt.Fprintf(stderr, "portcullis tenants import: invalid policy:\n%v\n", err)
-		return ExitUsage
-	}
-	if snap.KeyStore() == nil {
-		fmt.Fprintf(stderr, "portcullis tenants import: %s has no keys_store: the directory lives in the key store\n", *pol)
-		return ExitUsage
+	snap, code := storeCommand("tenants", "import", "policy whose tenants and members to copy into its key store", tenantsUsage,
+		": the directory lives in the key store", args, stdout, stderr)
+	if snap == nil {
+		return code
 	}
 	st, closeStore, err := openStore(snap)
 	if err != nil {
