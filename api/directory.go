@@ -180,11 +180,7 @@ func (h *Handler) putTenant(w http.ResponseWriter, r *http.Request, p *principal
 	h.cfg.Log.InfoContext(r.Context(), "directory changed", "op", "put_tenant", "tenant", id, "by", p.by(), "version", t.Version, "created", created)
 	out := storeTenantObject(t)
 	out.Version = &t.Version
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	return writeJSON(w, status, out)
+	return writeCreated(w, created, out)
 }
 
 // getTenant is GET /v1/tenants/{tenant}.
@@ -320,11 +316,7 @@ func (h *Handler) putMember(w http.ResponseWriter, r *http.Request, p *principal
 		return err
 	}
 	h.cfg.Log.InfoContext(r.Context(), "directory changed", "op", "put_member", "tenant", tenant, "user", user, "role", rl, "by", p.by(), "version", v)
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	return writeJSON(w, status, map[string]any{"tenant": tenant, "user": user, "role": rl, "version": v})
+	return writeCreated(w, created, map[string]any{"tenant": tenant, "user": user, "role": rl, "version": v})
 }
 
 // deleteMember is DELETE /v1/tenants/{tenant}/members/{user}: the user's

@@ -414,6 +414,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return nil
 }
 
+// writeCreated answers v, 201 when the call created what it names, else
+// 200.
+func writeCreated(w http.ResponseWriter, created bool, v any) error {
+	if created {
+		return writeJSON(w, http.StatusCreated, v)
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
 // writeError answers an error; its body, two strings, always encodes.
 func writeError(w http.ResponseWriter, status int, code reason.Code, msg string) {
 	_ = writeJSON(w, status, map[string]string{"error": msg, "reason": string(code)})

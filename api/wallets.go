@@ -120,11 +120,7 @@ func (h *Handler) putWallet(w http.ResponseWriter, r *http.Request, p *principal
 	h.cfg.Log.InfoContext(r.Context(), "wallet changed", "op", "put", "tenant", tenant, "by", p.by(), "version", wal.Version, "created", created)
 	out := walletOf(wal)
 	out.Version = &wal.Version
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	return writeJSON(w, status, out)
+	return writeCreated(w, created, out)
 }
 
 // getWallet is GET /v1/wallets/{tenant}.
