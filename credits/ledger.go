@@ -28,8 +28,10 @@ type Bank interface {
 	// store was unreachable (debt), in one transaction; it also renews
 	// the replica's holds (a hold not renewed for the store's lease is
 	// dropped and counted forfeited: its replica may have spent it). A
-	// settlement whose Since is not the wallet's changes nothing.
-	Settle(ctx context.Context, replica string, s []Settlement) error
+	// settlement whose Since is not the wallet's changes nothing. Each
+	// replica numbers its settlements upwards from 1; one whose number was
+	// applied already changes nothing (a retry of one that committed).
+	Settle(ctx context.Context, replica string, seq int64, s []Settlement) error
 }
 
 // Settlement is what one hold reports.
@@ -107,6 +109,7 @@ type hold struct {
 	low    atomic.Int64 // below this many units in hand, the next block is taken ahead (half the last block)
 
 	prefetching atomic.Bool  // a prefetch is under way
+	gone        atomic.Bool  // forgotten by the ledger: touch the tenant's new hold instead
 	balance     atomic.Int64 // the wallet's balance after this replica's last take
 	since       atomic.Int64 // the wallet the units are of (Wallet.Since); 0: none yet
 
@@ -130,19 +133,25 @@ type Ledger struct {
 	takes  atomic.Int64 // calls to Bank.Take
 	owed   atomic.Int64 // units admitted without a hold, ever
 	closed atomic.Bool  // no more prefetches
+
+	settling sync.Mutex  // one settlement at a time; guards what follows
+	seq      int64       // the last settlement's number
+	pending  *settlement // one that failed, to send again first
 }
 
 // Stats is what a Ledger did, for metrics.
 type Stats struct {
-	Held  int64 // units this replica holds now, over every wallet
-	Takes int64 // blocks asked of the store, ever
-	Owed  int64 // units admitted without a hold (the store unreachable, on_outage: allow), ever
+	Wallets int   // wallets this replica keeps a hold of (empty ones are forgotten after a while)
+	Held    int64 // units this replica holds now, over every wallet
+	Takes   int64 // blocks asked of the store, ever
+	Owed    int64 // units admitted without a hold (the store unreachable, on_outage: allow), ever
 }
 
 // Stats returns what l holds now and did so far.
 func (l *Ledger) Stats() Stats {
 	st := Stats{Takes: l.takes.Load(), Owed: l.owed.Load()}
 	l.holds.Range(func(_, v any) bool {
+		st.Wallets++
 		st.Held += v.(*hold).avail.Load()
 		return true
 	})
@@ -214,6 +223,10 @@ func (l *Ledger) Admit(ctx context.Context, tenant string, cost int64, w Wallet)
 		return Exhausted, h.avail.Load() + h.balance.Load()
 	}
 	h.mu.Lock()
+	if h.gone.Load() { // forgotten meanwhile: the tenant's new hold
+		h.mu.Unlock()
+		return l.Admit(ctx, tenant, cost, w)
+	}
 	defer h.mu.Unlock()
 	if h.spend(cost) { // another check, or a prefetch, took a block meanwhile
 		return Admitted, h.avail.Load() + h.balance.Load()
@@ -275,7 +288,7 @@ func (l *Ledger) prefetch(tenant string, h *hold) {
 	defer h.prefetching.Store(false)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if l.closed.Load() || h.avail.Load() >= h.low.Load() { // stopping, or another took meanwhile
+	if l.closed.Load() || h.gone.Load() || h.avail.Load() >= h.low.Load() { // stopping, forgotten, or another took meanwhile
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), l.opts.PrefetchTimeout)
@@ -320,8 +333,13 @@ func (l *Ledger) Owe(tenant string, cost int64, w Wallet) {
 			h.since.CompareAndSwap(0, w.Since)
 		}
 	}
-	l.owed.Add(cost)
 	h.debt.Add(cost)
+	if h.gone.Load() { // forgotten meanwhile: owe it on the tenant's new hold
+		h.debt.Add(-cost)
+		l.Owe(tenant, cost, w)
+		return
+	}
+	l.owed.Add(cost)
 	h.recent.Add(cost)
 	h.used.Store(true)
 }
@@ -379,18 +397,27 @@ func (d DryRun) Admit(_ context.Context, tenant string, cost int64, _ Wallet) (O
 func (DryRun) Owe(string, int64, Wallet) {}
 
 // Settle reports every hold's spending, returns holds idle for Idle (all
-// of them when all is set), and renews the rest. On failure nothing is
-// lost: the counts go back to their holds for the next settlement.
+// of them when all is set), and renews the rest. A settlement that failed
+// is sent again, unchanged and under the same number, before any other:
+// the store applies each number once, so one that did commit though its
+// answer was lost is not applied twice (returned units would be counted
+// back twice). Its counts are out of the holds meanwhile; nothing is lost
+// while the replica runs.
 func (l *Ledger) Settle(ctx context.Context, all bool) error {
-	now := l.opts.Now()
-	type taken struct {
-		h *hold
-		s Settlement
+	l.settling.Lock()
+	defer l.settling.Unlock()
+	if l.pending != nil {
+		if err := l.bank.Settle(ctx, l.replica, l.pending.seq, l.pending.list); err != nil {
+			return err
+		}
+		l.pending = nil
 	}
-	var ts []taken
+	now := l.opts.Now()
+	var list []Settlement
 	l.holds.Range(func(k, v any) bool {
 		h := v.(*hold)
 		h.mu.Lock()
+		defer h.mu.Unlock()
 		// The block size follows what the wallet spends: twice a period's
 		// use, smoothed.
 		h.rate = (h.rate + h.recent.Swap(0)) / 2
@@ -404,23 +431,40 @@ func (l *Ledger) Settle(ctx context.Context, all bool) error {
 		if all || (!h.idleSince.IsZero() && now.Sub(h.idleSince) >= l.opts.Idle-l.opts.Every) {
 			s.Returned = h.avail.Swap(0)
 		}
-		h.mu.Unlock()
 		if s.Spent != 0 || s.Returned != 0 || s.Debt != 0 {
-			ts = append(ts, taken{h, s})
+			list = append(list, s)
+		} else if !h.idleSince.IsZero() && now.Sub(h.idleSince) >= forgetAfter {
+			l.forget(k.(string), h)
 		}
 		return true
 	})
-	list := make([]Settlement, len(ts))
-	for i, t := range ts {
-		list[i] = t.s
-	}
-	if err := l.bank.Settle(ctx, l.replica, list); err != nil {
-		for _, t := range ts {
-			t.h.spent.Add(t.s.Spent)
-			t.h.debt.Add(t.s.Debt)
-			t.h.avail.Add(t.s.Returned) // still held: spend them meanwhile
-		}
+	l.seq++
+	if err := l.bank.Settle(ctx, l.replica, l.seq, list); err != nil {
+		l.pending = &settlement{seq: l.seq, list: list}
 		return err
 	}
 	return nil
+}
+
+// settlement is one sent to the bank and not known to have committed.
+type settlement struct {
+	seq  int64
+	list []Settlement
+}
+
+// forgetAfter is how long a hold with nothing in it stays unused before
+// the ledger forgets it (so a replica's memory follows the wallets in use,
+// not every wallet it ever charged).
+const forgetAfter = 5 * time.Minute
+
+// forget removes h, empty and unused, from the ledger (under h.mu). A
+// check or an Owe that found h before it went makes sure it is still
+// there after touching it (hold.gone), and otherwise starts again.
+func (l *Ledger) forget(tenant string, h *hold) {
+	h.gone.Store(true)
+	if h.avail.Load() != 0 || h.spent.Load() != 0 || h.debt.Load() != 0 || h.prefetching.Load() {
+		h.gone.Store(false) // touched meanwhile: keep it
+		return
+	}
+	l.holds.CompareAndDelete(tenant, h)
 }

@@ -356,3 +356,69 @@ func TestAWalletMadeAgainIsAnother(t *testing.T) {
 		t.Fatalf("units returned from a deleted wallet reached the new one: balance %d, want 2", g.Balance)
 	}
 }
+
+// TestASettlementAppliesOnce: a settlement sent again under its number
+// (its first answer lost, though it committed) changes nothing: returned
+// units are not counted back twice.
+func TestASettlementAppliesOnce(t *testing.T) {
+	ctx := context.Background()
+	s := bank(t, testkit.SharedPostgreSQL(t))
+	w := wallet(t, s, "org-j", 1000)
+	took, _, since, err := s.Take(ctx, "replica-j", "org-j", 1, 100)
+	if err != nil || took != 100 || since != w.Since {
+		t.Fatalf("take: %d %d %v", took, since, err)
+	}
+	list := []credits.Settlement{{Tenant: "org-j", Since: since, Spent: 10, Returned: 90}}
+	for range 3 {
+		if err := s.Settle(ctx, "replica-j", 1, list); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g, _ := s.GetWallet(ctx, "org-j"); g.Balance != 990 || g.SpentToday != 10 || g.Held != 0 {
+		t.Fatalf("after one settlement sent three times: balance %d spent %d held %d, want 990, 10, 0", g.Balance, g.SpentToday, g.Held)
+	}
+	// The next number applies.
+	if _, _, _, err := s.Take(ctx, "replica-j", "org-j", 1, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Settle(ctx, "replica-j", 2, []credits.Settlement{{Tenant: "org-j", Since: since, Returned: 100}}); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := s.GetWallet(ctx, "org-j"); g.Balance != 990 || g.Held != 0 {
+		t.Fatalf("after the second: balance %d held %d", g.Balance, g.Held)
+	}
+}
+
+// TestUnusedHoldsAreForgotten: a replica forgets the holds of wallets it
+// has not charged for a while (its memory follows the wallets in use),
+// and a check after that starts a new hold as if nothing happened.
+func TestUnusedHoldsAreForgotten(t *testing.T) {
+	ctx := context.Background()
+	s := bank(t, testkit.SharedPostgreSQL(t))
+	w := wallet(t, s, "org-k", 100)
+	var now atomic.Int64
+	now.Store(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	l := credits.NewLedger(s, "replica-k", credits.Options{Now: clock})
+	if o, _ := l.Admit(ctx, "org-k", 1, w); o != credits.Admitted {
+		t.Fatal(o)
+	}
+	for range 4 { // used, then idle: its units go back, then it is forgotten
+		if err := l.Settle(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		now.Add(int64(4 * time.Minute))
+	}
+	if st := l.Stats(); st.Wallets != 0 || st.Held != 0 {
+		t.Fatalf("after 12 idle minutes: %+v", st)
+	}
+	if o, _ := l.Admit(ctx, "org-k", 1, w); o != credits.Admitted {
+		t.Fatal(o)
+	}
+	if err := l.Settle(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := s.GetWallet(ctx, "org-k"); g.Balance != 98 || g.Held != 0 {
+		t.Fatalf("balance %d held %d, want 98 and 0", g.Balance, g.Held)
+	}
+}

@@ -245,7 +245,7 @@ func (s *Store) Take(ctx context.Context, replica, tenant string, min, want int6
 // to the balance; and every hold of replica is renewed. A settlement for
 // a wallet since deleted (or deleted and made again: another Since)
 // changes nothing.
-func (s *Store) Settle(ctx context.Context, replica string, list []credits.Settlement) error {
+func (s *Store) Settle(ctx context.Context, replica string, seq int64, list []credits.Settlement) error {
 	tenants := make([]string, len(list))
 	since, spent, returned, debt := make([]int64, len(list)), make([]int64, len(list)), make([]int64, len(list)), make([]int64, len(list))
 	for i, st := range list {
@@ -254,22 +254,31 @@ func (s *Store) Settle(ctx context.Context, replica string, list []credits.Settl
 	// One batch: one round trip and one implicit transaction, so the
 	// wallets' rows are locked only while the server runs it. Wallets
 	// first, in one order, then holds: as Take, ChargeStale and
-	// DeleteWallet do, so no two of them wait on each other.
+	// DeleteWallet do, so no two of them wait on each other. The claim of
+	// seq makes a retry of a settlement that committed change nothing.
 	b := &pgx.Batch{}
 	b.Queue(`SELECT FROM portcullis_wallets WHERE tenant IN
 		(SELECT tenant FROM portcullis_wallet_holds WHERE replica = $1 UNION SELECT unnest($2::text[]))
 		ORDER BY tenant FOR UPDATE`, replica, tenants)
-	if len(list) > 0 {
-		b.Queue(`UPDATE portcullis_wallets w SET balance = w.balance + s.returned - s.debt,
-			spent_today = CASE WHEN w.spent_day = (now() AT TIME ZONE 'UTC')::date THEN w.spent_today ELSE 0 END + s.spent + s.debt,
-			spent_day = (now() AT TIME ZONE 'UTC')::date
-			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS s(tenant, since, spent, returned, debt)
-			WHERE w.tenant = s.tenant AND w.created_version = s.since AND w.deleted_at IS NULL`, tenants, since, spent, returned, debt)
-		b.Queue(`UPDATE portcullis_wallet_holds h SET units = greatest(h.units - s.spent - s.returned, 0)
-			FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) AS s(tenant, since, spent, returned), portcullis_wallets w
-			WHERE h.tenant = s.tenant AND h.replica = $1 AND w.tenant = s.tenant AND w.created_version = s.since AND w.deleted_at IS NULL`,
-			replica, tenants, since, spent, returned)
-	}
+	b.Queue(`WITH claim AS (
+			INSERT INTO portcullis_wallet_replicas (replica, settled, at) VALUES ($1, $2, now())
+			ON CONFLICT (replica) DO UPDATE SET settled = excluded.settled, at = now()
+			WHERE portcullis_wallet_replicas.settled < excluded.settled
+			RETURNING 1
+		), s AS (
+			SELECT * FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) AS s(tenant, since, spent, returned, debt)
+			WHERE EXISTS (SELECT FROM claim)
+		), w AS (
+			UPDATE portcullis_wallets w SET balance = w.balance + s.returned - s.debt,
+				spent_today = CASE WHEN w.spent_day = (now() AT TIME ZONE 'UTC')::date THEN w.spent_today ELSE 0 END + s.spent + s.debt,
+				spent_day = (now() AT TIME ZONE 'UTC')::date
+			FROM s WHERE w.tenant = s.tenant AND w.created_version = s.since AND w.deleted_at IS NULL
+			RETURNING w.tenant
+		)
+		UPDATE portcullis_wallet_holds h SET units = greatest(h.units - s.spent - s.returned, 0), renewed_at = now()
+		FROM s WHERE h.tenant = s.tenant AND h.replica = $1
+			AND EXISTS (SELECT FROM portcullis_wallets w WHERE w.tenant = s.tenant AND w.created_version = s.since AND w.deleted_at IS NULL)`,
+		replica, seq, tenants, since, spent, returned, debt)
 	b.Queue("DELETE FROM portcullis_wallet_holds WHERE replica = $1 AND units = 0", replica)
 	b.Queue("UPDATE portcullis_wallet_holds SET renewed_at = now() WHERE replica = $1", replica)
 	return s.pool.SendBatch(ctx, b).Close()
@@ -285,6 +294,9 @@ func (s *Store) ChargeStale(ctx context.Context, lease time.Duration) (int64, er
 		// Wallets first, in one order, then holds (see Settle).
 		if _, err := tx.Exec(ctx, `SELECT FROM portcullis_wallets WHERE tenant IN
 			(SELECT tenant FROM portcullis_wallet_holds WHERE renewed_at < now() - $1::interval) ORDER BY tenant FOR UPDATE`, lease.String()); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM portcullis_wallet_replicas WHERE at < now() - interval '1 day'"); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, `WITH gone AS (DELETE FROM portcullis_wallet_holds WHERE renewed_at < now() - $1::interval RETURNING tenant, units),

@@ -40,6 +40,14 @@ CREATE TABLE portcullis_wallet_holds (
 );
 CREATE INDEX portcullis_wallet_holds_renewed ON portcullis_wallet_holds (renewed_at);
 
+-- The last settlement each replica had applied: a settlement is applied
+-- once, so one retried after a lost answer is not counted twice.
+CREATE TABLE portcullis_wallet_replicas (
+    replica text        PRIMARY KEY,
+    settled bigint      NOT NULL,
+    at      timestamptz NOT NULL
+);
+
 -- Grants by idempotency key: a retried grant answers as the first did. A
 -- wallet deleted and made again is another, with keys of its own.
 CREATE TABLE portcullis_wallet_grants (
