@@ -164,7 +164,8 @@ type Admitter interface {
 }
 
 // charge meters an allow d: its cost on its route, charged to the wallet
-// of the tenant it acts for, never another; exhausted is 429 (with
+// of the tenant it acts for, never another (without an Admitter, offline,
+// it only says so); exhausted is 429 (with
 // Retry-After until the wallet's next refill), a store it cannot reach
 // with no units in hand is 503 unless on_outage: allow. It runs last, so a
 // denied check never charges.
@@ -179,8 +180,17 @@ func (s *Snapshot) charge(ctx context.Context, d *Decision, req Request, st *sto
 	}
 	d.Cost, d.Wallet = cost, d.Tenant
 	w, metered := st.wallets.Lookup(d.Tenant)
+	if a == nil {
+		// Offline (check, test): what the request costs and the wallet that
+		// would pay (the tenant acted for, unless the store is read and
+		// holds none for it); nothing is charged, nothing refused.
+		if st.wallets != nil && !metered {
+			d.Wallet = ""
+		}
+		return
+	}
 	switch {
-	case d.Tenant == "" || !metered || a == nil:
+	case d.Tenant == "" || !metered:
 		d.Wallet = ""
 		if cc.denyUnmetered {
 			*d = c.deny(reason.CreditsExhausted)

@@ -60,13 +60,17 @@ type checkResult struct {
 	Credential    string            `json:"credential"`
 	SetHeaders    map[string]string `json:"set_headers"`
 	RemoveHeaders []string          `json:"remove_headers"`
+	// With a policy that meters (credits): what the request costs, and
+	// the wallet that would pay; check and test charge nothing.
+	Cost   int64  `json:"cost,omitempty"`
+	Wallet string `json:"wallet,omitempty"`
 }
 
 // newCheckResult is d as check prints it.
 func newCheckResult(d *policy.Decision) *checkResult {
 	res := &checkResult{
 		Allow: d.Allow, Status: d.Status(), Reason: d.Reason, Tier: d.Tier, Tenant: d.Tenant,
-		TenantKind: d.TenantKind, User: d.User, Credential: d.Credential,
+		TenantKind: d.TenantKind, User: d.User, Credential: d.Credential, Cost: d.Cost, Wallet: d.Wallet,
 		SetHeaders: map[string]string{}, RemoveHeaders: []string{},
 	}
 	for _, h := range d.SetHeaders {

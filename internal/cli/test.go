@@ -52,6 +52,8 @@ type testExpect struct {
 	TenantKind    *string           `yaml:"tenant_kind"`
 	User          *string           `yaml:"user"`
 	Credential    *string           `yaml:"credential"`
+	Cost          *int64            `yaml:"cost"`
+	Wallet        *string           `yaml:"wallet"`
 	SetHeaders    map[string]string `yaml:"set_headers"`
 	RemoveHeaders []string          `yaml:"remove_headers"`
 }
@@ -255,6 +257,9 @@ func (s *suite) run(ctx context.Context, c loadedCase, out io.Writer) bool {
 	if e.Status != nil {
 		want("status", *e.Status, got.Status)
 	}
+	if e.Cost != nil {
+		want("cost", *e.Cost, got.Cost)
+	}
 	for _, f := range []struct {
 		name string
 		want *string
@@ -262,6 +267,7 @@ func (s *suite) run(ctx context.Context, c loadedCase, out io.Writer) bool {
 	}{
 		{"reason", e.Reason, string(got.Reason)}, {"tier", e.Tier, got.Tier}, {"tenant", e.Tenant, got.Tenant},
 		{"tenant_kind", e.TenantKind, got.TenantKind}, {"user", e.User, got.User}, {"credential", e.Credential, got.Credential},
+		{"wallet", e.Wallet, got.Wallet},
 	} {
 		if f.want != nil {
 			want(f.name, *f.want, f.got)
