@@ -108,7 +108,7 @@ func main() {
 	addr := flag.String("grpc-addr", "127.0.0.1:0", "listen address")
 	respFile := flag.String("response", "", "answer every Check with this CheckResponse (protobuf encoding)")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-	headroom := flag.Uint("gc-headroom-mib", 16, "as portcullis serve's (and its default): the least heap growth between collections")
+	headroom := flag.Uint("gc-headroom-mib", 64, "as portcullis serve's (and its default): the most heap growth between collections")
 	plainServer := flag.Bool("plain", false, "a plain grpc-go server: no options, Go's collector settings, the answer marshalled per Check")
 	flag.Parse()
 	if !*plainServer {

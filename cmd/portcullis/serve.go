@@ -23,7 +23,7 @@ import (
 const serveUsage = `usage: portcullis serve --policy FILE [--grpc-addr 127.0.0.1:9001 | unix:///path] [--admin-addr 127.0.0.1:9090]
                         [--http-addr 127.0.0.1:9002 --http-mode traefik|nginx|ingress-nginx|envoy [--http-path-prefix P] [--trusted-proxies CIDRs]]
                         [--keys-api-addr 127.0.0.1:9003] [--no-migrate] [--shadow-policy FILE]
-                        [--reflection] [--tls-cert F --tls-key F [--client-ca F]] [--log-level info] [--gc-headroom-mib 16]
+                        [--reflection] [--tls-cert F --tls-key F [--client-ca F]] [--log-level info] [--gc-headroom-mib 64]
 
 Serves Envoy's ext_authz over gRPC, health and metrics on the admin listener, and, when
 asked, forward-auth over HTTP and the key-management API with the token page. The policy,
@@ -62,9 +62,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 10*time.Second, "HTTP listeners: the longest time to read one request, headers and body")
 	fs.UintVar(&maxStreams, "max-concurrent-streams", 1024, "gRPC: concurrent streams (checks in flight) per connection")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve Go profiling under /debug/pprof/ on the admin listener")
-	fs.UintVar(&gcHeadroom, "gc-headroom-mib", 16, "let the heap grow at least this many MiB between garbage collections "+
-		"(a small heap is otherwise collected dozens of times a second under load): resident memory grows by up to this much; "+
-		"0: Go's default; ignored when GOGC is set")
+	fs.UintVar(&gcHeadroom, "gc-headroom-mib", 64, "the most the heap may grow between garbage collections beyond Go's own, in MiB: "+
+		"it grows by 4× what is live, at least 16 MiB (a small heap is otherwise collected dozens of times a second under load), "+
+		"at most this; 0: Go's default; ignored when GOGC is set")
 	fs.StringVar(&cfg.KeysAPIAddr, "keys-api-addr", "", "key-management API listener (needs a policy keys_store); off when empty")
 	fs.BoolVar(&cfg.NoMigrate, "no-migrate", false, "do not migrate the key store's schema at start (portcullis db migrate does)")
 	fs.DurationVar(&cfg.UsageFlush, "usage-flush", 10*time.Second, "how often key usage is written to the key store")

@@ -4,11 +4,15 @@
 // and at 4 MB at the least; a server whose live heap is a few megabytes then
 // collects dozens of times a second under load, and the marking and stack
 // scanning of those cycles cost more than its checks. After every
-// collection Keep raises GOGC so that the next one comes after at least
-// floor bytes of growth, never lowering it below Go's 100: a heap that is
+// collection Keep sets GOGC so that the heap may grow by four times what
+// the collection found live before the next one, by at least 16 MiB and at
+// most a given most, and never by less than Go's default (GOGC 100). The
+// growth follows the live heap: a small policy's few megabytes get 16-20
+// MiB, so a sidecar's memory stays small; a heap of cached tokens, whose
+// marking costs more per cycle, gets more, up to the most; a heap that is
 // large already (a million keys, a full token cache) is collected as Go
-// would, so memory stays what it was, and a memory limit (GOMEMLIMIT, which
-// the Kubernetes manifests set) still makes the collector run earlier.
+// would, so memory stays what it was. A memory limit (GOMEMLIMIT, which the
+// Kubernetes manifests set) still makes the collector run earlier.
 //
 // It owns that one setting. It must not be used where the operator chose
 // GOGC: Keep does nothing when the GOGC environment variable is set.
@@ -24,27 +28,43 @@ import (
 )
 
 // minHeap is Go's least heap goal at GOGC 100 (4 MiB); the runtime scales
-// it with GOGC, so GOGC never needs to exceed floor/minHeap × 100.
+// it with GOGC, so GOGC never needs to exceed growth/minHeap × 100.
 const minHeap = 4 << 20
 
-// GOGC returns the GOGC percentage that lets the heap grow at least floor
-// bytes before the next collection, for a collection that found live bytes
-// to scan (Go applies GOGC to the live heap, the stacks and the globals
-// together, and scales its 4 MiB least goal with it): at least 100, and no
-// more than makes that least goal floor.
-func GOGC(live, floor uint64) int {
+const (
+	// ratio is the growth allowed per byte live between collections.
+	ratio = 4
+	// least is the growth a small heap gets whatever it holds (or most,
+	// when less).
+	least = 16 << 20
+)
+
+// Growth returns how far the heap may grow past live bytes before the next
+// collection: ratio times live, at least least (or most, when less), at
+// most most.
+func Growth(live, most uint64) uint64 {
+	return min(max(ratio*live, min(least, most)), most)
+}
+
+// GOGC returns the GOGC percentage that lets the heap grow by Growth(live,
+// most) before the next collection, for a collection that found live
+// bytes to scan (Go applies GOGC to the live heap, the stacks and the
+// globals together, and scales its 4 MiB least goal with it): at least
+// 100, and no more than makes that least goal the growth.
+func GOGC(live, most uint64) int {
 	live = max(live, 1)
-	return int(max(100, min((floor*100+live-1)/live, floor*100/minHeap)))
+	grow := Growth(live, most)
+	return int(max(100, min((grow*100+live-1)/live, grow*100/minHeap)))
 }
 
 // Keep sets GOGC after every collection from the live heap it left, for a
-// floor of floor bytes (0: nothing), until stop is called. It does nothing
-// when GOGC is set in the environment.
-func Keep(floor uint64) (stop func()) {
-	if floor == 0 || os.Getenv("GOGC") != "" {
+// growth of at most most bytes (0: nothing), until stop is called. It does
+// nothing when GOGC is set in the environment.
+func Keep(most uint64) (stop func()) {
+	if most == 0 || os.Getenv("GOGC") != "" {
 		return func() {}
 	}
-	return start(&tuner{floor: floor})
+	return start(&tuner{floor: most})
 }
 
 func start(t *tuner) (stop func()) {
@@ -54,7 +74,7 @@ func start(t *tuner) (stop func()) {
 }
 
 type tuner struct {
-	floor   uint64
+	floor   uint64 // the most growth
 	stopped atomic.Bool
 	mu      sync.Mutex // cleanups may run at once; guards last
 	last    int
