@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,6 +40,7 @@ var (
 	dirTenants = flag.Int("tenants", 100_000, "tenants in -directory's database (each with an alias)")
 	dirMembers = flag.Int("memberships", 1_000_000, "memberships in -directory's database (one user each; each user has a key: -keys must be at least this)")
 	bulkSize   = flag.Int("bulk", 10_000, "members in -directory's bulk replace")
+	dirProfile = flag.String("load-cpuprofile", "", "with -directory: also write a CPU profile of one replica's cold load (the first 8 s after exec) to this file")
 )
 
 // dirTargets collects the directory's targets as the measurements meet
@@ -237,6 +239,11 @@ func (b *bench) dirColdLoad(out io.Writer, policy, dsn string) error {
 		secs(medianDur(ready)), secs(slices.Min(ready)), secs(slices.Max(ready)), secs(medianDur(cpus)), rss[len(rss)/2]/1024, rss[len(rss)-1]/1024,
 		heap[len(heap)/2]/1024)
 	dirTarget("cold load (exec → first /readyz 200) ≤ 5 s", secs(medianDur(ready)), medianDur(ready) <= 5*time.Second)
+	if *dirProfile != "" {
+		if err := b.loadProfile(policy, dsn, *dirProfile); err != nil {
+			return err
+		}
+	}
 	dirTarget("resident memory after load ≤ 300 MB", fmt.Sprintf("%d MB", rss[len(rss)/2]/1024), rss[len(rss)/2]/1024 <= 300)
 	return nil
 }
@@ -567,4 +574,27 @@ func (b *bench) captureStore(policy, dsn string, r *authv3.CheckRequest) (string
 	defer f.Close()
 	_, err = f.Write(enc)
 	return f.Name(), err
+}
+
+// loadProfile writes a CPU profile of a replica's first 8 seconds, its
+// cold load of the store, to path.
+func (b *bench) loadProfile(policy, dsn, path string) error {
+	s, err := b.startStore(policy, dsn, "--pprof")
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	resp, err := http.Get("http://" + s.admin + "/debug/pprof/profile?seconds=8")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	logf("directory: CPU profile of a cold load written to %s", path)
+	return err
 }

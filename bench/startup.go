@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/portcullis/portcullis/internal/gcfloor"
@@ -75,6 +76,13 @@ func (b *bench) startN(policy string, n int) (startup, error) {
 	return st, nil
 }
 
+// processCPU returns the CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime))
+}
+
 func medianDur(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
@@ -97,8 +105,12 @@ type phases struct {
 // is the difference between two passes. The collector runs with the
 // server's default headroom.
 func (b *bench) loadPhases() (phases, error) {
-	defer gcfloor.Keep(16 << 20)() // portcullis serve's default
+	defer gcfloor.Keep(64 << 20)() // portcullis serve's default
 	path := filepath.Join(filepath.Dir(b.bigPolicy), "big-keys.json")
+	// Each pass is timed by this process's CPU time (user and system, every
+	// thread: the collector's too), not the wall clock: the harness does
+	// nothing else meanwhile, and on a shared machine the wall clock counts
+	// the other tenants' work.
 	pass := func(fn func(r io.Reader) error) (time.Duration, error) {
 		runtime.GC()
 		f, err := os.Open(path)
@@ -106,9 +118,9 @@ func (b *bench) loadPhases() (phases, error) {
 			return 0, err
 		}
 		defer f.Close()
-		t0 := time.Now()
+		t0 := processCPU()
 		err = fn(bufio.NewReaderSize(f, 1<<16))
-		return time.Since(t0), err
+		return processCPU() - t0, err
 	}
 	read, err := pass(func(r io.Reader) error { _, err := io.Copy(io.Discard, r); return err })
 	if err != nil {
@@ -150,15 +162,15 @@ func (b *bench) loadPhases() (phases, error) {
 		return phases{}, err
 	}
 	runtime.GC()
-	t0 := time.Now()
+	t0 := processCPU()
 	snap, err := policy.Load(b.bigPolicy, policy.LoadOptions{})
-	loaded := time.Since(t0)
+	loaded := processCPU() - t0
 	if err != nil {
 		return phases{}, err
 	}
-	t0 = time.Now()
+	t0 = processCPU()
 	debug.FreeOSMemory() // as the server does once the policy is in
-	collect := time.Since(t0)
+	collect := processCPU() - t0
 	runtime.KeepAlive(snap)
 	return phases{read: read, digest: digested - read, decode: decoded - read, validate: checked - decoded,
 		compile: loaded - checked - (digested - read), collect: collect}, nil
@@ -224,11 +236,11 @@ func (b *bench) startupBench(out io.Writer) error {
 			secs(slices.Min(r.st.ready)), secs(slices.Max(r.st.ready)), secs(medianDur(r.st.cpu)), rss(r.st.rssKB))
 	}
 	total := med(func(p phases) time.Duration { return p.read + p.digest + p.decode + p.validate + p.compile + p.collect })
-	fmt.Fprintf(out, "\nWhere the time goes: the load's steps one after another on one goroutine, timed in the harness's process with the server's code "+
+	fmt.Fprintf(out, "\nWhere the time goes: the CPU time of the load's steps, run one after another in the harness's process with the server's code "+
 		"(`policy.Load`, the collection after it) and collector headroom, medians of 3; each pass reads the whole file, and a step is the difference "+
-		"between two passes. The server decodes on a goroutine of its own while another checks and indexes (keys.ReadFile), so on two idle cores "+
+		"between two passes. The server decodes on a goroutine of its own while another checks and indexes (keys.ReadFile), so on two free cores "+
 		"exec → ready is less than the sum:\n\n")
-	fmt.Fprintln(out, "| step | time | what |\n|---|---|---|")
+	fmt.Fprintln(out, "| step | CPU | what |\n|---|---|---|")
 	for _, r := range []struct {
 		name string
 		f    func(phases) time.Duration
@@ -244,8 +256,8 @@ func (b *bench) startupBench(out io.Writer) error {
 		fmt.Fprintf(out, "| %s | %s | %s |\n", r.name, secs(med(r.f)), r.what)
 	}
 	ready := medianDur(big.ready)
-	fmt.Fprintf(out, "| **sum** | %s | one after another; exec → ready %s, of which %s without keys (the one-key policy's start) |\n",
-		secs(total), secs(ready), secs(medianDur(small.ready)))
+	fmt.Fprintf(out, "| **sum** | %s | the server used %s of CPU by ready, and was ready %s after exec, of which %s without keys (the one-key policy's start) |\n",
+		secs(total), secs(medianDur(big.cpu)), secs(ready), secs(medianDur(small.ready)))
 	verdict := func(ok bool) string {
 		if ok {
 			return "met"
