@@ -60,11 +60,15 @@ func TestKeyAPIAgainstItsOpenAPIDocument(t *testing.T) {
 			// Every check but positive_data_acceptance: the document cannot say
 			// which tiers and tenants the policy holds, or that an expiry
 			// must lie ahead, so schema-valid bodies may rightly be a 400.
+			// One worker: with two, CPython 3.11's ast (hypothesis describing a
+			// strategy) now and then failed with "AST constructor recursion
+			// depth mismatch", a runtime error of the tool's, not a finding;
+			// one worker takes no longer here.
 			cmd := exec.Command(st, "run", "http://"+r.keysAPIAddr+"/v1/openapi.json",
 				"--checks", "all", "--exclude-checks", "positive_data_acceptance",
 				"--header", "Authorization: Bearer "+token,
 				"--phases", "examples,coverage,fuzzing,stateful",
-				"--max-examples", "30", "--seed", "20261207", "--workers", "2",
+				"--max-examples", "30", "--seed", "20261207", "--workers", "1",
 				"--request-timeout", "20", "--no-color", "--warnings", "off",
 				"--report", "junit", "--report-dir", dir)
 			cmd.Env = append(os.Environ(), "SCHEMATHESIS_HOOKS=", "NO_COLOR=1")
