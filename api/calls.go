@@ -6,6 +6,7 @@ package api
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"math/big"
 	"net/http"
 	"net/url"
@@ -221,6 +222,9 @@ func checkUser(dir policy.Tenants, u string) error {
 	if err := checkText("user", u, 200, false); err != nil {
 		return err
 	}
+	if err := notAKey("user", u); err != nil {
+		return err
+	}
 	if dir.NamesTenant(u) {
 		return badf("user: %q is a tenant's name; users and tenants share the tenant header", u)
 	}
@@ -310,6 +314,9 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, p *principal) err
 		}
 	}
 	f := store.Filter{User: q.Get("user"), Tenant: q.Get("tenant")}
+	if err := errors.Join(notAKey("user", f.User), notAKey("tenant", f.Tenant)); err != nil {
+		return err
+	}
 	if f.Tenant != "" {
 		if canon, ok := p.dir.Canonical(f.Tenant); ok {
 			f.Tenant = canon
@@ -554,6 +561,9 @@ func (h *Handler) revokeAll(w http.ResponseWriter, r *http.Request, p *principal
 	if f.User == "" && f.Tenant == "" {
 		return badf("name a user, a tenant, or both")
 	}
+	if err := errors.Join(notAKey("user", f.User), notAKey("tenant", f.Tenant)); err != nil {
+		return err
+	}
 	if f.User != "" {
 		if err := checkText("user", f.User, 200, false); err != nil {
 			return err
@@ -625,4 +635,13 @@ func parseInt(s string) (int, error) {
 		n = n*10 + int(c-'0')
 	}
 	return n, nil
+}
+
+// notAKey refuses a minted API key sent where an id belongs (field), so it
+// is never stored, logged or echoed as one.
+func notAKey(field, v string) error {
+	if keys.Minted(v) {
+		return badf("%s: this is an API key, not an id: revoke the key if it was shared, and send the id", field)
+	}
+	return nil
 }

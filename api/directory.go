@@ -31,10 +31,11 @@ var (
 var tenantIDRe = regexp.MustCompile(`^[A-Za-z0-9._@:+-]{1,128}$`)
 
 func checkTenantID(field, id string) error {
-	if !tenantIDRe.MatchString(id) {
+	switch {
+	case !tenantIDRe.MatchString(id):
 		return badf("%s: want 1 to 128 of A-Z, a-z, 0-9 and . _ @ : + -", field)
 	}
-	return nil
+	return notAKey(field, id)
 }
 
 // maxMembers bounds a bulk member list; maxBulkBody its body.
@@ -107,6 +108,9 @@ func readsTenant(p *principal, id string) (string, error) {
 // header: 409).
 func memberUser(p *principal, field, u string) error {
 	if err := checkText(field, u, 200, false); err != nil {
+		return err
+	}
+	if err := notAKey(field, u); err != nil {
 		return err
 	}
 	if p.dir.NamesTenant(u) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portcullis/portcullis/keys"
 	"github.com/portcullis/portcullis/store"
 )
 
@@ -284,6 +285,40 @@ func TestSessionShowsWallets(t *testing.T) {
 	for user, want := range map[string]string{"u-alice": "u-alice=0", "u-carol": "org-acme=40", "u-bob": "u-bob=0"} {
 		if got := wallets(user); got != want {
 			t.Errorf("%s's session lists %q, want %q", user, got, want)
+		}
+	}
+}
+
+// TestKeysAreNeverIDs: a minted key sent where a tenant, user or wallet id
+// belongs is refused 400 without being stored, logged or echoed (a
+// platform bug passing a key as an id must not spread it further).
+func TestKeysAreNeverIDs(t *testing.T) {
+	e := newAPI(t, nil)
+	key, err := keys.New(keys.DefaultPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.want(e.call("console", "PUT", "/v1/tenants/org-store", map[string]any{}), 201, "")
+	for _, c := range []struct{ method, path, body string }{
+		{"PUT", "/v1/wallets/" + key, ""},
+		{"POST", "/v1/wallets/" + key + "/grants", `{"units":1,"idempotency_key":"k"}`},
+		{"GET", "/v1/wallets/" + key, ""},
+		{"PUT", "/v1/tenants/" + key, "{}"},
+		{"PUT", "/v1/tenants/org-new", `{"aliases":["` + key + `"]}`},
+		{"PUT", "/v1/tenants/org-store/members/" + key, ""},
+		{"PUT", "/v1/tenants/org-store/members", `{"members":[{"user":"` + key + `"}]}`},
+		{"PUT", "/v1/users/" + key, `{"disabled":true}`},
+		{"GET", "/v1/usage?tenant=" + key, ""},
+		{"GET", "/v1/usage?user=" + key, ""},
+		{"POST", "/v1/keys", `{"label":"x","tier":"service","user":"` + key + `"}`},
+		{"GET", "/v1/keys?user=" + key, ""},
+		{"GET", "/v1/keys?tenant=" + key, ""},
+		{"POST", "/v1/keys/revoke", `{"user":"` + key + `"}`},
+		{"POST", "/v1/keys/revoke", `{"tenant":"` + key + `"}`},
+	} {
+		a := e.callMalformed("console", c.method, c.path, c.body)
+		if a.status != 400 || strings.Contains(a.raw, key) || strings.Contains(e.log.String(), key) {
+			t.Errorf("%s %s: %d %s (or the key is in the log)", c.method, c.path, a.status, a.raw)
 		}
 	}
 }

@@ -52,6 +52,13 @@ func checksum(s string) string {
 	return string(out)
 }
 
+// Minted reports whether s is a key in the minted format with its own
+// checksum: certainly a key, whatever field it was sent in.
+func Minted(s string) bool {
+	body, ok := strings.CutPrefix(s, DefaultPrefix)
+	return ok && len(body) == mintedBody && checksum(s[:len(s)-checkLen]) == s[len(s)-checkLen:]
+}
+
 // WellFormed reports whether key could be a key: a key in the minted
 // format (DefaultPrefix and 49 base62 characters) must carry its own
 // checksum. Any other key (older formats, other prefixes) is well formed:

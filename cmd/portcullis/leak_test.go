@@ -246,6 +246,26 @@ func TestNoSecretsLeakKeyStore(t *testing.T) {
 		call(console, "PUT", "/v1/tenants/org-leak/members", `{"members":[{"user":"u-alice","role":"`+k+`"}]}`)
 	}
 	call(console, "DELETE", "/v1/tenants/org-leak", "")
+	// The wallets' calls, checks charged to them, and keys sent where
+	// tenants, idempotency keys, notes and usage filters belong.
+	call(console, "PUT", "/v1/wallets/org-acme", `{"refill":{"amount":100,"every":"day"}}`)
+	call(console, "POST", "/v1/wallets/org-acme/grants", `{"units":50,"idempotency_key":"leak-1","note":"top up"}`)
+	call(console, "PUT", "/v1/wallets/u-alice", "")
+	for _, k := range plain {
+		call(console, "PUT", "/v1/wallets/"+k, "")
+		call(console, "POST", "/v1/wallets/org-acme/grants", `{"units":1,"idempotency_key":"`+k+`","note":"`+k+`"}`)
+		call(alice, "GET", "/v1/wallets/"+k, "")
+		call(alice, "GET", "/v1/usage?key="+k, "")
+		call(alice, "GET", "/v1/usage?tenant="+k+"&user="+k, "")
+		resp, err := c.Check(context.Background(), checkReq("POST", "/v1/models", map[string]string{"authorization": "Bearer " + k, "ib-context": "org-acme"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		responses.WriteString(resp.String())
+	}
+	call(alice, "GET", "/v1/wallets/u-alice", "")
+	call(alice, "GET", "/v1/usage?group_by=date,tenant,user,key", "")
+	call(console, "DELETE", "/v1/wallets/u-alice", "")
 	r.waitFor(t, msgIs("key usage flushed"))
 	call(alice, "GET", "/v1/keys/"+id1+"/usage", "")
 	call(alice, "GET", "/v1/status", "")
