@@ -234,7 +234,7 @@ func (b *bench) dirColdLoad(out io.Writer, policy, dsn string) error {
 	slices.Sort(heap)
 	fmt.Fprintf(out, "- **cold load**, %d starts of a replica, each a fresh process timed from `exec`: the key store (keys and directory) loaded "+
 		"**%s** (median; min %s, max %s), first `/readyz` 200 **%s** (min %s, max %s), %s of CPU used by then; RSS after load **%d MB** "+
-		"(median; max %d MB), of which the Go heap in use %d MB (the rest is the load's garbage, not yet returned to the OS)\n",
+		"(median; max %d MB), of which the Go heap in use %d MB (what is live and the load's garbage the collector has not yet freed)\n",
 		len(loaded), secs(medianDur(loaded)), secs(slices.Min(loaded)), secs(slices.Max(loaded)),
 		secs(medianDur(ready)), secs(slices.Min(ready)), secs(slices.Max(ready)), secs(medianDur(cpus)), rss[len(rss)/2]/1024, rss[len(rss)-1]/1024,
 		heap[len(heap)/2]/1024)

@@ -43,6 +43,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,6 +76,8 @@ var (
 	withPlain  = flag.Bool("plain", true, "in every round: also the plain grpc-go no-op (no server options, Go's collector settings)")
 	serveArgs  = flag.String("serve-args", "", "more arguments for portcullis serve (e.g. --gc-headroom-mib=16)")
 	noopArgs   = flag.String("noop-args", "", "more arguments for the tuned no-op (e.g. -gc-headroom-mib=16)")
+	serveEnv   = flag.String("serve-env", "", "more environment for portcullis serve (e.g. GOGC=1600)")
+	gcTrace    = flag.Bool("gctrace", true, "run the servers with GODEBUG=gctrace=1 and log the collector's CPU per check (from its own accounting, not the wall clock)")
 )
 
 func main() {
@@ -91,7 +94,7 @@ func harness() error {
 	if *quick {
 		*rounds, *nTokens, *bigKeys, *cacheMem = 1, 2000, 100_000, 10_000
 	}
-	b, err := newBench(!*quickstart && !*envoyBench && !*plansBench)
+	b, err := newBench(!*quickstart && !*envoyBench && !*plansBench && !*creditsBench)
 	if b != nil {
 		defer os.RemoveAll(b.dir)
 	}
@@ -105,6 +108,8 @@ func harness() error {
 		return b.cpuProfile(*profile)
 	case *plansBench:
 		section, err = "plans", b.plansBench(&buf)
+	case *creditsBench:
+		section, err = "credits", b.creditsBenchmark(&buf)
 	case *keyStore:
 		section, err = "keystore", b.keyStoreBench(&buf)
 	case *quickstart:
@@ -309,13 +314,17 @@ type server struct {
 	started time.Time          // exec
 	ready   time.Duration      // from exec to listening
 	loaded  chan time.Duration // from exec to the key store's first load
+	gcMicro atomic.Int64       // with GODEBUG=gctrace=1: the collector's CPU so far, µs
 }
 
 // start runs portcullis serving policy, with env added to its environment.
 func (b *bench) start(policy string, env ...string) (*server, error) {
 	cmd := exec.Command(b.portcullis, append([]string{"serve", "--policy", policy, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--pprof"},
 		strings.Fields(*serveArgs)...)...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), strings.Fields(*serveEnv)...), env...)
+	if *gcTrace {
+		cmd.Env = append(cmd.Env, "GODEBUG=gctrace=1")
+	}
 	return launch(cmd)
 }
 
@@ -324,6 +333,9 @@ func (b *bench) start(policy string, env ...string) (*server, error) {
 func (b *bench) startNoop(response string, env ...string) (*server, error) {
 	cmd := exec.Command(b.noop, append([]string{"-response", response}, strings.Fields(*noopArgs)...)...)
 	cmd.Env = append(os.Environ(), env...)
+	if *gcTrace {
+		cmd.Env = append(cmd.Env, "GODEBUG=gctrace=1")
+	}
 	return launch(cmd)
 }
 
@@ -387,6 +399,10 @@ func launch(cmd *exec.Cmd) (*server, error) {
 			s.keysAPI, _ = m["keys_api_addr"].(string)
 			go func() {
 				for sc.Scan() {
+					if cpu, ok := gcTraceCPU(sc.Text()); ok {
+						s.gcMicro.Add(int64(cpu * 1000))
+						continue
+					}
 					if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == "key store loaded" && m["resync"] == false {
 						select {
 						case s.loaded <- time.Since(t0):
@@ -400,6 +416,32 @@ func launch(cmd *exec.Cmd) (*server, error) {
 	}
 	_ = cmd.Process.Kill()
 	return nil, fmt.Errorf("server did not start")
+}
+
+// gcTraceCPU returns the CPU milliseconds a GODEBUG=gctrace=1 line says a
+// collection took ("gc 7 @1.2s 1%: … ms clock, 0.1+0.5/0.2/0.3+0.02 ms
+// cpu, …": assists, background, idle and the pauses, summed).
+func gcTraceCPU(line string) (float64, bool) {
+	if !strings.HasPrefix(line, "gc ") {
+		return 0, false
+	}
+	_, rest, ok := strings.Cut(line, " ms clock, ")
+	if !ok {
+		return 0, false
+	}
+	cpu, _, ok := strings.Cut(rest, " ms cpu")
+	if !ok {
+		return 0, false
+	}
+	total := 0.0
+	for _, f := range strings.FieldsFunc(cpu, func(r rune) bool { return r == '+' || r == '/' }) {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return 0, false
+		}
+		total += v
+	}
+	return total, true
 }
 
 func (s *server) stop() {
@@ -464,6 +506,7 @@ type result struct {
 	rps           float64
 	p50, p90, p99 time.Duration
 	cpuPerCheck   time.Duration
+	gcPerCheck    time.Duration // with -gctrace: the collector's part of cpuPerCheck
 	peakRSSKB     int64
 	allowed       int
 }
@@ -494,7 +537,7 @@ func load(s *server, conc, n int, req func(i int) *authv3.CheckRequest) (result,
 		next++
 		return int(next)
 	}
-	cpu0 := s.cpu()
+	cpu0, gc0 := s.cpu(), s.gcMicro.Load()
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	var firstErr error
@@ -521,6 +564,7 @@ func load(s *server, conc, n int, req func(i int) *authv3.CheckRequest) (result,
 	wg.Wait()
 	elapsed := time.Since(t0)
 	cpu := s.cpu() - cpu0
+	gc := time.Duration(s.gcMicro.Load()-gc0) * time.Microsecond
 	if firstErr != nil {
 		return result{}, firstErr
 	}
@@ -533,7 +577,7 @@ func load(s *server, conc, n int, req func(i int) *authv3.CheckRequest) (result,
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	pct := func(p float64) time.Duration { return all[min(len(all)-1, int(p*float64(len(all))))] }
 	return result{rps: float64(n) / elapsed.Seconds(), p50: pct(0.50), p90: pct(0.90), p99: pct(0.99),
-		cpuPerCheck: cpu / time.Duration(n), peakRSSKB: s.memKB("VmHWM"), allowed: ok}, nil
+		cpuPerCheck: cpu / time.Duration(n), gcPerCheck: gc / time.Duration(n), peakRSSKB: s.memKB("VmHWM"), allowed: ok}, nil
 }
 
 func checkReq(method string, h map[string]string) *authv3.CheckRequest {
@@ -675,6 +719,22 @@ func (b *bench) run(out io.Writer) error {
 			}
 		}
 	}
+	if *gcTrace {
+		var parts []string
+		for _, r := range rep.rows {
+			if r.procs == 0 && r.conc == 50 && len(r.noop) > 0 {
+				gc := func(rs []result) time.Duration {
+					v := make([]time.Duration, len(rs))
+					for i, x := range rs {
+						v[i] = x.gcPerCheck
+					}
+					return medianDur(v)
+				}
+				parts = append(parts, fmt.Sprintf("workload %d: no-op %.1f µs, portcullis %.1f µs", r.num, float64(gc(r.noop))/1e3, float64(gc(r.pc))/1e3))
+			}
+		}
+		rep.notes = append(rep.notes, "- the collector's CPU per check at conc 50 (GODEBUG=gctrace=1, the runtime's own accounting; medians): "+strings.Join(parts, "; ")+".")
+	}
 	if wanted(7) {
 		line, err := b.tokenCacheMemory()
 		if err != nil {
@@ -761,8 +821,8 @@ func (b *bench) measure(w workload, conc, procs int, resp string) (*row, error) 
 				}
 				r.pc = append(r.pc, res)
 			}
-			logf("workload %d c=%d procs=%d %s round %d: %.0f req/s, p99 %s, %s CPU/check, peak RSS %d MB", w.num, conc, procs,
-				[]string{"no-op", "portcullis", "plain no-op"}[way], round+1, res.rps, us(res.p99), us(res.cpuPerCheck), res.peakRSSKB/1024)
+			logf("workload %d c=%d procs=%d %s round %d: %.0f req/s, p99 %s, %s CPU/check (collector %.1f µs), peak RSS %d MB", w.num, conc, procs,
+				[]string{"no-op", "portcullis", "plain no-op"}[way], round+1, res.rps, us(res.p99), us(res.cpuPerCheck), float64(res.gcPerCheck)/1e3, res.peakRSSKB/1024)
 		}
 		if alg := firstSightAlg[w.num]; alg != "" {
 			// The reference of first sight, between the rounds it is
