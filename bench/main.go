@@ -77,6 +77,7 @@ var (
 	serveArgs  = flag.String("serve-args", "", "more arguments for portcullis serve (e.g. --gc-headroom-mib=16)")
 	noopArgs   = flag.String("noop-args", "", "more arguments for the tuned no-op (e.g. -gc-headroom-mib=16)")
 	serveEnv   = flag.String("serve-env", "", "more environment for portcullis serve (e.g. GOGC=1600)")
+	baseline   = flag.String("baseline", "", "also run this portcullis binary (another commit's, built with scripts/build.sh) in every round, and log its ratios to the no-op beside the current build's")
 	gcTrace    = flag.Bool("gctrace", true, "run the servers with GODEBUG=gctrace=1 and log the collector's CPU per check (from its own accounting, not the wall clock)")
 )
 
@@ -94,7 +95,7 @@ func harness() error {
 	if *quick {
 		*rounds, *nTokens, *bigKeys, *cacheMem = 1, 2000, 100_000, 10_000
 	}
-	b, err := newBench(!*quickstart && !*envoyBench && !*plansBench && !*creditsBench)
+	b, err := newBench(!*quickstart && !*envoyBench && !*plansBench)
 	if b != nil {
 		defer os.RemoveAll(b.dir)
 	}
@@ -108,8 +109,6 @@ func harness() error {
 		return b.cpuProfile(*profile)
 	case *plansBench:
 		section, err = "plans", b.plansBench(&buf)
-	case *creditsBench:
-		section, err = "credits", b.creditsBenchmark(&buf)
 	case *keyStore:
 		section, err = "keystore", b.keyStoreBench(&buf)
 	case *quickstart:
@@ -783,10 +782,14 @@ func (b *bench) measure(w workload, conc, procs int, resp string) (*row, error) 
 		tuned = iota
 		pc
 		plainNoop
+		base
 	)
 	ways := []int{tuned, pc}
 	if *withPlain && procs == 0 {
 		ways = append(ways, plainNoop)
+	}
+	if *baseline != "" {
+		ways = append(ways, base)
 	}
 	for round := range nRounds {
 		for k := range ways {
@@ -798,6 +801,10 @@ func (b *bench) measure(w workload, conc, procs int, resp string) (*row, error) 
 				s, err = b.startNoop(resp, env...)
 			case plainNoop:
 				s, err = b.startPlain(resp, env...)
+			case base:
+				bb := *b
+				bb.portcullis = *baseline
+				s, err = bb.start(w.policy, env...)
 			default:
 				s, err = b.start(w.policy, env...)
 			}
@@ -814,6 +821,8 @@ func (b *bench) measure(w workload, conc, procs int, resp string) (*row, error) 
 				r.noop = append(r.noop, res)
 			case plainNoop:
 				r.plain = append(r.plain, res)
+			case base:
+				r.base = append(r.base, res)
 			default:
 				if w.allow && res.allowed != n || !w.allow && res.allowed != 0 {
 					return nil, fmt.Errorf("workload %d: %d of %d allowed: the fixture is wrong; portcullis check says:\n%s",
@@ -822,13 +831,17 @@ func (b *bench) measure(w workload, conc, procs int, resp string) (*row, error) 
 				r.pc = append(r.pc, res)
 			}
 			logf("workload %d c=%d procs=%d %s round %d: %.0f req/s, p99 %s, %s CPU/check (collector %.1f µs), peak RSS %d MB", w.num, conc, procs,
-				[]string{"no-op", "portcullis", "plain no-op"}[way], round+1, res.rps, us(res.p99), us(res.cpuPerCheck), float64(res.gcPerCheck)/1e3, res.peakRSSKB/1024)
+				[]string{"no-op", "portcullis", "plain no-op", "baseline"}[way], round+1, res.rps, us(res.p99), us(res.cpuPerCheck), float64(res.gcPerCheck)/1e3, res.peakRSSKB/1024)
 		}
 		if alg := firstSightAlg[w.num]; alg != "" {
 			// The reference of first sight, between the rounds it is
 			// compared with.
 			r.verify = append(r.verify, verifyCPU(alg, 200))
 		}
+	}
+	if len(r.base) > 0 {
+		logf("workload %d c=%d: CPU/check ÷ no-op: portcullis %.2f×, baseline %.2f×; req/s ÷ no-op: %.2f×, %.2f×; portcullis ÷ baseline CPU/check %.2f×",
+			w.num, conc, r.ratio(cpu), ratioOf(r.base, r.noop, cpu), r.ratio(rps), ratioOf(r.base, r.noop, rps), ratioOf(r.pc, r.base, cpu))
 	}
 	return r, nil
 }

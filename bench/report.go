@@ -28,6 +28,7 @@ type row struct {
 	name            string
 	conc, procs     int
 	noop, pc, plain []result        // plain: the plain grpc-go no-op's rounds (none without -plain)
+	base            []result        // -baseline's rounds
 	verify          []time.Duration // first-sight workloads: one verification's CPU, after each round
 }
 
