@@ -95,7 +95,7 @@ func harness() error {
 	if *quick {
 		*rounds, *nTokens, *bigKeys, *cacheMem = 1, 2000, 100_000, 10_000
 	}
-	b, err := newBench(!*quickstart && !*envoyBench && !*plansBench)
+	b, err := newBench(!*quickstart && !*envoyBench && !*plansBench && !*creditsBench)
 	if b != nil {
 		defer os.RemoveAll(b.dir)
 	}
@@ -109,6 +109,8 @@ func harness() error {
 		return b.cpuProfile(*profile)
 	case *plansBench:
 		section, err = "plans", b.plansBench(&buf)
+	case *creditsBench:
+		section, err = "credits", b.creditsBenchmark(&buf)
 	case *keyStore:
 		section, err = "keystore", b.keyStoreBench(&buf)
 	case *quickstart:
