@@ -14,9 +14,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,7 +29,10 @@ import (
 	"github.com/portcullis/portcullis/store"
 )
 
-var creditsBench = flag.Bool("credits", false, "instead of the table: workload 2 (the cached path) on a policy with a keys store, without and with credits charging every check to the key's tenant's wallet, each beside the no-op")
+var (
+	creditsBench   = flag.Bool("credits", false, "instead of the table: workload 2 (the cached path) on a policy with a keys store, without and with credits charging every check to the key's tenant's wallet, each beside the no-op")
+	creditsProfile = flag.String("credits-cpuprofile", "", "with -credits: instead of the rounds, write CPU profiles of the replica without (PATH.plain) and with credits (PATH) under the load, -profile-seconds each")
+)
 
 // creditsYAML meters every request the bench policy routes: one unit,
 // charged to the key's tenant (acme).
@@ -74,6 +79,14 @@ func (b *bench) creditsBenchmark(out io.Writer) error {
 	respMetered, err := b.captureStore(metered, dsn, req)
 	if err != nil {
 		return err
+	}
+	if *creditsProfile != "" {
+		for _, p := range []struct{ policy, path string }{{plain, *creditsProfile + ".plain"}, {metered, *creditsProfile}} {
+			if err := b.profileStore(p.policy, dsn, p.path, req); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	type way struct {
 		name, policy, resp string // policy "" for the no-op
@@ -170,4 +183,43 @@ func creditsWallet(dsn string) error {
 	}
 	_, _, _, err = s.Grant(ctx, "acme", 1_000_000_000_000, "bench", "", "bench")
 	return err
+}
+
+// profileStore writes a CPU profile of a replica of policy on the store at
+// dsn while it answers r at concurrency 50.
+func (b *bench) profileStore(policy, dsn, path string, r *authv3.CheckRequest) error {
+	s, err := b.startStore(policy, dsn, "--pprof")
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	<-s.loaded
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + s.admin + "/debug/pprof/profile?seconds=" + strconv.Itoa(*profSecs))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		f.Close()
+		done <- err
+	}()
+	for {
+		select {
+		case err := <-done:
+			logf("CPU profile of %s written to %s", policy, path)
+			return err
+		default:
+			if _, err := load(s, 50, 20000, func(int) *authv3.CheckRequest { return r }); err != nil {
+				return err
+			}
+		}
+	}
 }

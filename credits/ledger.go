@@ -101,12 +101,10 @@ func (o Options) withDefaults() Options {
 // hold is what this replica holds of one wallet. Checks touch only its
 // atomics; the mutex orders takes (the slow path) and settlements.
 type hold struct {
-	avail  atomic.Int64 // units in hand
-	spent  atomic.Int64 // spent since the last settlement
-	debt   atomic.Int64 // admitted without units (store unreachable, on_outage: allow)
-	recent atomic.Int64 // spent in the current period, for the block size
-	used   atomic.Bool  // an admission since the last settlement
-	low    atomic.Int64 // below this many units in hand, the next block is taken ahead (half the last block)
+	avail atomic.Int64 // units in hand
+	debt  atomic.Int64 // admitted without units (store unreachable, on_outage: allow)
+	used  atomic.Bool  // an admission since the last settlement
+	low   atomic.Int64 // below this many units in hand, the next block is taken ahead (half the last block)
 
 	prefetching atomic.Bool  // a prefetch is under way
 	gone        atomic.Bool  // forgotten by the ledger: touch the tenant's new hold instead
@@ -118,6 +116,7 @@ type hold struct {
 
 	mu        sync.Mutex
 	rate      int64     // units spent per period, smoothed (under mu)
+	base      int64     // avail as the last settlement left it, plus what was taken since (under mu): base − avail is spent
 	idleSince time.Time // the first settlement that found it unused (under mu)
 }
 
@@ -128,7 +127,7 @@ type Ledger struct {
 	bank    Bank
 	replica string
 	opts    Options
-	holds   sync.Map // tenant → *hold
+	holds   *holdSet
 
 	takes  atomic.Int64 // calls to Bank.Take
 	owed   atomic.Int64 // units admitted without a hold, ever
@@ -150,10 +149,9 @@ type Stats struct {
 // Stats returns what l holds now and did so far.
 func (l *Ledger) Stats() Stats {
 	st := Stats{Takes: l.takes.Load(), Owed: l.owed.Load()}
-	l.holds.Range(func(_, v any) bool {
+	l.holds.each(func(_ string, h *hold) {
 		st.Wallets++
-		st.Held += v.(*hold).avail.Load()
-		return true
+		st.Held += h.avail.Load()
 	})
 	return st
 }
@@ -161,19 +159,13 @@ func (l *Ledger) Stats() Stats {
 // NewLedger returns the Ledger of replica (a name unique among the
 // replicas now running) over bank.
 func NewLedger(bank Bank, replica string, opts Options) *Ledger {
-	return &Ledger{bank: bank, replica: replica, opts: opts.withDefaults()}
+	return &Ledger{bank: bank, replica: replica, opts: opts.withDefaults(), holds: newHoldSet()}
 }
 
 // Replica returns the ledger's replica name.
 func (l *Ledger) Replica() string { return l.replica }
 
-func (l *Ledger) hold(tenant string) *hold {
-	if h, ok := l.holds.Load(tenant); ok {
-		return h.(*hold)
-	}
-	h, _ := l.holds.LoadOrStore(tenant, &hold{})
-	return h.(*hold)
-}
+func (l *Ledger) hold(tenant string) *hold { return l.holds.get(tenant) }
 
 // spend takes cost from the units in hand, without a lock.
 func (h *hold) spend(cost int64) bool {
@@ -182,9 +174,7 @@ func (h *hold) spend(cost int64) bool {
 		if a < cost {
 			return false
 		}
-		if h.avail.CompareAndSwap(a, a-cost) {
-			h.spent.Add(cost)
-			h.recent.Add(cost)
+		if h.avail.CompareAndSwap(a, a-cost) { // the one write a check makes
 			return true
 		}
 	}
@@ -214,6 +204,13 @@ func (l *Ledger) Admit(ctx context.Context, tenant string, cost int64, w Wallet)
 		}
 		return Admitted, left + h.balance.Load()
 	}
+	return l.admitSlow(ctx, tenant, h, cost, w)
+}
+
+// admitSlow is Admit without units in hand: a function of its own, so the
+// frame of every check's Admit stays small (a check's goroutine grows its
+// stack, at a cost, when a call goes deeper than it has).
+func (l *Ledger) admitSlow(ctx context.Context, tenant string, h *hold, cost int64, w Wallet) (Outcome, int64) {
 	now := l.opts.Now()
 	// The store said this wallet could not cover a check: until Recheck,
 	// or a change of the wallet, a check costing more than the balance it
@@ -275,6 +272,7 @@ func (l *Ledger) take(ctx context.Context, tenant string, h *hold, least int64) 
 	}
 	h.balance.Store(balance)
 	if took > 0 {
+		h.base += took
 		h.avail.Add(took)
 		h.low.Store(took / 2)
 	}
@@ -315,7 +313,7 @@ func (h *hold) renew(since int64) {
 // store would refuse to settle it with the new one.
 func (h *hold) drop() {
 	h.avail.Store(0)
-	h.spent.Store(0)
+	h.base = 0
 	h.debt.Store(0)
 	h.balance.Store(0)
 	h.exhaustedAt.Store(0)
@@ -340,14 +338,13 @@ func (l *Ledger) Owe(tenant string, cost int64, w Wallet) {
 		return
 	}
 	l.owed.Add(cost)
-	h.recent.Add(cost)
 	h.used.Store(true)
 }
 
 // Held returns the units this replica holds of tenant's wallet now.
 func (l *Ledger) Held(tenant string) int64 {
-	if h, ok := l.holds.Load(tenant); ok {
-		return h.(*hold).avail.Load()
+	if h, ok := l.holds.lookup(tenant); ok {
+		return h.avail.Load()
 	}
 	return 0
 }
@@ -381,11 +378,10 @@ type DryRun struct{ l *Ledger }
 // Admit answers Admitted when l holds cost units of tenant's wallet or
 // saw a balance covering it, else Exhausted; NoWallet it cannot tell.
 func (d DryRun) Admit(_ context.Context, tenant string, cost int64, _ Wallet) (Outcome, int64) {
-	h, ok := d.l.holds.Load(tenant)
+	x, ok := d.l.holds.lookup(tenant)
 	if !ok {
 		return Admitted, 0
 	}
-	x := h.(*hold)
 	left := x.avail.Load() + x.balance.Load()
 	if left < cost {
 		return Exhausted, left
@@ -414,30 +410,39 @@ func (l *Ledger) Settle(ctx context.Context, all bool) error {
 	}
 	now := l.opts.Now()
 	var list []Settlement
-	l.holds.Range(func(k, v any) bool {
-		h := v.(*hold)
+	l.holds.each(func(tenant string, h *hold) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		// The block size follows what the wallet spends: twice a period's
-		// use, smoothed.
-		h.rate = (h.rate + h.recent.Swap(0)) / 2
-		s := Settlement{Tenant: k.(string), Since: h.since.Load(), Spent: h.spent.Swap(0), Debt: h.debt.Swap(0)}
+		if h.gone.Load() {
+			return
+		}
+		s := Settlement{Tenant: tenant, Since: h.since.Load(), Debt: h.debt.Swap(0)}
 		switch {
 		case h.used.Swap(false):
 			h.idleSince = time.Time{}
 		case h.idleSince.IsZero():
 			h.idleSince = now
 		}
+		// What was spent since the last settlement is what left the hand:
+		// checks only ever take from avail, so they need not count.
+		var a int64
 		if all || (!h.idleSince.IsZero() && now.Sub(h.idleSince) >= l.opts.Idle-l.opts.Every) {
-			s.Returned = h.avail.Swap(0)
+			a = h.avail.Swap(0)
+			s.Returned, s.Spent, h.base = a, h.base-a, 0
+		} else {
+			a = h.avail.Load()
+			s.Spent, h.base = h.base-a, a
 		}
+		// The block size follows what the wallet spends: twice a period's
+		// use, smoothed.
+		h.rate = (h.rate + s.Spent + s.Debt) / 2
 		if s.Spent != 0 || s.Returned != 0 || s.Debt != 0 {
 			list = append(list, s)
 		} else if !h.idleSince.IsZero() && now.Sub(h.idleSince) >= forgetAfter {
-			l.forget(k.(string), h)
+			l.forget(tenant, h)
 		}
-		return true
 	})
+	l.holds.merge(now)
 	l.seq++
 	if err := l.bank.Settle(ctx, l.replica, l.seq, list); err != nil {
 		l.pending = &settlement{seq: l.seq, list: list}
@@ -462,9 +467,9 @@ const forgetAfter = 5 * time.Minute
 // there after touching it (hold.gone), and otherwise starts again.
 func (l *Ledger) forget(tenant string, h *hold) {
 	h.gone.Store(true)
-	if h.avail.Load() != 0 || h.spent.Load() != 0 || h.debt.Load() != 0 || h.prefetching.Load() {
+	if h.avail.Load() != 0 || h.base != 0 || h.debt.Load() != 0 || h.prefetching.Load() {
 		h.gone.Store(false) // touched meanwhile: keep it
 		return
 	}
-	l.holds.CompareAndDelete(tenant, h)
+	l.holds.forget(tenant, h)
 }

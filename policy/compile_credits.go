@@ -165,10 +165,12 @@ type Admitter interface {
 
 // charge meters an allow d: its cost on its route, charged to the wallet
 // of the tenant it acts for, never another (without an Admitter, offline,
-// it only says so); exhausted is 429 (with
-// Retry-After until the wallet's next refill), a store it cannot reach
-// with no units in hand is 503 unless on_outage: allow. It runs last, so a
-// denied check never charges.
+// it only says so); exhausted is 429 (with Retry-After until the wallet's
+// next refill), a store it cannot reach with no units in hand is 503
+// unless on_outage: allow. It runs last, so a denied check never charges.
+// What every metered check runs is kept here, in a small frame; the rest
+// is chargeOther's (a check's goroutine grows its stack, at a cost, when
+// a call goes deeper than it has).
 func (s *Snapshot) charge(ctx context.Context, d *Decision, req Request, st *storeView, a Admitter, now time.Time, c *caller) {
 	cc := s.credits
 	if cc == nil || !d.Allow {
@@ -180,33 +182,49 @@ func (s *Snapshot) charge(ctx context.Context, d *Decision, req Request, st *sto
 	}
 	d.Cost, d.Wallet = cost, d.Tenant
 	w, metered := st.wallets.Lookup(d.Tenant)
+	if a == nil || d.Tenant == "" || !metered {
+		s.chargeOther(d, st, a, metered, c)
+		return
+	}
+	outcome, remaining := a.Admit(ctx, d.Tenant, cost, w)
+	if outcome != credits.Admitted {
+		s.refused(d, a, outcome, cost, w, now, c)
+		return
+	}
+	d.CreditsRemaining = remaining
+	if cc.remainingHeader != "" {
+		s.remaining(d)
+	}
+}
+
+// chargeOther is charge offline (check, test: what the request costs and
+// the wallet that would pay, unless the store is read and holds none for
+// it; nothing charged, nothing refused) or for a tenant without a wallet
+// (unmetered: allow or deny).
+func (s *Snapshot) chargeOther(d *Decision, st *storeView, a Admitter, metered bool, c *caller) {
 	if a == nil {
-		// Offline (check, test): what the request costs and the wallet that
-		// would pay (the tenant acted for, unless the store is read and
-		// holds none for it); nothing is charged, nothing refused.
 		if st.wallets != nil && !metered {
 			d.Wallet = ""
 		}
 		return
 	}
-	switch {
-	case d.Tenant == "" || !metered:
-		d.Wallet = ""
-		if cc.denyUnmetered {
-			*d = c.deny(reason.CreditsExhausted)
-		}
-		return
+	d.Wallet = ""
+	if s.credits.denyUnmetered {
+		*d = c.deny(reason.CreditsExhausted)
 	}
-	outcome, remaining := a.Admit(ctx, d.Tenant, cost, w)
+}
+
+// refused is charge when the ledger did not admit: the wallet was deleted
+// meanwhile (unmetered), exhausted (429), or the store unreachable with no
+// units in hand (503, or admitted as debt under on_outage: allow).
+func (s *Snapshot) refused(d *Decision, a Admitter, outcome credits.Outcome, cost int64, w credits.Wallet, now time.Time, c *caller) {
+	cc := s.credits
 	switch outcome {
-	case credits.Admitted:
-		d.CreditsRemaining = remaining
 	case credits.NoWallet: // deleted since the mirror's view
 		d.Wallet = ""
 		if cc.denyUnmetered {
 			*d = c.deny(reason.CreditsExhausted)
 		}
-		return
 	case credits.Exhausted:
 		deny := c.deny(reason.CreditsExhausted)
 		deny.Cost, deny.Wallet = cost, d.Tenant
@@ -214,20 +232,25 @@ func (s *Snapshot) charge(ctx context.Context, d *Decision, req Request, st *sto
 			deny.RetryAfter = int(math.Ceil(w.NextRefill.Sub(now).Seconds()))
 		}
 		*d = deny
-		return
 	default: // Unavailable
 		if !cc.allowOnOutage {
 			*d = c.deny(reason.StoreUnavailable)
 			return
 		}
 		a.Owe(d.Tenant, cost, w)
+		if cc.remainingHeader != "" {
+			s.remaining(d)
+		}
 	}
-	if h := cc.remainingHeader; h != "" {
-		// Set, so no longer removed (a header is in one list only).
-		d.SetHeaders = append(d.SetHeaders, Header{Name: h, Value: strconv.FormatInt(d.CreditsRemaining, 10)})
-		d.RemoveHeaders = slices.DeleteFunc(slices.Clone(d.RemoveHeaders), func(n string) bool { return n == h })
-		d.Volatile = true
-	}
+}
+
+// remaining sends the balance after the charge upstream: set, so no longer
+// removed (a header is in one list only).
+func (s *Snapshot) remaining(d *Decision) {
+	h := s.credits.remainingHeader
+	d.SetHeaders = append(d.SetHeaders, Header{Name: h, Value: strconv.FormatInt(d.CreditsRemaining, 10)})
+	d.RemoveHeaders = slices.DeleteFunc(slices.Clone(d.RemoveHeaders), func(n string) bool { return n == h })
+	d.Volatile = true
 }
 
 // Metered reports whether the policy meters anything (a credits block):

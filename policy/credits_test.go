@@ -47,7 +47,7 @@ credits:
 // creditsEnv is a policy metering routes, its engine, and a real ledger
 // over a real PostgreSQL.
 type creditsEnv struct {
-	t     *testing.T
+	t     testing.TB
 	pg    *testkit.PostgreSQL
 	bank  *pgstore.Store
 	st    *store
@@ -57,7 +57,7 @@ type creditsEnv struct {
 	alice string // u-alice's key (service)
 }
 
-func newCreditsEnv(t *testing.T, pol string, pg *testkit.PostgreSQL) *creditsEnv {
+func newCreditsEnv(t testing.TB, pol string, pg *testkit.PostgreSQL) *creditsEnv {
 	t.Helper()
 	s, err := loadString(t, pol, nil)
 	if err != nil {
@@ -340,5 +340,33 @@ func TestCreditsValidation(t *testing.T) {
 		if _, err := loadString(t, p, nil); err != nil {
 			t.Errorf("%s: %v", costs, err)
 		}
+	}
+}
+
+// BenchmarkDecideMetered: a key-only check on a metered route, the wallet
+// charged through a real ledger on a real PostgreSQL, beside the same
+// check on a route no cost rule matches.
+//
+//	go test -run '^$' -bench DecideMetered -cpu 1,2 ./policy
+func BenchmarkDecideMetered(b *testing.B) {
+	// The balance upstream is not asked for: what is measured is the charge.
+	e := newCreditsEnv(b, strings.Replace(creditsPolicy, "  credits_remaining: x-credits-remaining\n", "", 1), testkit.SharedPostgreSQL(b))
+	e.wallet("org-a", 1_000_000_000_000, time.Time{})
+	rctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go e.led.Run(rctx, nil)
+	for _, c := range []struct{ name, path string }{{"metered", "/v1/models"}, {"free", "/health"}} {
+		req := policy.Request{Method: "GET", Path: c.path, Headers: map[string]string{"authorization": "Bearer " + e.alice, "ib-context": "org-a"}}
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if d := e.eng.Decide(e.ctx, req); !d.Allow {
+						b.Errorf("%s: %s", c.path, d.Reason)
+						return
+					}
+				}
+			})
+		})
 	}
 }
