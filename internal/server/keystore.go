@@ -115,6 +115,16 @@ func (k *keyStore) run(ctx context.Context, s *Server) {
 		}
 	}
 	go k.mirror.Run(ctx)
+	go func() {
+		// The first snapshot of a large store leaves its parsing's garbage
+		// behind (rows, maps per key): give it back, as a keys file's load
+		// does, so resident memory reflects the tables.
+		select {
+		case <-k.mirror.LoadedC():
+			releaseLoadGarbage()
+		case <-ctx.Done():
+		}
+	}()
 	go k.ledger.Run(ctx, func(err error) {
 		s.log.Warn("credits not settled; kept for the next settlement", "error", err.Error())
 	})
