@@ -47,7 +47,7 @@ func (s *Server) ready() error {
 		return errors.New("shutting down")
 	case !s.engine.Snapshot().JWKSTried():
 		return errors.New("waiting for the first fetch of every JWK set")
-	case s.keys != nil && !s.keys.mirror.Loaded():
+	case s.keys != nil && !s.keys.isSettled():
 		return errors.New("waiting for the key store's keys")
 	}
 	return nil

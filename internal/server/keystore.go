@@ -32,8 +32,11 @@ type keyStore struct {
 	mirror *store.Mirror
 	usage  *store.Usage
 	ledger *credits.Ledger // this replica's holds of the wallets
-	api    *http.Server    // nil without --keys-api-addr
-	apiLis net.Listener
+	// settled is closed once the first snapshot is in and what loading it
+	// left behind is given back to the OS: the replica is ready then.
+	settled chan struct{}
+	api     *http.Server // nil without --keys-api-addr
+	apiLis  net.Listener
 }
 
 // openKeyStore connects to the database the policy names (lazily: a
@@ -73,7 +76,7 @@ func (s *Server) openKeyStore(snap *policy.Snapshot) (*keyStore, error) {
 		return nil, fmt.Errorf("keys_store: %w", err)
 	}
 	k := &keyStore{pool: pool, store: store.New(pool), usage: store.NewUsage(pool),
-		mirror: store.NewMirror(feed, store.MirrorOptions{Log: s.log})}
+		mirror: store.NewMirror(feed, store.MirrorOptions{Log: s.log}), settled: make(chan struct{})}
 	k.ledger = credits.NewLedger(k.store, replicaName(), credits.Options{Recheck: 500 * time.Millisecond})
 	s.metrics.WatchKeyStore(k.mirror)
 	s.metrics.WatchLedger(k.ledger)
@@ -117,11 +120,13 @@ func (k *keyStore) run(ctx context.Context, s *Server) {
 	go k.mirror.Run(ctx)
 	go func() {
 		// The first snapshot of a large store leaves its parsing's garbage
-		// behind (rows, maps per key): give it back, as a keys file's load
-		// does, so resident memory reflects the tables.
+		// behind (rows, maps per key): give it back before the replica
+		// says it is ready, as a keys file's load does, so that resident
+		// memory reflects the tables from the first check on.
 		select {
 		case <-k.mirror.LoadedC():
 			releaseLoadGarbage()
+			close(k.settled)
 		case <-ctx.Done():
 		}
 	}()
@@ -207,3 +212,14 @@ func (k *keyStore) close(log interface{ Warn(string, ...any) }) {
 }
 
 var _ telemetry.Recorder = (*store.Usage)(nil)
+
+// isSettled reports whether the first snapshot is in and its load's
+// garbage given back.
+func (k *keyStore) isSettled() bool {
+	select {
+	case <-k.settled:
+		return true
+	default:
+		return false
+	}
+}
