@@ -4,7 +4,9 @@ package extauthz
 
 import (
 	"context"
+	"hash/maphash"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -53,6 +55,12 @@ type Server struct {
 	// the same caller's next check reuses its encoding instead of making it
 	// again. An encoding is never modified (gRPC only reads it).
 	responses *cache.Clock[respKey, *encoded]
+	// seen holds, by hash, identities whose answer missed the cache once
+	// lately: an answer is cached on its identity's second miss, so a
+	// stream of identities seen once (tokens at first sight, each naming
+	// a new user) costs no insert and evicts no answer in use.
+	seen []atomic.Uint64
+	seed maphash.Seed
 }
 
 // respKey is everything an encoded response depends on: the snapshot
@@ -75,7 +83,8 @@ var _ authv3.AuthorizationServer = (*Server)(nil)
 // NewServer returns a Server deciding with decider and reporting to
 // observer (which may be nil).
 func NewServer(decider Decider, observer Observer) *Server {
-	return &Server{decider: decider, observer: observer, responses: cache.NewClock[respKey, *encoded](responseCacheSize)}
+	return &Server{decider: decider, observer: observer, responses: cache.NewClock[respKey, *encoded](responseCacheSize),
+		seen: make([]atomic.Uint64, 4*responseCacheSize), seed: maphash.MakeSeed()}
 }
 
 // Check answers one CheckRequest: decode, decide (on one pinned snapshot),
@@ -134,9 +143,32 @@ func (s *Server) response(d *policy.Decision) *wire {
 	e, hit := s.responses.Get(k)
 	if !hit {
 		e = newEncoded(d)
-		s.responses.Add(k, e)
+		if s.secondMiss(&k) {
+			s.responses.Add(k, e)
+		}
 	}
 	return e.wire(d)
+}
+
+// secondMiss reports whether k's answer missed the cache before, lately
+// (its hash is still in seen, which a later miss of another identity may
+// have overwritten), and records this miss. A false answer only costs an
+// encoding; a true one for another identity (a hash collision) only
+// caches an answer.
+func (s *Server) secondMiss(k *respKey) bool {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	for _, f := range [...]string{k.policy, k.user, k.credential, k.tenant, k.role, k.tier} {
+		h.WriteString(f)
+		h.WriteByte(0)
+	}
+	x := h.Sum64()
+	slot := &s.seen[x%uint64(len(s.seen))]
+	if slot.Load() == x {
+		return true
+	}
+	slot.Store(x)
+	return false
 }
 
 // Decode lifts a CheckRequest's HTTP attributes into a policy.Request. It

@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"testing"
 
@@ -25,8 +26,8 @@ import (
 // for: for every reason, allow and deny, with and without an id and an id
 // header, ids that JSON and protobuf must escape or length-prefix with more
 // than one byte, the cached base followed by the tail decodes to exactly
-// what encode builds for the decision, on the first answer (the base is
-// made) and the next (the base is reused).
+// what encode builds for the decision, on the first answer and the second
+// (the base is made) and the next (the base is reused).
 func TestWireDecodesAsEncode(t *testing.T) {
 	ids := []string{"", "req-1", `q"<>&\` + "\u00e9\u2028", string(make([]byte, 200))}
 	var decisions []policy.Decision
@@ -63,7 +64,7 @@ func TestWireDecodesAsEncode(t *testing.T) {
 	s := NewServer(nil, nil)
 	for _, d := range decisions {
 		want := encode(&d)
-		for _, attempt := range []string{"first", "cached"} {
+		for _, attempt := range []string{"first", "second", "cached"} {
 			got, err := s.response(&d).response()
 			if err != nil {
 				t.Fatal(err)
@@ -164,4 +165,38 @@ func metadata(d *policy.Decision) *structpb.Struct {
 		}})
 	}
 	return &structpb.Struct{Fields: fields}
+}
+
+// TestResponseCachedOnSecondMiss: an identity's answer is cached when it
+// misses the cache the second time, so that a stream of identities seen
+// once (tokens at first sight, each naming a new user) inserts nothing and
+// leaves the answers of identities in use where they are.
+func TestResponseCachedOnSecondMiss(t *testing.T) {
+	s := NewServer(nil, nil)
+	answer := func(user string) policy.Decision {
+		return policy.Decision{Allow: true, Reason: reason.Allowed, Tier: "admin", Tenant: "acme", User: user,
+			Credential: "k1", PolicyVersion: "v1", ID: "req-1", SetHeaders: []policy.Header{{Name: "x-user-id", Value: user}}}
+	}
+	cached := func(d policy.Decision) bool {
+		_, ok := s.responses.Get(respKey{d.PolicyVersion, d.Tier, d.Tenant, d.TenantKind, d.User, d.Role, d.Credential, d.Reason,
+			d.Limit, d.Cost, d.Wallet, d.RetryAfter})
+		return ok
+	}
+	alice := answer("alice")
+	s.response(&alice)
+	if cached(alice) {
+		t.Fatal("alice's answer is cached after her first check; want it on her second")
+	}
+	s.response(&alice)
+	if !cached(alice) {
+		t.Fatal("alice's answer is not cached after her second check")
+	}
+	for i := range 10 * responseCacheSize {
+		d := answer(fmt.Sprintf("u-%d", i))
+		s.response(&d)
+	}
+	if n := s.responses.Len(); n != 1 || !cached(alice) {
+		t.Errorf("after %d identities seen once: %d answers cached, alice's cached %v; want alice's alone",
+			10*responseCacheSize, n, cached(alice))
+	}
 }
