@@ -20,7 +20,9 @@ import (
 // MirrorOptions tune a Mirror. Zero values take the defaults noted.
 type MirrorOptions struct {
 	// Poll is how often the change log is read even without a
-	// notification, so a lost one costs at most this; default 1s (at most 2s).
+	// notification, so a lost one costs at most this; default 500ms (at
+	// most 2s): a change is refused within 1.1 s p99 with its notification
+	// lost (docs/design.md §6), which a 1 s poll met with 0.1 s to spare.
 	Poll time.Duration
 	// MergeAt is how many changed keys the layers on top of the index may
 	// hold before they are merged into it, off the feed's path; default 4096.
@@ -81,7 +83,7 @@ type dirMerged struct {
 // until Run.
 func NewMirror(config *pgx.ConnConfig, opts MirrorOptions) *Mirror {
 	if opts.Poll <= 0 || opts.Poll > 2*time.Second {
-		opts.Poll = time.Second
+		opts.Poll = 500 * time.Millisecond
 	}
 	if opts.MergeAt <= 0 {
 		opts.MergeAt = 4096
