@@ -121,7 +121,8 @@ func TestKeyStoreTwoReplicas(t *testing.T) {
 	pol := selfService(t)
 	a := startReplica(t, pol, dsn)
 	b := startReplica(t, pol, dsn)
-	a.waitFor(t, msgIs("key store loaded"))
+	// Ready once its keys are in and their load's garbage is given back.
+	a.waitFor(t, msgIs("ready: health SERVING"))
 	if code, body := a.get(t, "/readyz"); code != 200 {
 		t.Fatalf("/readyz %d %s", code, body)
 	}
@@ -503,7 +504,7 @@ func TestKeyStoreFaultsUnderLoad(t *testing.T) {
 	if err := pg.Start(); err != nil {
 		t.Fatal(err)
 	}
-	late.waitFor(t, msgIs("key store loaded"))
+	late.waitFor(t, msgIs("ready: health SERVING"))
 	if code, body := late.get(t, "/readyz"); code != 200 {
 		t.Errorf("after its keys loaded: /readyz %d %s", code, body)
 	}
