@@ -7,19 +7,25 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/fips140"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
 	"math/big"
+
+	"github.com/portcullis/portcullis/cache"
 )
 
 // verifySignature checks a compact JWS's signature over signingInput
-// ("header.payload") with pub, for the JWA algorithm alg (RFC 7518 §3).
+// ("header.payload") with key, for the JWA algorithm alg (RFC 7518 §3).
 // The token was already split and its algorithm allow-listed; this is the
 // one cryptographic step, done with the standard library directly so the
-// token is not parsed a second time. Unknown algorithms and malformed
-// signatures fail.
-func verifySignature(alg string, pub crypto.PublicKey, signingInput, sigB64 string) bool {
+// token is not parsed a second time, but for RS256, RS384 and RS512 with a
+// key whose modulus the key set prepared (verifyPKCS1v15), unless Go's
+// FIPS 140 mode is on: then crypto/rsa verifies those too. Unknown
+// algorithms and malformed signatures fail.
+func verifySignature(alg string, key *cache.JWK, signingInput, sigB64 string) bool {
+	pub := key.Public
 	bp := borrow()
 	sig, ok := decodeBase64(*bp, sigB64)
 	defer giveBack(bp, sig)
@@ -44,6 +50,9 @@ func verifySignature(alg string, pub crypto.PublicKey, signingInput, sigB64 stri
 	switch alg[0] {
 	case 'R':
 		k, ok := pub.(*rsa.PublicKey)
+		if ok && key.Modulus != nil && !fips140.Enabled() {
+			return verifyPKCS1v15(key.Modulus, k.E, h, digest, sig)
+		}
 		return ok && rsa.VerifyPKCS1v15(k, h, digest, sig) == nil
 	case 'P':
 		k, ok := pub.(*rsa.PublicKey)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
+
+	"github.com/portcullis/portcullis/cache"
 )
 
 // TestVerifySignature cross-checks verifySignature against tokens signed by
@@ -39,38 +41,46 @@ func TestVerifySignature(t *testing.T) {
 		t.Fatalf("%d cases for %d allowed algorithms", len(cases), len(supported))
 	}
 	for _, tc := range cases {
-		t.Run(tc.alg, func(t *testing.T) {
-			tok, err := jws.Sign([]byte(`{"sub":"1"}`), jws.WithKey(jwa.SignatureAlgorithm(tc.alg), tc.priv))
-			if err != nil {
-				t.Fatal(err)
-			}
-			parts := strings.Split(string(tok), ".")
-			input := parts[0] + "." + parts[1]
-			if !verifySignature(tc.alg, tc.pub, input, parts[2]) {
-				t.Fatal("a valid signature did not verify")
-			}
-			if verifySignature(tc.alg, tc.pub, parts[0]+".eyJzdWIiOiIyIn0", parts[2]) {
-				t.Fatal("a signature verified over another payload")
-			}
-			flipped := []byte(parts[2])
-			flipped[5] ^= 0x01
-			if verifySignature(tc.alg, tc.pub, input, string(flipped)) {
-				t.Fatal("an altered signature verified")
-			}
-			if verifySignature(tc.alg, tc.pub, input, parts[2]+"AA") || verifySignature(tc.alg, tc.pub, input, "") {
-				t.Fatal("a signature of the wrong length verified")
-			}
-			for _, other := range []crypto.PublicKey{rsaKey.Public(), p256.Public(), edPub} {
-				if fmt.Sprintf("%T", other) == fmt.Sprintf("%T", tc.pub) {
-					continue
+		// As the key set's reader makes the key (an RSA modulus prepared),
+		// and, for RSA, as crypto/rsa alone verifies it.
+		ways := map[string]*cache.JWK{"prepared": jwkOf(t, tc.pub)}
+		if _, ok := tc.pub.(*rsa.PublicKey); ok {
+			ways["crypto/rsa"] = &cache.JWK{Public: tc.pub}
+		}
+		for way, key := range ways {
+			t.Run(tc.alg+" "+way, func(t *testing.T) {
+				tok, err := jws.Sign([]byte(`{"sub":"1"}`), jws.WithKey(jwa.SignatureAlgorithm(tc.alg), tc.priv))
+				if err != nil {
+					t.Fatal(err)
 				}
-				if verifySignature(tc.alg, other, input, parts[2]) {
-					t.Fatalf("verified with a %T", other)
+				parts := strings.Split(string(tok), ".")
+				input := parts[0] + "." + parts[1]
+				if !verifySignature(tc.alg, key, input, parts[2]) {
+					t.Fatal("a valid signature did not verify")
 				}
-			}
-		})
+				if verifySignature(tc.alg, key, parts[0]+".eyJzdWIiOiIyIn0", parts[2]) {
+					t.Fatal("a signature verified over another payload")
+				}
+				flipped := []byte(parts[2])
+				flipped[5] ^= 0x01
+				if verifySignature(tc.alg, key, input, string(flipped)) {
+					t.Fatal("an altered signature verified")
+				}
+				if verifySignature(tc.alg, key, input, parts[2]+"AA") || verifySignature(tc.alg, key, input, "") {
+					t.Fatal("a signature of the wrong length verified")
+				}
+				for _, other := range []crypto.PublicKey{rsaKey.Public(), p256.Public(), edPub} {
+					if fmt.Sprintf("%T", other) == fmt.Sprintf("%T", tc.pub) {
+						continue
+					}
+					if verifySignature(tc.alg, jwkOf(t, other), input, parts[2]) {
+						t.Fatalf("verified with a %T", other)
+					}
+				}
+			})
+		}
 	}
-	if verifySignature("HS256", rsaKey.Public(), "a.b", "c2ln") || verifySignature("none", nil, "a.b", "") {
+	if verifySignature("HS256", jwkOf(t, rsaKey.Public()), "a.b", "c2ln") || verifySignature("none", &cache.JWK{}, "a.b", "") {
 		t.Fatal("an algorithm outside the allow-list verified")
 	}
 }
@@ -97,7 +107,7 @@ func TestECDSACurveIsTheAlgorithms(t *testing.T) {
 			sig := make([]byte, 2*size)
 			r.FillBytes(sig[:size])
 			s.FillBytes(sig[size:])
-			got := verifySignature(alg, &k.PublicKey, input, base64.RawURLEncoding.EncodeToString(sig))
+			got := verifySignature(alg, jwkOf(t, &k.PublicKey), input, base64.RawURLEncoding.EncodeToString(sig))
 			if want := own[alg] == curve; got != want {
 				t.Errorf("%s with a %s key: verified %v, want %v", alg, curve, got, want)
 			}

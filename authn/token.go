@@ -288,7 +288,7 @@ func (is *Issuer) findKey(ctx context.Context, signingInput, sig, alg, kid strin
 		return nil, reason.TokenUnknownKey
 	}
 	for _, k := range cands {
-		if k.Allows(alg) && verifySignature(alg, k.Public, signingInput, sig) {
+		if k.Allows(alg) && verifySignature(alg, k, signingInput, sig) {
 			return k, ""
 		}
 	}

@@ -6,8 +6,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,6 +52,9 @@ func TestRealWorldJWKS(t *testing.T) {
 			for _, k := range set.All() {
 				if k.Public == nil {
 					t.Errorf("key %q has no public key", k.ID)
+				}
+				if _, isRSA := k.Public.(*rsa.PublicKey); isRSA != (k.Modulus != nil) {
+					t.Errorf("key %q: an RSA key %v, its modulus prepared %v", k.ID, isRSA, k.Modulus != nil)
 				}
 			}
 		})
@@ -245,5 +251,39 @@ func TestRemoteRejectsHugeDocument(t *testing.T) {
 	_, err := cache.NewRemote(srv.URL(), cache.RemoteOptions{}).KeySet(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestParseKeySetRefusesUnsafeRSA: an RSA key whose exponent is 1 (every
+// signature would be its own message), even, or over 2^31-1, or whose
+// modulus is even, is skipped with the reason, as crypto/rsa refuses it at
+// every verification; the keys kept have their modulus prepared.
+func TestParseKeySetRefusesUnsafeRSA(t *testing.T) {
+	good := testkit.RSAKey(t, 2048)
+	b64 := func(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+	n := b64(good.N.Bytes())
+	even := new(big.Int).SetBit(good.N, 0, 0)
+	keys := []string{fmt.Sprintf(`{"kty":"RSA","kid":"good","n":%q,"e":"AQAB"}`, n)}
+	for kid, e := range map[string][]byte{"e1": {1}, "e2": {2}, "e65536": {1, 0, 0}, "e2^31": {0x80, 0, 0, 1}} {
+		keys = append(keys, fmt.Sprintf(`{"kty":"RSA","kid":%q,"n":%q,"e":%q}`, kid, n, b64(e)))
+	}
+	keys = append(keys, fmt.Sprintf(`{"kty":"RSA","kid":"even","n":%q,"e":"AQAB"}`, b64(even.Bytes())))
+	set, err := cache.ParseKeySet([]byte(`{"keys":[` + strings.Join(keys, ",") + `]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kid := range []string{"e1", "e2", "e65536", "e2^31", "even"} {
+		if len(set.Keys(kid)) != 0 {
+			t.Errorf("key %s was kept", kid)
+		}
+	}
+	skipped := strings.Join(set.Skipped(), "; ")
+	for _, why := range []string{"RSA exponent 1 is not", "RSA exponent 2 is not", "RSA exponent 65536 is not", "RSA exponent 2147483649 is not", "RSA modulus is even"} {
+		if !strings.Contains(skipped, why) {
+			t.Errorf("skipped %q, want %q named", skipped, why)
+		}
+	}
+	if ks := set.Keys("good"); len(ks) != 1 || ks[0].Modulus == nil || ks[0].Modulus.BitLen() != 2048 {
+		t.Errorf("the good key: %v", ks)
 	}
 }
