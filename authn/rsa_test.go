@@ -2,13 +2,17 @@ package authn
 
 import (
 	"crypto"
+	"crypto/fips140"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/big"
+	"os"
+	"os/exec"
 	"testing"
 
 	"github.com/lestrrat-go/jwx/v2/jwk"
@@ -243,5 +247,37 @@ func TestVerifyPKCS1v15WantsTheModulusLength(t *testing.T) {
 			}
 		}
 		return
+	}
+}
+
+// TestFIPSModeVerifiesWithCryptoRSA: with Go's FIPS 140 mode on
+// (GODEBUG=fips140=on), RS256 is verified by crypto/rsa, the validated
+// module, not with the prepared modulus. The key here carries another
+// key's modulus, so the two ways answer differently: the test runs itself
+// again with the mode on and holds each way to its answer.
+func TestFIPSModeVerifiesWithCryptoRSA(t *testing.T) {
+	priv, _ := rsa.GenerateKey(rand.Reader, 2048)
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	mixed := *jwkOf(t, &priv.PublicKey)
+	mixed.Modulus = jwkOf(t, &other.PublicKey).Modulus
+	d := sha256.Sum256([]byte("header.payload"))
+	sig, _ := rsa.SignPKCS1v15(nil, priv, crypto.SHA256, d[:])
+	verified := verifySignature("RS256", &mixed, "header.payload", base64.RawURLEncoding.EncodeToString(sig))
+	if os.Getenv("PORTCULLIS_FIPS_CHILD") == "1" {
+		if !fips140.Enabled() {
+			t.Fatal("GODEBUG=fips140=on did not turn FIPS 140 mode on")
+		}
+		if !verified {
+			t.Fatal("in FIPS 140 mode the signature was not verified by crypto/rsa with the key itself")
+		}
+		return
+	}
+	if verified {
+		t.Fatal("outside FIPS 140 mode the prepared modulus was not used")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFIPSModeVerifiesWithCryptoRSA$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "GODEBUG=fips140=on", "PORTCULLIS_FIPS_CHILD=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("in FIPS 140 mode: %v\n%s", err, out)
 	}
 }
