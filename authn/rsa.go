@@ -22,9 +22,10 @@ var digestInfo = map[crypto.Hash][]byte{
 // digest, made with h, under the public key (n, e), step by step as RFC
 // 8017 §8.2.2 says and crypto/rsa.VerifyPKCS1v15 does: sig is exactly as
 // long as the modulus and less than it; s^e mod n is, byte for byte, the
-// encoding EMSA-PKCS1-v1_5 makes of the digest. The encoding is built and
-// compared whole, never parsed, so no variant of its padding or
-// DigestInfo can pass. What differs from crypto/rsa is only that n keeps
+// encoding EMSA-PKCS1-v1_5 makes of the digest. Every byte is held to the
+// one the encoding puts in its place, which the modulus' length and the
+// hash fix; nothing is parsed, so no variant of its padding or DigestInfo
+// can pass. What differs from crypto/rsa is only that n keeps
 // its Montgomery constants (cache.JWK.Modulus) instead of having them
 // computed again for every signature. n must be odd and e odd and at least
 // 3 (the key set's reader refuses other keys).
@@ -40,19 +41,19 @@ func verifyPKCS1v15(n *bigmod.Modulus, e int, h crypto.Hash, digest, sig []byte)
 		return false
 	}
 	em := bigmod.NewNat().ExpShortVarTime(s, uint(e), n).Bytes(n)
-	// EM = 0x00 || 0x01 || PS || 0x00 || DigestInfo || digest, where PS is
-	// k - tLen - 3 bytes of 0xff (at least 8).
-	var buf [1024]byte // the encoding of a modulus up to 8192 bits, on the stack
-	want := buf[:0]
-	if k > len(buf) {
-		want = make([]byte, 0, k)
+	// EM = 0x00 || 0x01 || PS || 0x00 || DigestInfo || digest, PS being
+	// k - tLen - 3 bytes of 0xff (at least 8): every byte's place is fixed
+	// by k and the hash, so each is compared with what belongs there, as
+	// comparing with the whole encoding built would, without building it
+	// (a buffer on the stack grew every checking goroutine's stack).
+	sep := k - tLen - 1
+	if em[0] != 0x00 || em[1] != 0x01 || em[sep] != 0x00 {
+		return false
 	}
-	want = append(want, 0x00, 0x01)
-	for range k - tLen - 3 {
-		want = append(want, 0xff)
+	for _, b := range em[2:sep] {
+		if b != 0xff {
+			return false
+		}
 	}
-	want = append(want, 0x00)
-	want = append(want, prefix...)
-	want = append(want, digest...)
-	return subtle.ConstantTimeCompare(em, want) == 1
+	return subtle.ConstantTimeCompare(em[sep+1:k-len(digest)], prefix) == 1 && subtle.ConstantTimeCompare(em[k-len(digest):], digest) == 1
 }
