@@ -120,8 +120,7 @@ func readMember(dec *jsontext.Decoder, c *claim) bool {
 		if err != nil {
 			return false
 		}
-		f, err := strconv.ParseFloat(string(raw), 64)
-		c.num, c.numOK = f, err == nil
+		c.num, c.numOK = parseNumber(raw)
 	case '[':
 		if _, err := dec.ReadToken(); err != nil {
 			return false
@@ -152,4 +151,18 @@ func readMember(dec *jsontext.Decoder, c *claim) bool {
 		return false
 	}
 	return true
+}
+
+// parseNumber reads a JSON number as a float64, ok when it fits one. The
+// times a token carries are integers, read as such: strconv.ParseFloat's
+// frame (its slow path's decimal buffer) is large enough to grow the
+// checking goroutine's stack at that depth; ParseFloat reads the rest.
+func parseNumber(raw []byte) (float64, bool) {
+	if len(raw) <= 18 && bytes.IndexAny(raw, ".eE") < 0 {
+		if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+			return float64(i), true
+		}
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	return f, err == nil
 }

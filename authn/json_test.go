@@ -2,6 +2,7 @@ package authn
 
 import (
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -52,5 +53,20 @@ func TestReadObject(t *testing.T) {
 				t.Fatalf("readObject(%s): got %+v", c.json, o.vals)
 			}
 		})
+	}
+}
+
+// TestParseNumberAsParseFloat: a number read through the integer path is
+// the float64 strconv.ParseFloat reads, for every JSON number shape a
+// token's times take and the ones around it.
+func TestParseNumberAsParseFloat(t *testing.T) {
+	for _, n := range []string{"0", "-0", "1", "-1", "1800000000", "-1800000000", "99999999999", "100000000000",
+		"999999999999999999", "-999999999999999999", "9007199254740993", "1234567890123456789", "12345678901234567890",
+		"1.5", "1e9", "1E9", "1.8e9", "-2.5e-3", "1e400", "0.1"} {
+		want, err := strconv.ParseFloat(n, 64)
+		got, ok := parseNumber([]byte(n))
+		if ok != (err == nil) || ok && got != want {
+			t.Errorf("%s: %v %v, ParseFloat %v %v", n, got, ok, want, err)
+		}
 	}
 }
