@@ -94,3 +94,25 @@ func BenchmarkCheckDeny(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkResponseFirstSight: the answer to a decision whose identity was
+// never seen (a token at first sight naming a new user): encoded whole, not
+// cached (TestResponseCachedOnSecondMiss).
+func BenchmarkResponseFirstSight(b *testing.B) {
+	s, req := benchServer(b)
+	preq, _ := Decode(req)
+	d := s.decider.Decide(context.Background(), preq)
+	users := make([]string, 1<<16)
+	for i := range users {
+		users[i] = fmt.Sprintf("user-%06d", i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		d.User = users[i%len(users)]
+		if w := s.response(&d); len(w.base) == 0 {
+			b.Fatal("no response")
+		}
+		i++
+	}
+}
