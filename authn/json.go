@@ -158,7 +158,7 @@ func readMember(dec *jsontext.Decoder, c *claim) bool {
 // frame (its slow path's decimal buffer) is large enough to grow the
 // checking goroutine's stack at that depth; ParseFloat reads the rest.
 func parseNumber(raw []byte) (float64, bool) {
-	if len(raw) <= 18 && bytes.IndexAny(raw, ".eE") < 0 {
+	if len(raw) <= 18 && !bytes.ContainsAny(raw, ".eE") {
 		if i, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
 			return float64(i), true
 		}
