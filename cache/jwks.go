@@ -29,7 +29,7 @@ type JWK struct {
 	Public crypto.PublicKey // *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
 	// Modulus is an RSA key's modulus with its Montgomery constants,
 	// computed once when the key is read (nil for other keys): crypto/rsa
-	// computes them again on every verification, a quarter of its cost.
+	// computes them again on every verification, about a third of its cost.
 	// The key's modulus is odd and its exponent odd and at least 3.
 	Modulus *bigmod.Modulus
 	algs    []string
