@@ -327,7 +327,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, p *principal) err
 	if p.manager == "" && f.User != "" && f.User != p.user && (f.Tenant == "" || !slices.Contains(p.adminOf, f.Tenant)) {
 		return forbiddenf("user: you may list only your own keys, and a member's within a tenant you administer")
 	}
-	size, after, err := paging(q)
+	size, after, err := paging(q, func(id string) bool { return checkID(id) == nil })
 	if err != nil {
 		return err
 	}
@@ -351,8 +351,9 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, p *principal) err
 }
 
 // paging reads page_size (1 to 200, default 50) and page_token (the
-// opaque token of an earlier answer).
-func paging(q url.Values) (int, string, error) {
+// opaque token of an earlier answer: what it holds must be what valid says
+// a cursor of the listing is).
+func paging(q url.Values, valid func(string) bool) (int, string, error) {
 	size := 50
 	if v := q.Get("page_size"); v != "" {
 		n, err := parseInt(v)
@@ -364,7 +365,7 @@ func paging(q url.Values) (int, string, error) {
 	after := ""
 	if v := q.Get("page_token"); v != "" {
 		b, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil || checkID(string(b)) != nil {
+		if err != nil || !valid(string(b)) {
 			return 0, "", badf("page_token: not a token this API gave")
 		}
 		after = string(b)

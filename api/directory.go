@@ -532,21 +532,5 @@ func pagingOf(r *http.Request, valid func(string) bool, allowed ...string) (int,
 			return 0, "", badf("%s is not a parameter of this call", name)
 		}
 	}
-	size := 50
-	if v := q.Get("page_size"); v != "" {
-		n, err := parseInt(v)
-		if err != nil || n < 1 || n > 200 {
-			return 0, "", badf("page_size: want 1 to 200")
-		}
-		size = n
-	}
-	after := ""
-	if v := q.Get("page_token"); v != "" {
-		b, err := base64.RawURLEncoding.DecodeString(v)
-		if err != nil || len(b) == 0 || !valid(string(b)) {
-			return 0, "", badf("page_token: not a token this API gave")
-		}
-		after = string(b)
-	}
-	return size, after, nil
+	return paging(q, func(cursor string) bool { return cursor != "" && valid(cursor) })
 }
