@@ -25,15 +25,11 @@ var (
 	ErrNotMember = errors.New("no such membership") // or an ended one
 )
 
-// Tenant is a store tenant.
+// Tenant is a store tenant: the directory's tenant and the version that
+// last changed it.
 type Tenant struct {
-	ID          string
-	DisplayName string
-	Aliases     []string
-	Disabled    bool
-	Plan        string // "" for the policy's default plan
-	CreatedAt   time.Time
-	Version     int64
+	directory.Tenant
+	Version int64
 }
 
 // TenantPut changes a tenant: nil fields stay as they are (a new tenant
@@ -84,7 +80,7 @@ func (s *Store) PutTenant(ctx context.Context, id string, p TenantPut, by string
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			created = true
-			t = Tenant{ID: id, Aliases: []string{}, CreatedAt: now}
+			t = Tenant{Tenant: directory.Tenant{ID: id, Aliases: []string{}, CreatedAt: now}}
 		case err != nil:
 			return nil, err
 		}
@@ -432,7 +428,7 @@ func loadDirectory(ctx context.Context, tx pgx.Tx) (*directory.Table, error) {
 			rows.Close()
 			return nil, err
 		}
-		b.Tenant(directory.Tenant{ID: t.ID, DisplayName: t.DisplayName, Aliases: t.Aliases, Disabled: t.Disabled, Plan: t.Plan, CreatedAt: t.CreatedAt})
+		b.Tenant(t.Tenant)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -476,8 +472,9 @@ func directoryChanges(ctx context.Context, tx pgx.Tx, from, to int64) (directory
 			c.Deleted = append(c.Deleted, t.ID)
 			continue
 		}
-		c.Tenants = append(c.Tenants, directory.Tenant{ID: t.ID, DisplayName: t.DisplayName, Aliases: t.Aliases, Disabled: t.Disabled,
-			Plan: t.Plan, CreatedAt: t.CreatedAt.UTC()})
+		dt := t.Tenant
+		dt.CreatedAt = dt.CreatedAt.UTC()
+		c.Tenants = append(c.Tenants, dt)
 	}
 	if err := rows.Err(); err != nil {
 		return c, err
