@@ -14,11 +14,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -195,22 +193,7 @@ func (b *bench) profileStore(policy, dsn, path string, r *authv3.CheckRequest) e
 	defer s.stop()
 	<-s.loaded
 	done := make(chan error, 1)
-	go func() {
-		resp, err := http.Get("http://" + s.admin + "/debug/pprof/profile?seconds=" + strconv.Itoa(*profSecs))
-		if err != nil {
-			done <- err
-			return
-		}
-		defer resp.Body.Close()
-		f, err := os.Create(path)
-		if err != nil {
-			done <- err
-			return
-		}
-		_, err = io.Copy(f, resp.Body)
-		f.Close()
-		done <- err
-	}()
+	go func() { done <- saveProfile(s, *profSecs, path) }()
 	for {
 		select {
 		case err := <-done:

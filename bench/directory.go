@@ -14,7 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -112,16 +111,11 @@ func (b *bench) directoryBenchmark(out io.Writer) error {
 		dirTargetTable(out)
 		return nil
 	}
-	var reps []*server
-	for range 2 {
-		s, err := b.startStore(ex.policy, dsn, "--keys-api-addr", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		defer s.stop()
-		<-s.loaded
-		reps = append(reps, s)
+	reps, err := b.startAPIReplicas(ex.policy, dsn, 2)
+	if err != nil {
+		return err
 	}
+	defer stopAll(reps)
 	api := &apiClient{base: "http://" + reps[0].keysAPI, token: ex.token}
 	if err := dirLatency(out, api, reps, dsn); err != nil {
 		return err
@@ -129,9 +123,7 @@ func (b *bench) directoryBenchmark(out io.Writer) error {
 	if err := bulkReplace(out, api, reps); err != nil {
 		return err
 	}
-	for _, r := range reps {
-		r.stop()
-	}
+	stopAll(reps)
 	if err := b.dirCPU(out, ex.policy, noDir, dsn); err != nil {
 		return err
 	}
@@ -594,17 +586,9 @@ func (b *bench) loadProfile(policy, dsn, path string) error {
 		return err
 	}
 	defer s.stop()
-	resp, err := http.Get("http://" + s.admin + "/debug/pprof/profile?seconds=8")
-	if err != nil {
+	if err := saveProfile(s, 8, path); err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
 	logf("directory: CPU profile of a cold load written to %s", path)
-	return err
+	return nil
 }

@@ -70,16 +70,11 @@ func (b *bench) keyStoreBench(out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var reps []*server
-	for range 2 {
-		s, err := b.startStore(ex.policy, dsn, "--keys-api-addr", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		defer s.stop()
-		<-s.loaded
-		reps = append(reps, s)
+	reps, err := b.startAPIReplicas(ex.policy, dsn, 2)
+	if err != nil {
+		return err
 	}
+	defer stopAll(reps)
 	api := &apiClient{base: "http://" + reps[0].keysAPI, token: ex.token}
 	if err := b.apiThroughput(out, api, reps); err != nil {
 		return err
@@ -132,6 +127,30 @@ func (b *bench) startStore(policy, dsn string, extra ...string) (*server, error)
 		"--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, extra...)...)
 	cmd.Env = append(os.Environ(), "PORTCULLIS_DATABASE_URL="+dsn)
 	return launch(cmd)
+}
+
+// startAPIReplicas starts n replicas on the key store at dsn, each with
+// the key-management API, and waits until each has loaded the store. On
+// an error it stops those it started; else the caller stops them.
+func (b *bench) startAPIReplicas(policy, dsn string, n int) ([]*server, error) {
+	var reps []*server
+	for range n {
+		s, err := b.startStore(policy, dsn, "--keys-api-addr", "127.0.0.1:0")
+		if err != nil {
+			stopAll(reps)
+			return nil, err
+		}
+		<-s.loaded
+		reps = append(reps, s)
+	}
+	return reps, nil
+}
+
+// stopAll stops every server of reps.
+func stopAll(reps []*server) {
+	for _, s := range reps {
+		s.stop()
+	}
 }
 
 // apiClient calls the key-management API with the console's token.

@@ -919,22 +919,7 @@ func (b *bench) cpuProfile(path string) error {
 	}
 	defer s.stop()
 	done := make(chan error, 1)
-	go func() {
-		resp, err := http.Get("http://" + s.admin + "/debug/pprof/profile?seconds=" + strconv.Itoa(*profSecs))
-		if err != nil {
-			done <- err
-			return
-		}
-		defer resp.Body.Close()
-		f, err := os.Create(path)
-		if err != nil {
-			done <- err
-			return
-		}
-		_, err = io.Copy(f, resp.Body)
-		f.Close()
-		done <- err
-	}()
+	go func() { done <- saveProfile(s, *profSecs, path) }()
 	for loop := true; loop; {
 		select {
 		case err := <-done:
@@ -962,4 +947,22 @@ func (b *bench) cpuProfile(path string) error {
 	noop.stop()
 	logf("CPU profile of the no-op under the same load written to %s.noop", path)
 	return nil
+}
+
+// saveProfile writes a CPU profile of s over the next seconds to path.
+func saveProfile(s *server, seconds int, path string) error {
+	resp, err := http.Get("http://" + s.admin + "/debug/pprof/profile?seconds=" + strconv.Itoa(seconds))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
