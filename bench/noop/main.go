@@ -150,7 +150,7 @@ func main() {
 	opts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(4 << 20),
-		grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0))), // as portcullis serve's, and its GC headroom above
+		grpc.NumStreamWorkers(uint32(max(64, 8*runtime.GOMAXPROCS(0)))), // as portcullis serve's, and its GC headroom above
 	}
 	if *plainServer {
 		p := plain{resp: okResponse()}
