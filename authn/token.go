@@ -77,6 +77,7 @@ type Verifier struct {
 	maxBytes int
 	skew     time.Duration
 	claims   map[string]int // the claims any check reads, each a slot of a token's claims
+	slots    sync.Pool      // of *[]claim, len(claims) zeroed slots: a token's claims are read into one (a verification is the only allocation-heavy path left)
 }
 
 // registered are the claims every token's check reads (RFC 7519's, and
@@ -183,7 +184,9 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Toke
 	}
 	var hv [3]claim
 	hdr := object{names: headerNames, vals: hv[:]}
-	claims := object{names: v.claims, vals: make([]claim, len(v.claims))}
+	vals := v.borrowSlots()
+	defer v.returnSlots(vals)
+	claims := object{names: v.claims, vals: *vals}
 	if !decodeSegment(header, &hdr) || !decodeSegment(payload, &claims) {
 		return nil, time.Time{}, reason.InvalidToken
 	}
@@ -219,6 +222,22 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Toke
 		return nil, time.Time{}, r
 	}
 	return t, exp, ""
+}
+
+// borrowSlots returns zeroed slots for a token's claims; returnSlots
+// zeroes them (a Token keeps the strings and lists read, never the slots)
+// for the next verification.
+func (v *Verifier) borrowSlots() *[]claim {
+	if p, ok := v.slots.Get().(*[]claim); ok {
+		return p
+	}
+	vals := make([]claim, len(v.claims))
+	return &vals
+}
+
+func (v *Verifier) returnSlots(p *[]claim) {
+	clear(*p)
+	v.slots.Put(p)
 }
 
 // optionalString reads a header member that is a string when written: ""
