@@ -838,7 +838,7 @@ func (b *bench) measure(w workload, conc, procs int, resp string) (*row, error) 
 		if alg := firstSightAlg[w.num]; alg != "" {
 			// The reference of first sight, between the rounds it is
 			// compared with.
-			r.verify = append(r.verify, verifyCPU(alg, 200))
+			r.verify = append(r.verify, verifyCPU(alg, 1000))
 		}
 	}
 	if len(r.base) > 0 {
