@@ -150,18 +150,6 @@ func envoyConfig(w way, authz, upstream string) (proxy.Config, error) {
 	return c, proxy.Rewrite(c, to)
 }
 
-// procCPU returns a process's user+system CPU time so far.
-func procCPU(pid string) time.Duration {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / clockTick
-}
-
 // upstreamServer answers every request 200 with a short body and counts
 // them: the application behind Envoy, in this process.
 type upstreamServer struct {

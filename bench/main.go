@@ -56,8 +56,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-const clockTick = 100 // Linux USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s
-
 var (
 	quick    = flag.Bool("quick", false, "fewer requests and rounds (a smoke run)")
 	rounds   = flag.Int("rounds", 9, "paired no-op/portcullis rounds per workload (workload 6: at most 5, each start loads a million keys)")

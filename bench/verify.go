@@ -17,23 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
-
-// threadCPU returns the CPU time the calling OS thread has used, from the
-// scheduler's own count (CLOCK_THREAD_CPUTIME_ID, to the nanosecond).
-// getrusage(RUSAGE_THREAD), used before, splits that count into user and
-// system time by the ticks it sampled, and at 250 Hz a 6 ms measurement
-// read as 4 ms or 8 ms: 200 RS256 verifications of 30 µs each read 18 to
-// 42 µs apiece, and the first-sight ratio swung with them.
-func threadCPU() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		panic("bench: the thread's CPU clock: " + err.Error())
-	}
-	return time.Duration(ts.Nano())
-}
 
 // verifier is one signed token of the algorithm and the work authn does to
 // verify it: decode the signature, hash the signing input, verify.
