@@ -44,7 +44,8 @@ type CheckInfo struct {
 	Transport string // "grpc" or "http"
 	RequestID string
 	Method    string
-	Path      string // without query string, which may hold secrets
+	Path      string    // without query string, which may hold secrets
+	Done      time.Time // when the answer was ready: the clock the observer records usage by (one reading of it a check, not two)
 }
 
 // Server is the ext_authz v3 gRPC service. It is safe for concurrent use.
@@ -114,7 +115,8 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest) (w *wire) 
 			recovered(ctx, s.observer, "grpc", p)
 		}
 		if s.observer != nil {
-			s.observer.Observe(ctx, info, d, time.Since(start))
+			info.Done = time.Now()
+			s.observer.Observe(ctx, info, d, info.Done.Sub(start))
 		}
 	}()
 	preq, ok := Decode(req)

@@ -130,7 +130,8 @@ func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeDecision(w, &d, mode)
 		if h.observer != nil {
-			h.observer.Observe(ctx, c, d, time.Since(start))
+			c.Done = time.Now()
+			h.observer.Observe(ctx, c, d, c.Done.Sub(start))
 		}
 	}()
 	req, m, problem := h.decode(r)

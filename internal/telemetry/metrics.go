@@ -3,7 +3,10 @@ package telemetry
 // This file holds the server's Prometheus metrics.
 
 import (
+	"maps"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +31,53 @@ type Metrics struct {
 	panics     *prometheus.CounterVec
 	shadow     *prometheus.CounterVec
 	shadowLoad *prometheus.CounterVec
+
+	// series are the children every check reports to, by their labels:
+	// read without a lock, copied to add one.
+	series    atomic.Pointer[map[checkLabels]*checkSeries]
+	seriesAdd sync.Mutex
+}
+
+// checkLabels are one check's labels of portcullis_checks_total; the
+// transport is portcullis_check_duration_seconds' too. Each comes from a
+// small set (two transports, two results, the policy's tiers, the reason
+// codes), so series holds as many entries as the metrics have series.
+type checkLabels struct{ transport, result, tier, reason string }
+
+// checkSeries are the children of checks and latency one check's labels
+// name. Looked up once per label set, not per check: WithLabelValues
+// checks each value's UTF-8, hashes them and takes a read lock that two
+// cores contend for (about 0.2 µs a check alone, 0.4 µs on two cores).
+type checkSeries struct {
+	checks  prometheus.Counter
+	latency prometheus.Observer
+}
+
+// check returns the series of l, made on first use.
+func (m *Metrics) check(l checkLabels) *checkSeries {
+	if all := m.series.Load(); all != nil {
+		if s, ok := (*all)[l]; ok {
+			return s
+		}
+	}
+	m.seriesAdd.Lock()
+	defer m.seriesAdd.Unlock()
+	var all map[checkLabels]*checkSeries
+	if old := m.series.Load(); old != nil {
+		if s, ok := (*old)[l]; ok {
+			return s
+		}
+		all = maps.Clone(*old)
+	} else {
+		all = make(map[checkLabels]*checkSeries)
+	}
+	s := &checkSeries{
+		checks:  m.checks.WithLabelValues(l.transport, l.result, l.tier, l.reason),
+		latency: m.latency.WithLabelValues(l.transport),
+	}
+	all[l] = s
+	m.series.Store(&all)
+	return s
 }
 
 // NewMetrics returns the metrics, reading the token cache's figures from

@@ -57,9 +57,13 @@ func (o *Observer) Observe(ctx context.Context, c extauthz.CheckInfo, d policy.D
 		result = "allow"
 	}
 	o.tracing.end(ctx, c, &d)
-	o.m.checks.WithLabelValues(c.Transport, result, d.Tier, string(d.Reason)).Inc()
-	o.m.latency.WithLabelValues(c.Transport).Observe(elapsed.Seconds())
-	now := time.Now()
+	series := o.m.check(checkLabels{c.Transport, result, d.Tier, string(d.Reason)})
+	series.checks.Inc()
+	series.latency.Observe(elapsed.Seconds())
+	now := c.Done
+	if now.IsZero() {
+		now = time.Now()
+	}
 	switch {
 	case d.Credential == "":
 	case d.FromStore && o.store != nil:
