@@ -163,7 +163,11 @@ func (rep *report) targets() []target {
 		if !atMost {
 			met = v >= limit
 		}
-		ts = append(ts, target{what: what, measured: fmt.Sprintf(format, v), met: met})
+		m := fmt.Sprintf(format, v)
+		if m == fmt.Sprintf(format, limit) && !met { // 1.153 missed 1.15: say so, not "1.15× missed"
+			m = fmt.Sprintf(strings.Replace(format, "%.2f", "%.3f", 1), v)
+		}
+		ts = append(ts, target{what: what, measured: m, met: met})
 	}
 	for _, num := range []int{1, 2} {
 		if r := rep.find(num, 50); r != nil {
