@@ -2,17 +2,13 @@ package authn
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 
-	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/reason"
 )
 
@@ -23,25 +19,7 @@ import (
 // or use of the token before, no exp lent to a token without one, and no
 // claim of the token before taken for a repeated name.
 func TestNoClaimOutlivesItsToken(t *testing.T) {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := jwk.FromRaw(k.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = pub.Set(jwk.KeyIDKey, "k1")
-	set := jwk.NewSet()
-	_ = set.AddKey(pub)
-	raw, _ := json.Marshal(set)
-	ks, err := cache.ParseKeySet(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is := NewIssuer(IssuerConfig{ID: "rs", Issuer: "https://rs.test", Source: cache.NewStatic(ks), Audiences: []string{"api"},
-		Algorithms: []string{"RS256"}, UserClaims: []string{"sub"}, TenantClaims: []string{"tenant"}, GroupClaims: []string{"groups"}})
-	v := NewVerifier([]*Issuer{is}, 8192, time.Minute)
+	k, v := rs256Verifier(t, "https://rs.test", "api")
 	now := time.Now()
 	jti := 0
 	mint := func(claims map[string]any) string {
