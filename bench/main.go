@@ -484,10 +484,10 @@ func (s *server) metric(name string) float64 {
 }
 
 // settle waits (at most 5 s) until the server has been idle for 100 ms,
-// using under 1 ms of CPU (its CPU clock counts nanoseconds, and a server's
-// timers and tickers always use a few): what its start left running (the collector after a million keys were
-// loaded, the scavenger returning their garbage) must not be counted as
-// the checks' cost. It is measurement hygiene, not synchronisation: a
+// using under 1 ms of CPU (its CPU clock counts nanoseconds, and a
+// server's timers and tickers always use a few): what its start left
+// running (the collector after a million keys were loaded, the scavenger
+// returning their garbage) must not be counted as the checks' cost. It is measurement hygiene, not synchronisation: a
 // server that never settles is measured anyway.
 func (s *server) settle() {
 	prev := s.cpu()
