@@ -5,7 +5,6 @@ package main
 // a thread's or a process's run time, to the nanosecond.
 
 import (
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,14 +30,10 @@ func threadCPU() time.Duration {
 // user and system time apart in 10 ms ticks, each truncated: a round of
 // cached checks (about 300 ms of CPU) read up to 20 ms, 6%, short, as much
 // as the cached path's whole margin. 0 when the process is gone.
-func procCPU(pid string) time.Duration {
-	n, err := strconv.Atoi(pid)
-	if err != nil {
-		return 0
-	}
+func procCPU(pid int) time.Duration {
 	const cpuClockSched = 2 // the kernel's CPUCLOCK_SCHED: run time as the scheduler counts it
 	var ts unix.Timespec
-	if unix.ClockGettime(int32(^n)<<3|cpuClockSched, &ts) != nil {
+	if unix.ClockGettime(int32(^pid)<<3|cpuClockSched, &ts) != nil {
 		return 0
 	}
 	return time.Duration(ts.Nano())

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -217,8 +216,7 @@ func proxyLoad(addr string, envoyPID int, s *server, up *upstreamServer, conc, n
 	if s != nil {
 		s.settle()
 	}
-	self := strconv.Itoa(os.Getpid())
-	envoy := strconv.Itoa(envoyPID)
+	self, envoy := os.Getpid(), envoyPID
 	lat := make([][]time.Duration, conc)
 	statuses := make([]map[int]int, conc)
 	var next int64 = -1

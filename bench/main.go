@@ -449,7 +449,7 @@ func (s *server) stop() {
 }
 
 // cpu returns the process's user+system CPU time so far.
-func (s *server) cpu() time.Duration { return procCPU(strconv.Itoa(s.cmd.Process.Pid)) }
+func (s *server) cpu() time.Duration { return procCPU(s.cmd.Process.Pid) }
 
 // memKB returns a /proc/<pid>/status field (VmHWM: peak RSS, VmRSS: now).
 func (s *server) memKB(field string) int64 {
@@ -487,8 +487,9 @@ func (s *server) metric(name string) float64 {
 // using under 1 ms of CPU (its CPU clock counts nanoseconds, and a
 // server's timers and tickers always use a few): what its start left
 // running (the collector after a million keys were loaded, the scavenger
-// returning their garbage) must not be counted as the checks' cost. It is measurement hygiene, not synchronisation: a
-// server that never settles is measured anyway.
+// returning their garbage) must not be counted as the checks' cost. It is
+// measurement hygiene, not synchronisation: a server that never settles is
+// measured anyway.
 func (s *server) settle() {
 	prev := s.cpu()
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
